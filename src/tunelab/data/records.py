@@ -1,0 +1,31 @@
+"""Records: what every reader produces and every task encodes.
+
+A record keeps where it came from (``file:row``) so that any later error (an unknown label in the test
+split, an empty text) can name the exact place to fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Union
+
+__all__ = ["Record", "Label", "TaskKind", "Splits"]
+
+TaskKind = Literal["classification", "multilabel", "regression"]
+# classification: str (ints are turned into their string form so the label map is uniform);
+# multilabel: tuple of str; regression: float.
+Label = Union[str, tuple[str, ...], float]
+
+
+@dataclass(frozen=True)
+class Record:
+    text: str
+    label: Label
+    where: str  # "path/to/file.csv:row 12" (1-based data rows, header excluded) or "bbc-news:tech/001.txt"
+
+
+@dataclass(frozen=True)
+class Splits:
+    train: list[Record]
+    validation: list[Record]
+    test: list[Record]
