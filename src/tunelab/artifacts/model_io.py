@@ -1,0 +1,67 @@
+"""Save a trained TaskModel as a Hugging Face directory and load a run back for eval and predict.
+
+A native-head model is a plain transformers directory (AutoModelForSequenceClassification loads it);
+a tunelab head is saved beside the backbone as `tunelab_head.safetensors` + `tunelab_head.json`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from safetensors.torch import load_file, save_file
+
+from tunelab.artifacts.atomic import atomic_write_json, atomic_write_with
+from tunelab.config.loading import parse_config
+from tunelab.config.schema import RunConfig
+from tunelab.errors import ModelError, TunelabError
+from tunelab.models.loading import build_task_model, load_tokenizer
+from tunelab.models.task_model import TaskModel
+from tunelab.tasks.registry import get_task
+
+__all__ = ["save_task_model", "load_run", "LoadedRun", "HEAD_WEIGHTS", "HEAD_CONFIG"]
+
+HEAD_WEIGHTS = "tunelab_head.safetensors"
+HEAD_CONFIG = "tunelab_head.json"
+
+
+def save_task_model(model: TaskModel, tokenizer: Any, out_dir: Path, config: RunConfig) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model.network.save_pretrained(out_dir, safe_serialization=True)
+    tokenizer.save_pretrained(out_dir)
+    if model.head is not None:
+        state = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
+        atomic_write_with(out_dir / HEAD_WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))
+        atomic_write_json(out_dir / HEAD_CONFIG, {"format_version": 1, **config.head.model_dump()})
+
+
+@dataclass
+class LoadedRun:
+    config: RunConfig
+    model: TaskModel
+    tokenizer: Any
+    label_names: list[str]
+
+
+def load_run(run_dir: str | Path) -> LoadedRun:
+    """Load a finished run directory: its resolved config, labels, model and tokenizer."""
+    run_dir = Path(run_dir)
+    for name in ("config.yaml", "labels.json", "model"):
+        if not (run_dir / name).exists():
+            raise TunelabError(f"{run_dir}: not a tunelab run directory (no {name}); give the folder a `tunelab train` wrote")
+    config = parse_config(yaml.safe_load((run_dir / "config.yaml").read_text(encoding="utf-8")), source=str(run_dir / "config.yaml"))
+    label_names = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))["labels"]
+    task = get_task(config.task)
+    model_dir = run_dir / "model"
+    model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=label_names,
+                             num_outputs=task.num_outputs(label_names), model_dir=model_dir)
+    if model.head is not None:
+        weights = model_dir / HEAD_WEIGHTS
+        if not weights.is_file():
+            raise ModelError(f"{model_dir}: {HEAD_WEIGHTS} is missing; the trained head cannot be restored")
+        model.head.load_state_dict(load_file(str(weights)))
+    model.eval()
+    return LoadedRun(config=config, model=model, tokenizer=load_tokenizer(model_dir), label_names=label_names)

@@ -1,0 +1,117 @@
+"""`tunelab` command line: train, eval, predict, validate."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from tunelab.cli.errors import DEBUG, err_console, user_errors
+from tunelab.errors import TunelabError
+
+__all__ = ["app", "main"]
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Fine-tune pre-trained models on your own data.")
+out_console = Console()
+
+
+@app.callback()
+def _root(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks for errors.")) -> None:
+    DEBUG["on"] = debug
+
+
+@app.command()
+@user_errors
+def train(
+    config: Optional[Path] = typer.Argument(None, help="YAML run config."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set optim.lr=1e-4 (repeatable)."),
+    out: Optional[str] = typer.Option(None, "--out", help="Run directory (default: the config's output)."),
+    demo: bool = typer.Option(False, "--demo", help="Run the built-in demo: MiniLM on BBC News."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory when this run succeeds."),
+) -> None:
+    """Fine-tune a model as the config says and write a run directory."""
+    from tunelab.config.loading import load_config
+    from tunelab.configs import DEMO_CONFIG
+    from tunelab.training.run import run_training
+
+    if demo == (config is not None):
+        raise TunelabError("train: give a CONFIG file or --demo (one of them)")
+    run_config = load_config(DEMO_CONFIG if demo else config, set_)
+    summary = run_training(run_config, out=out, overwrite=overwrite, console=err_console)
+    table = Table(title="tunelab run", show_header=False)
+    for key, value in summary.test_metrics.items():
+        if isinstance(value, float):
+            table.add_row(f"test {key}", f"{value:.4f}")
+    table.add_row("trainable / total params", f"{summary.trainable_params:,} / {summary.total_params:,} "
+                  f"({100 * summary.trainable_params / summary.total_params:.2f}%)")
+    table.add_row("epochs", str(summary.epochs_run))
+    table.add_row("train time", f"{summary.train_time_s:.1f} s")
+    table.add_row("wall time", f"{summary.wall_time_s:.1f} s")
+    table.add_row("peak memory (RSS)", f"{summary.peak_rss_mb:.0f} MiB")
+    table.add_row("run directory", str(summary.run_dir))
+    out_console.print(table)
+
+
+@app.command()
+@user_errors
+def validate(config: Path = typer.Argument(..., help="YAML run config."),
+             set_: list[str] = typer.Option([], "--set", help="Override a key (repeatable).")) -> None:
+    """Check a config without running anything; print the resolved form."""
+    from tunelab.config.loading import config_to_yaml, load_config
+
+    resolved = load_config(config, set_)
+    out_console.print(f"[green]{config}: valid[/]")
+    out_console.print(config_to_yaml(resolved), highlight=False, markup=False)
+
+
+@app.command("eval")
+@user_errors
+def eval_(run_dir: Path = typer.Argument(..., help="A run directory written by `tunelab train`."),
+          data: Path = typer.Option(..., "--data", help="Labelled CSV/JSONL/Parquet file to score."),
+          output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here.")) -> None:
+    """Score a trained run on a labelled file."""
+    from tunelab.serving.inference import evaluate_file
+
+    metrics = evaluate_file(run_dir, data)
+    scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
+    table = Table(title=f"{data.name}", show_header=False)
+    for key, value in scalars.items():
+        table.add_row(key, f"{value:.4f}")
+    out_console.print(table)
+    if output is not None:
+        from tunelab.artifacts.atomic import atomic_write_json
+
+        atomic_write_json(output, metrics)
+
+
+@app.command()
+@user_errors
+def predict(run_dir: Path = typer.Argument(..., help="A run directory written by `tunelab train`."),
+            input: Optional[Path] = typer.Option(None, "--input", help="CSV/JSONL/Parquet with the text column."),
+            text: list[str] = typer.Option([], "--text", help="A text to classify (repeatable)."),
+            output: Optional[Path] = typer.Option(None, "--output", help="Write predictions here (.csv or .jsonl).")) -> None:
+    """Predict with a trained run; probabilities for every class."""
+    from tunelab.serving.inference import predict_rows, write_predictions
+
+    if (input is None) == (not text):
+        raise TunelabError("predict: give --input FILE or one or more --text T (one of them)")
+    rows = predict_rows(run_dir, input_path=input, texts=text)
+    if output is None:
+        for row in rows:
+            out_console.print(json.dumps(row), highlight=False, markup=False, soft_wrap=True)
+    else:
+        write_predictions(rows, output)
+        err_console.print(f"wrote {len(rows)} predictions to {output}")
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

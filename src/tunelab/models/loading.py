@@ -1,0 +1,133 @@
+"""Load a backbone and its tokenizer from a built-in name or a local Hugging Face directory.
+
+Offline by construction (`local_files_only`), safetensors only, and `trust_remote_code` only when the
+config says so. Every failure names the directory and what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import Any
+
+
+from torch import nn
+
+from tunelab.config.schema import HeadConfig, ModelConfig
+from tunelab.errors import ModelError
+from tunelab.models.builtin import BUILTIN_MODELS
+from tunelab.models.heads import PoolingHead
+from tunelab.models.task_model import TaskModel
+
+__all__ = ["resolve_model_dir", "load_tokenizer", "build_task_model", "hash_model_dir", "quiet_transformers", "count_parameters"]
+
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+
+
+def quiet_transformers() -> None:
+    """Hide transformers' progress bars and 'newly initialised weights' chatter: our logs say what matters."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def resolve_model_dir(name: str) -> Path:
+    """A built-in name becomes its packaged directory; anything else must be a model directory."""
+    if name in BUILTIN_MODELS:
+        return BUILTIN_MODELS[name]()
+    path = Path(name).expanduser()
+    if not path.exists():
+        raise ModelError(
+            f"model: {name!r} is neither a built-in model ({', '.join(BUILTIN_MODELS)}) nor an existing directory; "
+            "give a local Hugging Face model directory (tunelab never downloads from a hub)"
+        )
+    if not path.is_dir():
+        raise ModelError(f"model: {path} is a file; give the Hugging Face model directory that contains it")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"model: {path} has no config.json; is it a Hugging Face model directory (save_pretrained output)?")
+    weights = list(path.glob("*.safetensors"))
+    if not weights:
+        pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        if pickles:
+            raise ModelError(
+                f"model: {path} holds only pickle weights ({', '.join(pickles)}), which can run arbitrary code when "
+                "loaded; convert them to safetensors (model.save_pretrained(dir, safe_serialization=True))"
+            )
+        raise ModelError(f"model: {path} has no *.safetensors weights; add the model's weights file")
+    return path
+
+
+def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> Any:
+    from transformers import AutoTokenizer
+
+    quiet_transformers()
+    try:
+        return AutoTokenizer.from_pretrained(model_dir, local_files_only=True, trust_remote_code=trust_remote_code)
+    except Exception as err:  # transformers raises many types here
+        raise ModelError(f"model: cannot load a tokenizer from {model_dir}: {err}; the directory needs tokenizer files") from None
+
+
+def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_type: str, label_names: list[str],
+                     num_outputs: int, model_dir: Path | None = None) -> TaskModel:
+    """Backbone from `model_dir` (default: resolved from the config) plus a fresh head for the task."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+
+    quiet_transformers()
+    model_dir = model_dir or resolve_model_dir(model_cfg.name)
+    kwargs: dict[str, Any] = dict(local_files_only=True, use_safetensors=True, trust_remote_code=model_cfg.trust_remote_code)
+    try:
+        if head_cfg.type == "native":
+            id2label = {i: n for i, n in enumerate(label_names)} if label_names else {0: "value"}
+            config = AutoConfig.from_pretrained(model_dir, num_labels=num_outputs, problem_type=problem_type,
+                                                id2label=id2label, label2id={n: i for i, n in id2label.items()}, **_no_code(kwargs))
+            with _silence():
+                network = AutoModelForSequenceClassification.from_pretrained(model_dir, config=config, **kwargs)
+            return TaskModel(network)
+        with _silence():
+            network = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, **kwargs)
+    except ModelError:
+        raise
+    except (OSError, ValueError, KeyError, RuntimeError) as err:
+        raise ModelError(f"model: cannot load {model_dir} as a {head_cfg.type} {problem_type} model: {err}") from None
+    hidden = int(getattr(network.config, "hidden_size", 0) or getattr(network.config, "d_model", 0))
+    head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling=head_cfg.pooling,
+                       dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size)
+    return TaskModel(network, head)
+
+
+def hash_model_dir(model_dir: Path) -> str:
+    """sha256 over the weight files, so a run records exactly which base weights it started from."""
+    digest = hashlib.sha256()
+    for path in sorted(model_dir.glob("*.safetensors")):
+        digest.update(path.name.encode())
+        with path.open("rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(chunk)
+    return digest.hexdigest()
+
+
+def count_parameters(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    return trainable, total
+
+
+def _no_code(kwargs: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in kwargs.items() if k != "use_safetensors"}
+
+
+@contextlib.contextmanager
+def _silence():
+    """transformers prints load reports to stdout in some versions; keep the user's terminal clean."""
+    with contextlib.redirect_stdout(io.StringIO()):
+        yield
+
+
+

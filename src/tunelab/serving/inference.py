@@ -1,0 +1,81 @@
+"""Prediction and evaluation with a finished run: the same code path for the CLI and (later) the server."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+
+from tunelab.artifacts.atomic import atomic_write_text
+from tunelab.artifacts.model_io import LoadedRun, load_run
+from tunelab.data.encoding import iterate_batches
+from tunelab.data.labels import check_known_labels
+from tunelab.data.readers import read_records
+from tunelab.data.records import Record
+from tunelab.errors import DataError
+from tunelab.tasks.base import Predictions
+from tunelab.tasks.registry import get_task
+from tunelab.training.run import encode_split
+from tunelab.training.step import predict_logits
+
+__all__ = ["predict_records", "predict_rows", "evaluate_file", "write_predictions"]
+
+
+def predict_records(run: LoadedRun, records: list[Record]) -> Predictions:
+    task = get_task(run.config.task)
+    split = encode_split(records, run.tokenizer, run.config.data.max_length, task, run.label_names, with_targets=False)
+    batches = iterate_batches(split, run.config.train.eval_batch_size or 64, pad_id=run.tokenizer.pad_token_id or 0, shuffle=False)
+    logits = predict_logits(run.model, batches, len(split), torch.device("cpu"))
+    return task.predict(logits, run.label_names)
+
+
+def predict_rows(run_dir: Path, *, input_path: Optional[Path] = None, texts: list[str] | None = None) -> list[dict[str, Any]]:
+    run = load_run(run_dir)
+    if input_path is not None:
+        records = read_records(input_path, text_column=run.config.data.text_column, label_column=run.config.data.label_column,
+                               task=run.config.task, label_delimiter=run.config.data.label_delimiter, require_labels=False)
+    else:
+        records = []
+        for i, text in enumerate(texts or [], start=1):
+            if not text.strip():
+                raise DataError(f"--text #{i}: the text is empty; give the text to classify")
+            records.append(Record(text=text, label="", where=f"--text #{i}"))
+    predictions = predict_records(run, records)
+    rows = []
+    for record, value, scores in zip(records, predictions.values, predictions.scores):
+        row: dict[str, Any] = {"where": record.where, "text": record.text, "prediction": value}
+        if run.config.task != "regression":
+            row["probabilities"] = {name: round(float(s), 6) for name, s in zip(run.label_names, scores)}
+        rows.append(row)
+    return rows
+
+
+def evaluate_file(run_dir: Path, data_path: Path) -> dict[str, Any]:
+    run = load_run(run_dir)
+    task = get_task(run.config.task)
+    cfg = run.config.data
+    records = read_records(data_path, text_column=cfg.text_column, label_column=cfg.label_column, task=run.config.task,
+                           label_delimiter=cfg.label_delimiter)
+    check_known_labels(records, run.label_names, run.config.task, str(data_path))
+    predictions = predict_records(run, records)
+    return task.metrics(task.targets(records, run.label_names), predictions, run.label_names)
+
+
+def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
+    """`.jsonl`: one object per line; anything else: CSV with one probability column per class."""
+    if path.suffix.lower() in (".jsonl", ".json"):
+        atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+        return
+    buffer = io.StringIO()
+    classes = list(rows[0].get("probabilities", {})) if rows else []
+    writer = csv.writer(buffer)
+    writer.writerow(["where", "text", "prediction", *[f"prob_{c}" for c in classes]])
+    for row in rows:
+        value = row["prediction"]
+        shown = "|".join(value) if isinstance(value, (tuple, list)) else value
+        writer.writerow([row["where"], row["text"], shown, *[row["probabilities"][c] for c in classes]])
+    atomic_write_text(path, buffer.getvalue())

@@ -1,0 +1,50 @@
+"""Multi-label classification: one sigmoid per class, BCE-with-logits, threshold 0.5."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunelab.config.schema import LossConfig
+from tunelab.data.records import Record
+from tunelab.evaluation.metrics import multilabel_metrics
+from tunelab.tasks.base import Predictions
+
+__all__ = ["MultilabelTask"]
+
+
+class MultilabelTask:
+    name = "multilabel"
+    metric_names = ("subset_accuracy", "micro_f1", "macro_f1", "micro_precision", "micro_recall")
+    hf_problem_type = "multi_label_classification"
+    default_metric = "micro_f1"
+    threshold = 0.5
+
+    def num_outputs(self, label_names: list[str]) -> int:
+        return len(label_names)
+
+    def targets(self, records: list[Record], label_names: list[str]) -> torch.Tensor:
+        index = {name: i for i, name in enumerate(label_names)}
+        out = torch.zeros(len(records), len(label_names))
+        for row, record in enumerate(records):
+            for name in record.label:
+                out[row, index[name]] = 1.0
+        return out
+
+    def loss_fn(self, config: LossConfig, train_targets: torch.Tensor, label_names: list[str]) -> nn.Module:
+        pos_weight = None
+        if config.class_weights == "balanced":
+            positives = train_targets.sum(0).clamp(min=1)
+            pos_weight = (len(train_targets) - positives).clamp(min=1) / positives
+        return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+
+    def predict(self, logits: torch.Tensor, label_names: list[str]) -> Predictions:
+        probs = torch.sigmoid(logits.float()).numpy()
+        chosen = (probs >= self.threshold).astype(int)
+        values = [tuple(label_names[j] for j in row.nonzero()[0]) for row in chosen]
+        return Predictions(values=values, scores=probs, raw=chosen)
+
+    def metrics(self, targets: torch.Tensor, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+        return multilabel_metrics(targets.numpy().astype(int), predictions.raw, label_names)

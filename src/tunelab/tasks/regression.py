@@ -1,0 +1,49 @@
+"""Regression: one output, MSE or Huber loss."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from tunelab.config.schema import LossConfig
+from tunelab.data.records import Record
+from tunelab.evaluation.metrics import regression_metrics
+from tunelab.tasks.base import Predictions
+
+__all__ = ["RegressionTask"]
+
+
+class _SqueezedLoss(nn.Module):
+    """Regression heads emit `(B, 1)`; targets are `(B,)`."""
+
+    def __init__(self, inner: nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return self.inner(logits.squeeze(-1).float(), targets)
+
+
+class RegressionTask:
+    name = "regression"
+    metric_names = ("mse", "rmse", "mae", "r2")
+    hf_problem_type = "regression"
+    default_metric = "mse"
+
+    def num_outputs(self, label_names: list[str]) -> int:
+        return 1
+
+    def targets(self, records: list[Record], label_names: list[str]) -> torch.Tensor:
+        return torch.tensor([float(r.label) for r in records], dtype=torch.float32)
+
+    def loss_fn(self, config: LossConfig, train_targets: torch.Tensor, label_names: list[str]) -> nn.Module:
+        return _SqueezedLoss(nn.HuberLoss() if config.regression == "huber" else nn.MSELoss())
+
+    def predict(self, logits: torch.Tensor, label_names: list[str]) -> Predictions:
+        values = logits.float().squeeze(-1).numpy()
+        return Predictions(values=[float(v) for v in values], scores=values[:, None], raw=values)
+
+    def metrics(self, targets: torch.Tensor, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+        return regression_metrics(targets.numpy(), predictions.raw)

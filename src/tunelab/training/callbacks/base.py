@@ -1,0 +1,60 @@
+"""Callbacks: a fixed list of events, a read-only state, and control through named signals.
+
+A callback never touches the optimizer or the model directly; it reads `TrainState` and may set
+`Control.stop_training`. An exception inside a callback is re-raised naming the callback and event.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, Mapping
+
+__all__ = ["EVENTS", "Callback", "TrainState", "Control", "CallbackError", "dispatch"]
+
+EVENTS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_evaluate", "on_epoch_end", "on_fit_end")
+
+
+@dataclass(frozen=True)
+class TrainState:
+    epoch: int                  # 0-based current epoch
+    epochs: int
+    step: int                   # optimizer steps done
+    total_steps: int
+    examples_seen: int
+    loss: float                 # mean loss of the last optimizer step
+    lr: float                   # learning rate of the head's group (the largest)
+    elapsed: float              # seconds since fit start
+    metrics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # last evaluation
+
+
+@dataclass
+class Control:
+    stop_training: bool = False
+    reason: str = ""
+
+
+class CallbackError(RuntimeError):
+    pass
+
+
+class Callback:
+    order: int = 0
+
+    def on_fit_start(self, state: TrainState, control: Control) -> None: ...
+    def on_epoch_start(self, state: TrainState, control: Control) -> None: ...
+    def on_step_end(self, state: TrainState, control: Control) -> None: ...
+    def on_evaluate(self, state: TrainState, control: Control) -> None: ...
+    def on_epoch_end(self, state: TrainState, control: Control) -> None: ...
+    def on_fit_end(self, state: TrainState, control: Control) -> None: ...
+
+
+def dispatch(callbacks: list[Callback], event: str, state: TrainState, control: Control) -> None:
+    assert event in EVENTS, event
+    for callback in sorted(callbacks, key=lambda c: c.order):
+        try:
+            getattr(callback, event)(state, control)
+        except Exception as err:
+            if getattr(err, "is_user_error", False) or err.__class__.__module__.startswith("tunelab.errors"):
+                raise
+            raise CallbackError(f"callback {type(callback).__name__} failed in {event}: {err!r}") from err

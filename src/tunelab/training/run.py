@@ -1,0 +1,162 @@
+"""One run end to end: config -> data -> model -> plan -> fit -> test -> run directory.
+
+Everything that can fail on user input (config, data, model directory) is checked before the output
+directory is touched, and the run is written to a staging folder that replaces the target only on success.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import random
+import resource
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from tunelab.artifacts.atomic import atomic_write_json, atomic_write_text
+from tunelab.artifacts.manifest import build_manifest, hash_records
+from tunelab.artifacts.model_io import save_task_model
+from tunelab.artifacts.rundir import RunDirectory
+from tunelab.config.loading import config_to_yaml
+from tunelab.config.schema import RunConfig, TrainConfig
+from tunelab.data.encoding import EncodedSplit, encode_texts
+from tunelab.data.records import Record
+from tunelab.data.sources import load_data
+from tunelab.models.loading import build_task_model, count_parameters, hash_model_dir, load_tokenizer, resolve_model_dir
+from tunelab.strategies.plan import apply_trainable
+from tunelab.strategies.registry import compile_strategy
+from tunelab.tasks.base import Predictions, Task
+from tunelab.tasks.registry import get_task
+from tunelab.training.callbacks import MetricsLogCallback, ProgressCallback
+from tunelab.training.trainer import Trainer
+
+__all__ = ["run_training", "RunSummary", "seed_everything", "select_device", "encode_split", "predictions_table"]
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    test_metrics: dict[str, Any]
+    trainable_params: int
+    total_params: int
+    wall_time_s: float
+    train_time_s: float
+    peak_rss_mb: float
+    epochs_run: int
+    stopped_early: str
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def select_device(config: TrainConfig) -> torch.device:
+    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    threads = config.num_threads or len(os.sched_getaffinity(0))
+    torch.set_num_threads(threads)  # one intra-op pool sized to the cores we may use: no oversubscription
+    return torch.device("cpu")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def encode_split(records: list[Record], tokenizer: Any, max_length: int, task: Task, label_names: list[str],
+                 with_targets: bool = True) -> EncodedSplit:
+    ids = encode_texts([r.text for r in records], tokenizer, max_length) if records else []
+    targets = task.targets(records, label_names) if with_targets and records else None
+    return EncodedSplit(input_ids=ids, targets=targets, records=records)
+
+
+def predictions_table(records: list[Record], predictions: Predictions, label_names: list[str], task_name: str) -> str:
+    """CSV: where, text, label (if known), prediction, and one probability column per class."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    score_cols = [f"prob_{n}" for n in label_names] if task_name != "regression" else []
+    writer.writerow(["where", "text", "label", "prediction", *score_cols])
+    for record, value, scores in zip(records, predictions.values, predictions.scores):
+        shown = "|".join(value) if isinstance(value, tuple) else value
+        label = "|".join(record.label) if isinstance(record.label, tuple) else record.label
+        probs = [f"{s:.6f}" for s in scores] if score_cols else []
+        writer.writerow([record.where, record.text[:200], label, shown, *probs])
+    return buffer.getvalue()
+
+
+def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: bool = False,
+                 console: Optional[Console] = None) -> RunSummary:
+    console = console or Console(stderr=True)
+    started = time.perf_counter()
+    run_dir = RunDirectory(Path(out or config.output), overwrite=overwrite)
+    run_dir.check_target()
+    task = get_task(config.task)
+    seed_everything(config.train.seed)
+    device = select_device(config.train)
+
+    data = load_data(config.data, config.task, config.train.seed)
+    splits, label_names = data.splits, data.label_names
+    model_dir = resolve_model_dir(config.model.name)
+    tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
+    seed_everything(config.train.seed)
+    model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=label_names,
+                             num_outputs=task.num_outputs(label_names), model_dir=model_dir)
+    plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
+    apply_trainable(model, plan.trainable_at(0))
+    trainable, total = count_parameters(model)
+    ever = sum(p.numel() for n, p in model.named_parameters() if n in plan.ever_trainable)
+    later = f", {ever:,} once all blocks unfreeze" if ever != trainable else ""
+    console.print(f"[bold]{config.strategy.name}[/]: {trainable:,} of {total:,} parameters trainable "
+                  f"({100 * trainable / total:.2f}%){later}; {model.layer_stack.num_blocks} blocks; device {device.type}")
+    console.print(f"data: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test, "
+                  f"{len(label_names) or 'regression'} classes")
+
+    encoded = {name: encode_split(getattr(splits, name), tokenizer, config.data.max_length, task, label_names)
+               for name in ("train", "validation", "test")}
+    staging = run_dir.open()
+    try:
+        atomic_write_text(staging / "config.yaml", config_to_yaml(config))
+        atomic_write_json(staging / "labels.json", {"task": config.task, "labels": label_names})
+        loss_fn = task.loss_fn(config.loss, encoded["train"].targets, label_names)
+        callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console)]
+        trainer = Trainer(config, task, label_names, loss_fn, device, tokenizer.pad_token_id or 0, callbacks)
+        fit = trainer.fit(model, plan, encoded["train"], encoded["validation"])
+        if fit.stopped_early:
+            console.print(fit.stopped_early)
+        test_metrics: dict[str, Any] = {}
+        if len(encoded["test"]):
+            result = trainer.evaluate(model, encoded["test"])
+            test_metrics = result.metrics
+            atomic_write_json(staging / "test_metrics.json", test_metrics)
+            atomic_write_text(staging / "predictions.csv",
+                              predictions_table(splits.test, result.predictions, label_names, config.task))
+        model.cpu()
+        save_task_model(model, tokenizer, staging / "model", config)
+        summary = RunSummary(run_dir=run_dir.target, test_metrics=test_metrics, trainable_params=trainable,
+                             total_params=total, wall_time_s=time.perf_counter() - started, train_time_s=fit.wall_time_s,
+                             peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
+        manifest = build_manifest(
+            seed=config.train.seed,
+            data_hashes={name: hash_records(getattr(splits, name)) for name in ("train", "validation", "test")},
+            base_model=str(model_dir), base_model_hash=hash_model_dir(model_dir),
+            extra={"strategy": config.strategy.name, "trainable_params": trainable, "total_params": total,
+                   "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch, "best_metric": fit.best_metric,
+                   "train_time_s": round(fit.wall_time_s, 2), "peak_rss_mb": round(summary.peak_rss_mb, 1),
+                   "history": fit.history, "device": device.type},
+        )
+        atomic_write_json(staging / "manifest.json", manifest)
+    except BaseException:
+        run_dir.abandon()
+        raise
+    run_dir.commit()
+    return summary
+
+

@@ -1,0 +1,55 @@
+"""One training step and one evaluation pass, small and free of trainer state."""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterable, Optional
+
+import torch
+from torch import nn
+
+from tunelab.data.encoding import Batch
+
+__all__ = ["train_step", "optimizer_step", "predict_logits", "autocast_for"]
+
+
+def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast on CPU or CUDA when asked; fp32 otherwise."""
+    if precision == "bf16":
+        return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_step(model: nn.Module, batch: Batch, loss_fn: nn.Module, *, scale: float,
+               autocast: contextlib.AbstractContextManager) -> float:
+    """Forward, loss, backward (gradients accumulate); returns the unscaled loss of this micro-batch."""
+    with autocast:
+        logits = model(batch.input_ids, batch.attention_mask)  # (B, C)
+    loss = loss_fn(logits.float(), batch.targets)
+    (loss * scale).backward()
+    return float(loss.detach())
+
+
+def optimizer_step(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                   params: list[nn.Parameter], max_grad_norm: Optional[float]) -> None:
+    if max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, batches: Iterable[Batch], n: int, device: torch.device,
+                   precision: str = "fp32") -> torch.Tensor:
+    """Logits for a whole split in the split's original order; the model is left in eval mode."""
+    model.eval()
+    out: Optional[torch.Tensor] = None
+    for batch in batches:
+        batch = batch.to(device)
+        with autocast_for(device, precision):
+            logits = model(batch.input_ids, batch.attention_mask).float().cpu()
+        if out is None:
+            out = torch.empty((n, logits.shape[-1]))
+        out[batch.indices] = logits
+    return out if out is not None else torch.empty((0, 0))

@@ -1,0 +1,132 @@
+"""The single training loop: every strategy and task runs through `Trainer.fit`, which executes a Plan."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from tunelab.config.schema import RunConfig
+from tunelab.data.encoding import EncodedSplit, iterate_batches
+from tunelab.strategies.plan import Plan, apply_trainable
+from tunelab.tasks.base import Predictions, Task
+from tunelab.training.callbacks import (Callback, Control, EarlyStoppingCallback, TrainState, dispatch, metric_mode)
+from tunelab.training.schedules import build_scheduler
+from tunelab.training.step import autocast_for, optimizer_step, predict_logits, train_step
+
+__all__ = ["Trainer", "FitResult", "EvalResult"]
+
+
+@dataclass
+class EvalResult:
+    loss: float
+    metrics: dict[str, Any]
+    predictions: Predictions
+
+
+@dataclass
+class FitResult:
+    epochs_run: int
+    steps: int
+    best_epoch: Optional[int]
+    best_metric: Optional[float]
+    stopped_early: str
+    wall_time_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+class Trainer:
+    def __init__(self, config: RunConfig, task: Task, label_names: list[str], loss_fn: nn.Module,
+                 device: torch.device, pad_id: int, callbacks: Optional[list[Callback]] = None) -> None:
+        self.config, self.task, self.label_names = config, task, label_names
+        self.loss_fn, self.device, self.pad_id = loss_fn.to(device), device, pad_id
+        self.callbacks = list(callbacks or [])
+
+    # -- evaluation -------------------------------------------------------------------------------
+    def evaluate(self, model: nn.Module, split: EncodedSplit) -> EvalResult:
+        batch_size = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
+        batches = iterate_batches(split, batch_size, pad_id=self.pad_id, shuffle=False)
+        logits = predict_logits(model, batches, len(split), self.device, self.config.train.precision)
+        predictions = self.task.predict(logits, self.label_names)
+        loss = float(self.loss_fn(logits.to(self.device), split.targets.to(self.device))) if split.targets is not None else float("nan")
+        metrics = self.task.metrics(split.targets, predictions, self.label_names) if split.targets is not None else {}
+        return EvalResult(loss=loss, metrics={"loss": loss, **metrics}, predictions=predictions)
+
+    # -- training ---------------------------------------------------------------------------------
+    def fit(self, model: nn.Module, plan: Plan, train: EncodedSplit, validation: Optional[EncodedSplit]) -> FitResult:
+        cfg = self.config.train
+        model.to(self.device)
+        apply_trainable(model, plan.trainable_at(0))
+        optimizer = torch.optim.AdamW(plan.optimizer_groups(model), lr=self.config.optim.lr,
+                                      betas=self.config.optim.betas, eps=self.config.optim.eps)
+        micro_batches = -(-len(train) // cfg.batch_size)
+        steps_per_epoch = -(-micro_batches // cfg.grad_accum_steps)
+        total_steps = steps_per_epoch * cfg.epochs
+        scheduler = build_scheduler(optimizer, self.config.schedule, total_steps)
+        params = [p for group in optimizer.param_groups for p in group["params"]]
+        autocast = autocast_for(self.device, cfg.precision)
+
+        best_state: dict[str, torch.Tensor] = {}
+        ever = sorted(plan.ever_trainable)
+
+        def remember_best(epoch: int, value: float) -> None:
+            named = dict(model.named_parameters())
+            best_state.clear()
+            best_state.update({n: named[n].detach().clone() for n in ever})
+
+        stopper = EarlyStoppingCallback(self.config.early_stopping.metric,
+                                        metric_mode(self.config.early_stopping.metric, self.config.early_stopping.mode),
+                                        self.config.early_stopping.patience, remember_best)
+        callbacks = [stopper, *self.callbacks] if validation is not None and len(validation) else list(self.callbacks)
+        control = Control()
+        start = time.perf_counter()
+        step, seen, loss_value, history = 0, 0, 0.0, []
+
+        def state(epoch: int, metrics: Optional[dict] = None) -> TrainState:
+            return TrainState(epoch=epoch, epochs=cfg.epochs, step=step, total_steps=total_steps, examples_seen=seen,
+                              loss=loss_value, lr=max(g["lr"] for g in optimizer.param_groups),
+                              elapsed=time.perf_counter() - start, metrics=metrics or {})
+
+        dispatch(callbacks, "on_fit_start", state(0), control)
+        epoch = 0
+        for epoch in range(cfg.epochs):
+            apply_trainable(model, plan.trainable_at(epoch))
+            dispatch(callbacks, "on_epoch_start", state(epoch), control)
+            model.train()
+            pending, accumulated = 0, []
+            for batch in iterate_batches(train, cfg.batch_size, pad_id=self.pad_id, shuffle=True, seed=cfg.seed, epoch=epoch):
+                batch = batch.to(self.device)
+                # scale by the micro-batch's share so accumulated gradients equal one big batch's mean
+                accumulated.append(train_step(model, batch, self.loss_fn, autocast=autocast,
+                                              scale=len(batch) / (cfg.batch_size * cfg.grad_accum_steps)))
+                pending += 1
+                seen += len(batch)
+                if pending == cfg.grad_accum_steps:
+                    optimizer_step(optimizer, scheduler, params, cfg.max_grad_norm)
+                    step, loss_value, pending, accumulated = step + 1, sum(accumulated) / len(accumulated), 0, []
+                    dispatch(callbacks, "on_step_end", state(epoch), control)
+            if pending:
+                optimizer_step(optimizer, scheduler, params, cfg.max_grad_norm)
+                step, loss_value = step + 1, sum(accumulated) / len(accumulated)
+                dispatch(callbacks, "on_step_end", state(epoch), control)
+            record = {"epoch": epoch, "train_loss": loss_value}
+            if validation is not None and len(validation):
+                result = self.evaluate(model, validation)
+                record.update({k: v for k, v in result.metrics.items() if isinstance(v, float)})
+                dispatch(callbacks, "on_evaluate", state(epoch, result.metrics), control)
+            history.append(record)
+            dispatch(callbacks, "on_epoch_end", state(epoch), control)
+            if control.stop_training:
+                break
+        dispatch(callbacks, "on_fit_end", state(epoch), control)
+
+        if best_state and self.config.early_stopping.restore_best:
+            with torch.no_grad():
+                named = dict(model.named_parameters())
+                for name, value in best_state.items():
+                    named[name].copy_(value)
+        return FitResult(epochs_run=epoch + 1, steps=step, best_epoch=stopper.best_epoch, best_metric=stopper.best,
+                         stopped_early=control.reason, wall_time_s=time.perf_counter() - start, history=history)
