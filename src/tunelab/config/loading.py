@@ -15,6 +15,16 @@ from tunelab.errors import ConfigError
 __all__ = ["load_config", "parse_config", "apply_overrides", "config_to_yaml"]
 
 
+# Names other tools use for our keys: a user coming from HF Trainer or Axolotl gets pointed at ours.
+ALIASES = {
+    "learning_rate": "lr", "num_epochs": "epochs", "num_train_epochs": "epochs", "epoch": "epochs",
+    "per_device_train_batch_size": "batch_size", "gradient_accumulation_steps": "grad_accum_steps",
+    "lr_scheduler_type": "name", "scheduler": "schedule", "lr_scheduler": "schedule", "optimizer": "optim",
+    "max_seq_length": "max_length", "sequence_len": "max_length", "output_dir": "output", "base_model": "model",
+    "warmup": "warmup_ratio", "clip_grad_norm": "max_grad_norm", "max_norm": "max_grad_norm",
+}
+
+
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Load and validate the config at `path`; relative data paths resolve against the config's folder."""
     path = Path(path)
@@ -65,11 +75,22 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
                 child = {}
             node[part] = child
             node = child
-        try:
-            node[parts[-1]] = yaml.safe_load(value)
-        except yaml.YAMLError:
-            node[parts[-1]] = value
+        node[parts[-1]] = _parse_value(value)
     return result
+
+
+def _parse_value(text: str) -> Any:
+    """YAML scalars, plus `1e-4`, which YAML 1.1 would leave as a string."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        return text
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def config_to_yaml(config: RunConfig) -> str:
@@ -111,5 +132,8 @@ def _did_you_mean(loc: tuple[Any, ...]) -> str:
         model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
     if model is None:
         return ""
-    close = difflib.get_close_matches(str(loc[-1]), list(model.model_fields), n=1, cutoff=0.5)
+    key = str(loc[-1])
+    if ALIASES.get(key) in model.model_fields:
+        return f" (did you mean {ALIASES[key]!r}?)"
+    close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(model.model_fields)})"

@@ -26,7 +26,7 @@ def lr_multiplier(config: ScheduleConfig, step: int, total_steps: int) -> float:
     warmup = warmup_steps_for(config, total)
     if config.name == "slanted_triangular":
         cut = max(warmup, 1)
-        p = step / cut if step < cut else 1 - (step - cut) / max(total - cut, 1)
+        p = step / cut if step < cut else 1 - (step - cut) / max(total - 1 - cut, 1)
         return (1 + max(p, 0.0) * (config.stlr_ratio - 1)) / config.stlr_ratio
     if step < warmup:
         return (step + 1) / (warmup + 1)

@@ -85,16 +85,17 @@ class Trainer:
         start = time.perf_counter()
         step, seen, loss_value, history = 0, 0, 0.0, []
 
-        def state(epoch: int, metrics: Optional[dict] = None) -> TrainState:
+        def state(epoch: int, metrics: Optional[dict] = None, events: tuple[str, ...] = ()) -> TrainState:
             return TrainState(epoch=epoch, epochs=cfg.epochs, step=step, total_steps=total_steps, examples_seen=seen,
                               loss=loss_value, lr=max(g["lr"] for g in optimizer.param_groups),
-                              elapsed=time.perf_counter() - start, metrics=metrics or {})
+                              elapsed=time.perf_counter() - start, metrics=metrics or {}, events=events)
 
         dispatch(callbacks, "on_fit_start", state(0), control)
         epoch = 0
         for epoch in range(cfg.epochs):
             apply_trainable(model, plan.trainable_at(epoch))
-            dispatch(callbacks, "on_epoch_start", state(epoch), control)
+            applied = tuple(e.description for e in plan.events if e.epoch == epoch)
+            dispatch(callbacks, "on_epoch_start", state(epoch, events=applied), control)
             model.train()
             pending, accumulated = 0, []
             for batch in iterate_batches(train, cfg.batch_size, pad_id=self.pad_id, shuffle=True, seed=cfg.seed, epoch=epoch):
@@ -112,7 +113,7 @@ class Trainer:
                 optimizer_step(optimizer, scheduler, params, cfg.max_grad_norm)
                 step, loss_value = step + 1, sum(accumulated) / len(accumulated)
                 dispatch(callbacks, "on_step_end", state(epoch), control)
-            record = {"epoch": epoch, "train_loss": loss_value}
+            record: dict[str, Any] = {"epoch": epoch, "train_loss": loss_value, **({"events": list(applied)} if applied else {})}
             if validation is not None and len(validation):
                 result = self.evaluate(model, validation)
                 record.update({k: v for k, v in result.metrics.items() if isinstance(v, float)})

@@ -26,6 +26,7 @@ class TrainState:
     lr: float                   # learning rate of the head's group (the largest)
     elapsed: float              # seconds since fit start
     metrics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # last evaluation
+    events: tuple[str, ...] = ()  # plan events applied at this epoch start ("unfreeze block 4")
 
 
 @dataclass

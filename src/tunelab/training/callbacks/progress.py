@@ -32,6 +32,10 @@ class ProgressCallback(Callback):
         self.task_id = self.progress.add_task("train", total=state.total_steps, epoch=f"1/{state.epochs}",
                                               loss=0.0, lr=state.lr, speed=0.0)
 
+    def on_epoch_start(self, state: TrainState, control: Control) -> None:
+        for event in state.events:
+            self.progress.console.print(f"epoch {state.epoch + 1}: {event}")
+
     def on_step_end(self, state: TrainState, control: Control) -> None:
         speed = state.examples_seen / state.elapsed if state.elapsed > 0 else 0.0
         self.progress.update(self.task_id, completed=state.step, epoch=f"{state.epoch + 1}/{state.epochs}",

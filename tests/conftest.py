@@ -1,0 +1,83 @@
+"""Shared fixtures: a tiny randomly initialised BERT built in the test (no files shipped) and small data."""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "a", "movie", "film", "was", "is",
+         "very", "really", "plot", "acting", "story", "and"]
+POSITIVE, NEGATIVE = WORDS[:4], WORDS[4:8]
+FILLER = WORDS[8:]
+
+
+def make_tiny_bert(path: Path, *, layers: int = 2, hidden: int = 32) -> Path:
+    """A 2-block BERT with a word-level vocabulary, saved as a Hugging Face directory (safetensors)."""
+    import torch
+    from transformers import BertConfig, BertForMaskedLM, BertTokenizerFast
+
+    path.mkdir(parents=True, exist_ok=True)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS]
+    (path / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    import inspect
+
+    if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers >= 5
+        tokenizer = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+    else:
+        tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    config = BertConfig(vocab_size=len(vocab), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=2,
+                        intermediate_size=2 * hidden, max_position_embeddings=64)
+    torch.manual_seed(0)
+    BertForMaskedLM(config).bert.save_pretrained(path, safe_serialization=True)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def sentiment_rows(n: int, seed: int = 0) -> list[dict[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = "pos" if i % 2 == 0 else "neg"
+        words = rng.sample(FILLER, 4) + rng.sample(POSITIVE if label == "pos" else NEGATIVE, 2)
+        rng.shuffle(words)
+        rows.append({"text": " ".join(words), "label": label})
+    return rows
+
+
+def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def sentiment_csv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_csv(tmp_path_factory.mktemp("data") / "train.csv", sentiment_rows(120))
+
+
+@pytest.fixture
+def tiny_config(tiny_bert: Path, sentiment_csv: Path, tmp_path: Path) -> dict:
+    """A raw config mapping for a fast run on the tiny model."""
+    return {
+        "model": str(tiny_bert),
+        "task": "classification",
+        "data": {"train": str(sentiment_csv), "max_length": 16, "validation_split": 0.2, "test_split": 0.2},
+        "strategy": {"name": "full"},
+        "optim": {"lr": 3e-3},
+        "train": {"epochs": 2, "batch_size": 8, "seed": 0},
+        "output": str(tmp_path / "run"),
+    }
