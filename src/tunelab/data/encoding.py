@@ -36,10 +36,18 @@ class Batch:
     attention_mask: torch.Tensor  # (B, T) long
     targets: Optional[torch.Tensor]
     indices: torch.Tensor         # (B,) positions in the split, to restore order
+    prefix_hidden: Optional[torch.Tensor] = None  # (B, T, H) cached input of block `start_block`, if served
+    start_block: int = 0
 
     def to(self, device: torch.device) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.input_ids), move(self.attention_mask), move(self.targets), self.indices)
+        return Batch(move(self.input_ids), move(self.attention_mask), move(self.targets), self.indices,
+                     move(self.prefix_hidden), self.start_block)
+
+    def model_inputs(self) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
+        """Positional and keyword arguments of `TaskModel.forward` for this batch."""
+        served = {} if self.prefix_hidden is None else {"prefix_hidden": self.prefix_hidden, "start_block": self.start_block}
+        return (self.input_ids, self.attention_mask), served
 
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])

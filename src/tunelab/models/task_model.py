@@ -29,8 +29,21 @@ class TaskModel(nn.Module):
     def is_native(self) -> bool:
         return self.head is None
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """`(B, T)` token ids and mask -> `(B, num_outputs)` logits."""
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
+                prefix_hidden: Optional[torch.Tensor] = None, start_block: int = 0) -> torch.Tensor:
+        """`(B, T)` token ids and mask -> `(B, num_outputs)` logits.
+
+        With `prefix_hidden` `(B, T, H)` (the cached input of block `start_block`), the embeddings and
+        blocks `[0, start_block)` are not run: the activation cache serves them (see models/prefix.py).
+        """
+        if prefix_hidden is not None:
+            from tunelab.models.prefix import served_prefix
+
+            with served_prefix(self, start_block, prefix_hidden):
+                return self._forward(input_ids, attention_mask)
+        return self._forward(input_ids, attention_mask)
+
+    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.head is None:
             return self.network(input_ids=input_ids, attention_mask=attention_mask).logits
         hidden = self.network(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)

@@ -24,7 +24,8 @@ def train_step(model: nn.Module, batch: Batch, loss_fn: nn.Module, *, scale: flo
                autocast: contextlib.AbstractContextManager) -> float:
     """Forward, loss, backward (gradients accumulate); returns the unscaled loss of this micro-batch."""
     with autocast:
-        logits = model(batch.input_ids, batch.attention_mask)  # (B, C)
+        args, kwargs = batch.model_inputs()
+        logits = model(*args, **kwargs)  # (B, C)
     loss = loss_fn(logits.float(), batch.targets)
     (loss * scale).backward()
     return float(loss.detach())
@@ -48,7 +49,8 @@ def predict_logits(model: nn.Module, batches: Iterable[Batch], n: int, device: t
     for batch in batches:
         batch = batch.to(device)
         with autocast_for(device, precision):
-            logits = model(batch.input_ids, batch.attention_mask).float().cpu()
+            args, kwargs = batch.model_inputs()
+            logits = model(*args, **kwargs).float().cpu()
         if out is None:
             out = torch.empty((n, logits.shape[-1]))
         out[batch.indices] = logits

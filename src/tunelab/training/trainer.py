@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from torch import nn
 
 from tunelab.config.schema import RunConfig
-from tunelab.data.encoding import EncodedSplit, iterate_batches
+from tunelab.data.encoding import Batch, EncodedSplit, iterate_batches
 from tunelab.strategies.plan import Plan, apply_trainable
 from tunelab.tasks.base import Predictions, Task
+from tunelab.training.cache import (ActivationCache, CachedPrefixStore, CacheUnsupported, eval_frozen_prefix,
+                                    prefix_schedule)
 from tunelab.training.callbacks import (Callback, Control, EarlyStoppingCallback, TrainState, dispatch, metric_mode)
 from tunelab.training.schedules import build_scheduler
 from tunelab.training.step import autocast_for, optimizer_step, predict_logits, train_step
@@ -40,15 +42,19 @@ class FitResult:
 
 class Trainer:
     def __init__(self, config: RunConfig, task: Task, label_names: list[str], loss_fn: nn.Module,
-                 device: torch.device, pad_id: int, callbacks: Optional[list[Callback]] = None) -> None:
+                 device: torch.device, pad_id: int, callbacks: Optional[list[Callback]] = None,
+                 activation_cache: Optional[ActivationCache] = None) -> None:
         self.config, self.task, self.label_names = config, task, label_names
         self.loss_fn, self.device, self.pad_id = loss_fn.to(device), device, pad_id
         self.callbacks = list(callbacks or [])
+        self.activation_cache = activation_cache
+        self.frozen_k: Optional[int] = None  # embeddings + blocks [0, k) frozen in the current epoch
+        self._stores: dict[tuple[int, int], CachedPrefixStore] = {}
 
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, split: EncodedSplit) -> EvalResult:
         batch_size = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
-        batches = iterate_batches(split, batch_size, pad_id=self.pad_id, shuffle=False)
+        batches = self._batches(model, split, batch_size, shuffle=False)
         logits = predict_logits(model, batches, len(split), self.device, self.config.train.precision)
         predictions = self.task.predict(logits, self.label_names)
         loss = float(self.loss_fn(logits.to(self.device), split.targets.to(self.device))) if split.targets is not None else float("nan")
@@ -69,6 +75,8 @@ class Trainer:
         params = [p for group in optimizer.param_groups for p in group["params"]]
         autocast = autocast_for(self.device, cfg.precision)
 
+        schedule = prefix_schedule(model, plan, cfg.epochs)
+        self._start_cache(model, schedule, [train, validation])
         best_state: dict[str, torch.Tensor] = {}
         ever = sorted(plan.ever_trainable)
 
@@ -96,9 +104,9 @@ class Trainer:
             apply_trainable(model, plan.trainable_at(epoch))
             applied = tuple(e.description for e in plan.events if e.epoch == epoch)
             dispatch(callbacks, "on_epoch_start", state(epoch, events=applied), control)
-            model.train()
+            self._train_mode(model, schedule[epoch])
             pending, accumulated = 0, []
-            for batch in iterate_batches(train, cfg.batch_size, pad_id=self.pad_id, shuffle=True, seed=cfg.seed, epoch=epoch):
+            for batch in self._batches(model, train, cfg.batch_size, shuffle=True, epoch=epoch):
                 batch = batch.to(self.device)
                 # scale by the micro-batch's share so accumulated gradients equal one big batch's mean
                 accumulated.append(train_step(model, batch, self.loss_fn, autocast=autocast,
@@ -131,3 +139,51 @@ class Trainer:
                     named[name].copy_(value)
         return FitResult(epochs_run=epoch + 1, steps=step, best_epoch=stopper.best_epoch, best_metric=stopper.best,
                          stopped_early=control.reason, wall_time_s=time.perf_counter() - start, history=history)
+
+    # -- frozen prefix and activation cache -------------------------------------------------------
+    def _train_mode(self, model: nn.Module, k: Optional[int]) -> None:
+        """Train mode, except the frozen prefix (embeddings + blocks [0, k)), which runs in eval mode in
+        both the cached and the recomputing path, so the two give the same model."""
+        model.train()
+        eval_frozen_prefix(model, k)
+        self.frozen_k = k
+
+    def _start_cache(self, model: nn.Module, schedule: list[Optional[int]], splits: list[Optional[EncodedSplit]]) -> None:
+        """Build (or find) the entries every epoch of this fit will read, before the clock of epoch 0."""
+        self._stores.clear()
+        self.frozen_k = None
+        starts = sorted({k for k in schedule if k})
+        if self.activation_cache is None or not starts:
+            return
+        for split in splits:
+            if split is not None and len(split):
+                self._ensure_stores(model, split, starts)
+
+    def _ensure_stores(self, model: nn.Module, split: EncodedSplit, starts: list[int]) -> None:
+        cache = self.activation_cache
+        if cache is None:
+            return
+        try:
+            stores = cache.ensure(model, split, starts, device=self.device, pad_id=self.pad_id,
+                                  batch_size=self.config.train.eval_batch_size or 2 * self.config.train.batch_size,
+                                  autocast=autocast_for(self.device, self.config.train.precision))
+        except CacheUnsupported as err:
+            cache.stats.notes.append(f"activation cache off, recomputing the frozen blocks: {err}")
+            self.activation_cache = None
+            return
+        self._stores.update({(id(split), k): store for k, store in stores.items()})
+
+    def _batches(self, model: nn.Module, split: EncodedSplit, batch_size: int, *, shuffle: bool,
+                 epoch: int = 0) -> Iterator[Batch]:
+        """Batches of `split`; while a prefix is frozen and cached, each carries its cached hidden states."""
+        k = self.frozen_k
+        if self.activation_cache is not None and k and (id(split), k) not in self._stores:
+            self._ensure_stores(model, split, [k])
+        store = self._stores.get((id(split), k)) if k and self.activation_cache is not None else None
+        for batch in iterate_batches(split, batch_size, pad_id=self.pad_id, shuffle=shuffle,
+                                     seed=self.config.train.seed, epoch=epoch):
+            if store is not None:
+                batch.prefix_hidden = store.read(batch.indices, batch.input_ids.shape[1])  # (B, T, H)
+                batch.start_block = k
+                self.activation_cache.stats.served_batches += 1
+            yield batch

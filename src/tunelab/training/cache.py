@@ -1,0 +1,332 @@
+"""The frozen-activation cache: what is frozen is computed once, on disk, and reused.
+
+When a Plan leaves the embeddings and blocks `[0, k)` frozen, their output for an example never
+changes, so it is computed once (eval mode, no grad) and every epoch, every evaluation and every later
+run that needs the same thing reads it back instead. Gradual unfreezing lowers k epoch by epoch: one
+capture pass stores the input of every block k the schedule will need.
+
+Keys. An entry is identified by a hash of: the split's token ids (the data, the tokenizer and
+`max_length` all end up there), the tokenizer settings, the prefix weights and architecture config
+(embeddings + blocks `[0, k)`; not the head, so strategies with different heads share entries), k,
+the storage dtype and the compute precision. Change any part and a new entry is built; nothing is ever
+served from a stale entry.
+
+Storage. One flat file per entry, `(sum of lengths, H)` rows in fp32 or bf16, example i at rows
+`[offset_i, offset_i + len_i)` with no padding, so the attention mask is implied by the lengths.
+Batches are read with positioned reads straight into the padded batch tensor: data larger than RAM
+works, the OS page cache keeps hot entries in memory, and the process's own RSS stays at one batch
+(a memory map would count every touched page as ours). Entries are built in a temporary folder and
+renamed into place, so a crash never leaves a half-written entry under a final name.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+
+from tunelab.data.encoding import EncodedSplit, iterate_batches
+from tunelab.errors import ModelError
+from tunelab.models.layerstack import EMBEDDING_GROUP
+from tunelab.models.prefix import capture_block_inputs, embedding_module
+from tunelab.models.task_model import TaskModel
+from tunelab.strategies.plan import Plan
+
+__all__ = ["ActivationCache", "CacheKey", "CacheStats", "frozen_blocks", "prefix_schedule", "eval_frozen_prefix",
+           "default_cache_dir", "hash_token_ids"]
+
+FORMAT_VERSION = 1
+StoreDtype = Literal["fp32", "bf16"]
+_TORCH = {"fp32": torch.float32, "bf16": torch.bfloat16}
+_NUMPY = {"fp32": np.float32, "bf16": np.int16}  # numpy has no bf16: its bits travel as int16
+# config keys that only concern the head; excluded so a native-head and a pooling-head run share entries
+_HEAD_ONLY_CONFIG = {"id2label", "label2id", "num_labels", "problem_type", "architectures", "_name_or_path",
+                     "classifier_dropout", "transformers_version", "add_pooling_layer", "return_dict"}
+
+
+def default_cache_dir() -> Path:
+    """`$TUNELAB_CACHE_DIR`, else `$XDG_CACHE_HOME/tunelab/activations`, else `~/.cache/tunelab/activations`."""
+    if os.environ.get("TUNELAB_CACHE_DIR"):
+        return Path(os.environ["TUNELAB_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunelab" / "activations"
+
+
+# -- which prefix is frozen ---------------------------------------------------------------------------
+def frozen_blocks(model: TaskModel, trainable: frozenset[str]) -> Optional[int]:
+    """k such that the embeddings and blocks `[0, k)` have no trainable parameter; None when the
+    embeddings train (nothing below block 0 is fixed)."""
+    stack = model.layer_stack
+    groups = {stack.group_of(name) for name in trainable}
+    if EMBEDDING_GROUP in groups:
+        return None
+    return min(groups | {stack.num_blocks})
+
+
+def prefix_schedule(model: TaskModel, plan: Plan, epochs: int) -> list[Optional[int]]:
+    """Frozen prefix per epoch. Modules a method inserted outside the block stack (a prompt, say) may
+    change what the embeddings feed the blocks, so such plans get no frozen prefix at all."""
+    inside = model.layer_stack.blocks_path + "."
+    if any(not path.startswith(inside) for path in plan.inserted):
+        return [None] * epochs
+    return [frozen_blocks(model, plan.trainable_at(epoch)) for epoch in range(epochs)]
+
+
+def eval_frozen_prefix(model: TaskModel, k: Optional[int]) -> None:
+    """Put the frozen embeddings and blocks `[0, k)` in eval mode (no dropout): a frozen prefix is then
+    deterministic, which is what makes cached and recomputed training give the same model."""
+    if k is None:
+        return
+    stack = model.layer_stack
+    for prefix in stack.embedding_prefixes:
+        model.get_submodule(prefix.rstrip(".")).eval()
+    blocks = model.get_submodule(stack.blocks_path)
+    for index in range(k):
+        blocks[index].eval()
+
+
+# -- keys -------------------------------------------------------------------------------------------
+def hash_token_ids(input_ids: list[list[int]]) -> str:
+    lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
+    flat = np.fromiter((t for ids in input_ids for t in ids), dtype=np.int64, count=int(lengths.sum()))
+    return hashlib.sha256(lengths.tobytes() + flat.tobytes()).hexdigest()
+
+
+def _update_with_tensor(digest: "hashlib._Hash", name: str, tensor: torch.Tensor) -> None:
+    digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+    digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def prefix_hashes(model: TaskModel, starts: list[int]) -> dict[int, str]:
+    """sha256 of the architecture config and the weights of the embeddings + blocks `[0, k)`, per k."""
+    stack = model.layer_stack
+    config = getattr(model.network, "config", None)
+    described = {k: v for k, v in (config.to_dict() if config is not None else {}).items() if k not in _HEAD_ONLY_CONFIG}
+    digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode())
+    by_group: dict[int, list[tuple[str, torch.Tensor]]] = {}
+    for name, tensor in model.state_dict(keep_vars=True).items():
+        by_group.setdefault(stack.group_of(name), []).append((name, tensor))
+    for name, tensor in by_group.get(EMBEDDING_GROUP, []):
+        _update_with_tensor(digest, name, tensor)
+    out: dict[int, str] = {}
+    for index in range(max(starts) + 1):
+        if index in starts:
+            out[index] = digest.copy().hexdigest()
+        for name, tensor in by_group.get(index, []):
+            _update_with_tensor(digest, name[len(stack.block_prefix(index)):], tensor)
+    return out
+
+
+@dataclass(frozen=True)
+class CacheKey:
+    """Everything the cached hidden states depend on; `digest` names the entry on disk."""
+
+    tokens: str        # sha256 of the split's token ids
+    tokenizer: str     # tokenizer class, vocabulary size, max_length, padding id
+    model: str         # sha256 of the prefix weights and architecture config
+    start_block: int   # k
+    dtype: str         # storage dtype
+    compute: str       # precision the prefix ran in (fp32 / bf16 autocast)
+
+    def digest(self) -> str:
+        text = json.dumps({"version": FORMAT_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+@dataclass
+class CacheStats:
+    computed_examples: int = 0   # examples run through a frozen prefix to fill entries
+    built_entries: int = 0
+    reused_entries: int = 0
+    bytes_written: int = 0
+    build_seconds: float = 0.0
+    served_batches: int = 0      # batches that read their frozen prefix from an entry
+    notes: list[str] = field(default_factory=list)
+
+
+# -- storage ----------------------------------------------------------------------------------------
+class CachedPrefixStore:
+    """One entry: hidden states entering block k for every example of one split."""
+
+    def __init__(self, path: Path, lengths: np.ndarray, hidden_size: int, dtype: StoreDtype) -> None:
+        self.path, self.lengths, self.hidden_size, self.dtype = path, lengths, hidden_size, dtype
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.row_bytes = hidden_size * np.dtype(_NUMPY[dtype]).itemsize
+        self._fd: Optional[int] = None
+
+    def read(self, indices: torch.Tensor, width: int, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """`(B, width, H)` hidden states of examples `indices`, zero after each example's length."""
+        if self._fd is None:
+            self._fd = os.open(self.path / "hidden.bin", os.O_RDONLY)
+        rows = np.zeros((len(indices), width, self.hidden_size), dtype=_NUMPY[self.dtype])
+        for j, i in enumerate(indices.tolist()):
+            n = int(self.lengths[i])
+            os.preadv(self._fd, [memoryview(rows[j, :n]).cast("B")], int(self.offsets[i]) * self.row_bytes)
+        return torch.from_numpy(rows).view(_TORCH[self.dtype]).to(out_dtype)
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):
+            self.close()
+
+
+class _Writer:
+    """Fills one entry in a temporary folder; `commit` renames it into place."""
+
+    def __init__(self, final: Path, key: CacheKey, lengths: np.ndarray, dtype: StoreDtype) -> None:
+        self.final, self.key, self.lengths, self.dtype = final, key, lengths, dtype
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        self.tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
+        shutil.rmtree(self.tmp, ignore_errors=True)
+        self.tmp.mkdir(parents=True)
+        self.fd = os.open(self.tmp / "hidden.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+        self.hidden_size = 0
+        self.written = 0
+
+    def write(self, hidden: torch.Tensor, indices: torch.Tensor) -> None:
+        """`hidden` `(B, T, H)` for split positions `indices`; only each example's real tokens are kept."""
+        self.hidden_size = int(hidden.shape[-1])
+        data = hidden.detach().to("cpu", _TORCH[self.dtype])
+        data = (data.view(torch.int16) if self.dtype == "bf16" else data).numpy()
+        row_bytes = self.hidden_size * data.itemsize
+        for j, i in enumerate(indices.tolist()):
+            chunk = np.ascontiguousarray(data[j, :int(self.lengths[i])])
+            os.pwrite(self.fd, chunk.tobytes(), int(self.offsets[i]) * row_bytes)
+            self.written += chunk.nbytes
+
+    def commit(self) -> Path:
+        os.close(self.fd)
+        meta = {"version": FORMAT_VERSION, "key": asdict(self.key), "examples": len(self.lengths),
+                "rows": int(self.offsets[-1]), "hidden_size": self.hidden_size, "dtype": self.dtype}
+        (self.tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        try:
+            os.rename(self.tmp, self.final)
+        except OSError:  # another process committed the same entry first: keep theirs
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        return self.final
+
+    def abandon(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self.fd)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+# -- the cache --------------------------------------------------------------------------------------
+class CacheUnsupported(ModelError):
+    """This model cannot be served from block k generically; the trainer recomputes instead."""
+
+
+class ActivationCache:
+    """Entries under `root`, shared by every run, trial and strategy that uses the same `root`.
+
+    `tokenizer_settings` and `compute` are key parts the cache cannot see in the tensors it is given:
+    the caller describes the tokenizer (class, vocabulary, max_length) and the precision of the prefix.
+    """
+
+    def __init__(self, root: Path, *, dtype: StoreDtype = "fp32", tokenizer_settings: str = "",
+                 compute: str = "fp32") -> None:
+        self.root, self.dtype, self.tokenizer_settings, self.compute = Path(root), dtype, tokenizer_settings, compute
+        self.stats = CacheStats()
+        self._token_hashes: dict[int, tuple[EncodedSplit, str]] = {}
+
+    def key(self, split: EncodedSplit, start_block: int, model_hash: str) -> CacheKey:
+        return CacheKey(tokens=self._tokens_of(split), tokenizer=self.tokenizer_settings, model=model_hash,
+                        start_block=start_block, dtype=self.dtype, compute=self.compute)
+
+    def ensure(self, model: TaskModel, split: EncodedSplit, starts: list[int], *, device: torch.device,
+               batch_size: int, pad_id: int,
+               autocast: Optional[contextlib.AbstractContextManager] = None) -> dict[int, CachedPrefixStore]:
+        """Entries for `split` at every k in `starts`, building the missing ones in one pass.
+
+        Raises CacheUnsupported when this model cannot be run from block k (checked numerically)."""
+        hashes = prefix_hashes(model, starts)
+        lengths = np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split))
+        keys = {k: self.key(split, k, hashes[k]) for k in starts}
+        missing = {k: key for k, key in keys.items() if not (self.root / key.digest() / "meta.json").is_file()}
+        self.stats.reused_entries += len(keys) - len(missing)
+        if missing:
+            self._build(model, split, missing, lengths, device, batch_size, pad_id, autocast)
+        return {k: self._open(self.root / key.digest(), lengths) for k, key in keys.items()}
+
+    def summary(self) -> str:
+        s = self.stats
+        return (f"activation cache ({self.dtype}, {self.root}): {s.built_entries} entries built from "
+                f"{s.computed_examples:,} examples in {s.build_seconds:.1f} s ({s.bytes_written / 2**20:,.0f} MiB), "
+                f"{s.reused_entries} reused")
+
+    # -- internals ----------------------------------------------------------------------------------
+    def _tokens_of(self, split: EncodedSplit) -> str:
+        known = self._token_hashes.get(id(split))
+        if known is None or known[0] is not split:
+            known = (split, hash_token_ids(split.input_ids))  # the split is held so its id is never reused
+            self._token_hashes[id(split)] = known
+        return known[1]
+
+    def _open(self, path: Path, lengths: np.ndarray) -> CachedPrefixStore:
+        meta = json.loads((path / "meta.json").read_text())
+        if meta["examples"] != len(lengths) or meta["rows"] != int(lengths.sum()):
+            raise ModelError(f"activation cache entry {path} does not match its key; delete the folder")
+        return CachedPrefixStore(path, lengths, meta["hidden_size"], meta["dtype"])
+
+    def _build(self, model: TaskModel, split: EncodedSplit, missing: dict[int, CacheKey], lengths: np.ndarray,
+               device: torch.device, batch_size: int, pad_id: int,
+               autocast: Optional[contextlib.AbstractContextManager]) -> None:
+        started = time.perf_counter()
+        starts = sorted(missing)
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                check_served_forward(model, split, starts, device, pad_id)
+                writers = {k: _Writer(self.root / key.digest(), key, lengths, self.dtype) for k, key in missing.items()}
+                try:
+                    for batch in iterate_batches(split, batch_size, pad_id=pad_id, shuffle=False):
+                        moved = batch.to(device)
+                        with autocast or contextlib.nullcontext():
+                            captured = capture_block_inputs(model, starts, moved.input_ids, moved.attention_mask)
+                        for k, hidden in captured.items():
+                            writers[k].write(hidden, batch.indices)
+                        self.stats.computed_examples += len(batch)
+                except BaseException:
+                    for writer in writers.values():
+                        writer.abandon()
+                    raise
+                for writer in writers.values():
+                    writer.commit()
+                    self.stats.bytes_written += writer.written
+        finally:
+            model.train(was_training)
+        self.stats.built_entries += len(missing)
+        self.stats.build_seconds += time.perf_counter() - started
+
+
+def check_served_forward(model: TaskModel, split: EncodedSplit, starts: list[int], device: torch.device,
+                         pad_id: int) -> None:
+    """Serving from block k must give the model's own logits (fp32, eval): checked on a few examples,
+    so an architecture whose embeddings do not feed block 0 directly falls back to recomputing."""
+    try:
+        embedding_module(model)
+    except ModelError as err:
+        raise CacheUnsupported(str(err)) from None
+    batch = next(iterate_batches(split, 4, pad_id=pad_id, shuffle=False)).to(device)
+    reference = model(batch.input_ids, batch.attention_mask).float()
+    captured = capture_block_inputs(model, starts, batch.input_ids, batch.attention_mask)
+    mask = batch.attention_mask.unsqueeze(-1).to(reference.dtype)  # (B, T, 1): cached rows stop at the length
+    for k, hidden in captured.items():
+        served = model(batch.input_ids, batch.attention_mask, prefix_hidden=hidden * mask.to(hidden.dtype),
+                       start_block=k).float()
+        if not torch.allclose(served, reference, atol=1e-4, rtol=1e-3):
+            gap = float((served - reference).abs().max())
+            raise CacheUnsupported(f"running this model from block {k} changes its logits by {gap:.2g}")
