@@ -1,6 +1,8 @@
 # Two commands do everything on a fresh machine (Python 3.11, pip, no GPU, no hub access):
 #   make demo   - virtual environment, torch (pinned CPU wheel) first, tunelab + built-in assets, the demo fine-tune
 #   make test   - the same set-up, then the test suite
+#   make bench  - tunelab against Hugging Face Trainer (+ peft), same settings (long on a small CPU;
+#                 BENCH_ARGS="--limit 400 --max-length 128 --epochs-scale 0.4" for a quick look)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -30,6 +32,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -q -m "not e2e"
+
+bench: $(STAMP)
+	$(BIN)/pip install --quiet "peft>=0.13" "accelerate>=1.1"
+	$(BIN)/python benchmarks/vs_hf.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -12,6 +12,12 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+
+@pytest.fixture(scope="session", autouse=True)
+def _activation_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Runs in tests write their activation cache to a temporary folder, never to ~/.cache."""
+    os.environ["TUNELAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("activation-cache"))
+
 WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "a", "movie", "film", "was", "is",
          "very", "really", "plot", "acting", "story", "and"]
 POSITIVE, NEGATIVE = WORDS[:4], WORDS[4:8]

@@ -137,6 +137,14 @@ class TrainConfig(_Section):
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: Optional[int] = Field(None, ge=1, description="torch threads; default: the cores available")
+    cache: Literal["auto", "off"] = Field(
+        "auto", description="auto: compute frozen embeddings + blocks [0, k) once and train the rest from the stored "
+                            "activations (same result as recomputing); off: recompute every step.")
+    cache_dtype: Literal["fp32", "bf16"] = Field("fp32", description="Storage of cached activations; bf16 halves the disk and I/O.")
+    cache_dir: Optional[str] = Field(None, description="Activation cache folder, shared by runs; default "
+                                                        "$TUNELAB_CACHE_DIR or ~/.cache/tunelab/activations.")
+    compile: bool = Field(False, description="torch.compile each block (dynamic shapes); off by default: "
+                                              "on CPU the compile time outweighs the gain for short runs.")
 
 
 class EarlyStoppingConfig(_Section):

@@ -29,7 +29,7 @@ import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Literal, Optional
+from typing import TYPE_CHECKING, Any, Literal, Optional
 
 import numpy as np
 import torch
@@ -41,8 +41,11 @@ from tunelab.models.prefix import capture_block_inputs, embedding_module
 from tunelab.models.task_model import TaskModel
 from tunelab.strategies.plan import Plan
 
+if TYPE_CHECKING:
+    from tunelab.config.schema import TrainConfig
+
 __all__ = ["ActivationCache", "CacheKey", "CacheStats", "frozen_blocks", "prefix_schedule", "eval_frozen_prefix",
-           "default_cache_dir", "hash_token_ids"]
+           "default_cache_dir", "hash_token_ids", "activation_cache_for", "CacheUnsupported"]
 
 FORMAT_VERSION = 1
 StoreDtype = Literal["fp32", "bf16"]
@@ -151,6 +154,9 @@ class CacheStats:
     served_batches: int = 0      # batches that read their frozen prefix from an entry
     notes: list[str] = field(default_factory=list)
 
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "build_seconds": round(self.build_seconds, 3)}
+
 
 # -- storage ----------------------------------------------------------------------------------------
 class CachedPrefixStore:
@@ -221,6 +227,16 @@ class _Writer:
         with contextlib.suppress(OSError):
             os.close(self.fd)
         shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def activation_cache_for(train: "TrainConfig", tokenizer: Any, max_length: int) -> Optional["ActivationCache"]:
+    """The cache a run's config asks for (None with `train.cache: off`)."""
+    if train.cache == "off":
+        return None
+    settings = (f"{type(tokenizer).__name__}|vocab={len(tokenizer)}|max_length={max_length}"
+                f"|pad={tokenizer.pad_token_id}")
+    root = Path(train.cache_dir).expanduser() if train.cache_dir else default_cache_dir()
+    return ActivationCache(root, dtype=train.cache_dtype, tokenizer_settings=settings, compute=train.precision)
 
 
 # -- the cache --------------------------------------------------------------------------------------

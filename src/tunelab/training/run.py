@@ -34,6 +34,8 @@ from tunelab.strategies.plan import apply_trainable
 from tunelab.strategies.registry import compile_strategy
 from tunelab.tasks.base import Predictions, Task
 from tunelab.tasks.registry import get_task
+from tunelab.training.accel import compile_blocks, resolve_precision
+from tunelab.training.cache import activation_cache_for
 from tunelab.training.callbacks import MetricsLogCallback, ProgressCallback
 from tunelab.training.trainer import Trainer
 
@@ -65,6 +67,16 @@ def select_device(config: TrainConfig) -> torch.device:
     threads = config.num_threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)  # one intra-op pool sized to the cores we may use: no oversubscription
     return torch.device("cpu")
+
+
+def _resolve_precision(config: RunConfig, device: torch.device, console: Console) -> RunConfig:
+    """bf16 only where the device computes it natively; the saved config says what really ran."""
+    precision, note = resolve_precision(device, config.train.precision)
+    if note:
+        console.print(note)
+    if precision == config.train.precision:
+        return config
+    return config.model_copy(update={"train": config.train.model_copy(update={"precision": precision})})
 
 
 def peak_rss_mb() -> float:
@@ -101,6 +113,7 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
     task = get_task(config.task)
     seed_everything(config.train.seed)
     device = select_device(config.train)
+    config = _resolve_precision(config, device, console)
 
     data = load_data(config.data, config.task, config.train.seed)
     splits, label_names = data.splits, data.label_names
@@ -127,7 +140,11 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
         atomic_write_json(staging / "labels.json", {"task": config.task, "labels": label_names})
         loss_fn = task.loss_fn(config.loss, encoded["train"].targets, label_names)
         callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console)]
-        trainer = Trainer(config, task, label_names, loss_fn, device, tokenizer.pad_token_id or 0, callbacks)
+        cache = activation_cache_for(config.train, tokenizer, config.data.max_length)
+        if config.train.compile:
+            console.print(f"torch.compile: {compile_blocks(model)} blocks")
+        trainer = Trainer(config, task, label_names, loss_fn, device, tokenizer.pad_token_id or 0, callbacks,
+                          activation_cache=cache)
         fit = trainer.fit(model, plan, encoded["train"], encoded["validation"])
         if fit.stopped_early:
             console.print(fit.stopped_early)
@@ -138,6 +155,9 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
             atomic_write_json(staging / "test_metrics.json", test_metrics)
             atomic_write_text(staging / "predictions.csv",
                               predictions_table(splits.test, result.predictions, label_names, config.task))
+        if cache is not None:
+            for line in [*cache.stats.notes, cache.summary()]:
+                console.print(line)
         model.cpu()
         save_task_model(model, tokenizer, staging / "model", config)
         summary = RunSummary(run_dir=run_dir.target, test_metrics=test_metrics, trainable_params=trainable,
@@ -150,7 +170,8 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
             extra={"strategy": config.strategy.name, "trainable_params": trainable, "total_params": total,
                    "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch, "best_metric": fit.best_metric,
                    "train_time_s": round(fit.wall_time_s, 2), "peak_rss_mb": round(summary.peak_rss_mb, 1),
-                   "history": fit.history, "device": device.type},
+                   "history": fit.history, "device": device.type, "precision": config.train.precision,
+                   "activation_cache": None if cache is None else cache.stats.as_dict()},
         )
         atomic_write_json(staging / "manifest.json", manifest)
     except BaseException:

@@ -1,0 +1,294 @@
+"""tunelab against Hugging Face Trainer (+ peft for LoRA), same model, data, epochs, batch size, max length,
+learning rate, schedule and seed, in one run.
+
+    python benchmarks/vs_hf.py                                  # the full benchmark (long on a small CPU)
+    python benchmarks/vs_hf.py --limit 400 --max-length 128 --epochs-scale 0.4 --strategies head,partial
+
+Every (tool, strategy) run is its own subprocess, so its peak RSS is its own. Wall time is measured
+inside each run from just before the data is read to just after the fine-tuned model is saved
+(imports excluded): reading and tokenising, loading the model, training with an evaluation on the
+validation split after every epoch, predicting the test split, saving. tunelab runs with a fresh
+activation cache (cold: building it is part of its wall time); with --warm a second tunelab run
+reuses it, as an HPO trial or a strategy comparison would.
+
+GFLOP/s: the matmul FLOPs each tool actually has to do (forward 2 x weights + attention per token,
+backward twice that where gradients flow, counted over real tokens, not padding), divided by its
+wall time, next to the fp32 GEMM peak this script measures on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+HERE = Path(__file__).resolve().parent
+STRATEGIES = ("head", "partial", "lora", "full")
+EPOCHS = {"head": 5, "partial": 3, "lora": 3, "full": 3}
+LR = {"head": 2e-3, "partial": 1e-4, "lora": 5e-4, "full": 5e-5}
+FREEZE_BLOCKS = 4  # partial: embeddings + 4 of MiniLM's 6 blocks frozen
+LORA_RANK, LORA_ALPHA, LORA_TARGETS = 8, 16, ["query", "value"]
+
+
+@dataclass
+class Setting:
+    strategy: str
+    epochs: int
+    limit: Optional[int]
+    max_length: int
+    batch_size: int
+    lr: float
+    seed: int
+    threads: int
+    cache_dir: str
+
+
+# -- shared by both workers ----------------------------------------------------------------------
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def load_splits(s: Setting):
+    """The same stratified train/validation/test split for both tools (tunelab's reader, seeded)."""
+    from tunelab.config.schema import DataConfig
+    from tunelab.data.sources import load_data
+
+    data = load_data(DataConfig(builtin="bbc-news", limit=s.limit, max_length=s.max_length), "classification", s.seed)
+    return data.splits, data.label_names
+
+
+def minilm_dir() -> Path:
+    from tunelab.models.loading import resolve_model_dir
+
+    return resolve_model_dir("minilm")
+
+
+# -- the peer: Hugging Face Trainer, standard practice ---------------------------------------------
+def run_peer(s: Setting) -> dict[str, Any]:
+    import numpy as np
+    import torch
+    from transformers import (AutoModelForSequenceClassification, AutoTokenizer, DataCollatorWithPadding, Trainer,
+                              TrainingArguments)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    torch.set_num_threads(s.threads)
+    start = time.perf_counter()
+    splits, labels = load_splits(s)
+    tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
+    index = {name: i for i, name in enumerate(labels)}
+
+    def encode(records):
+        enc = tokenizer([r.text for r in records], truncation=True, max_length=s.max_length)
+        return [{"input_ids": ids, "attention_mask": m, "labels": index[r.label]}
+                for ids, m, r in zip(enc["input_ids"], enc["attention_mask"], records)]
+
+    train, validation, test = encode(splits.train), encode(splits.validation), encode(splits.test)
+    torch.manual_seed(s.seed)
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=len(labels))
+    model = _peer_strategy(model, s.strategy)
+    out = tempfile.mkdtemp(prefix="hf-bench-")
+    args = TrainingArguments(
+        output_dir=out, num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
+        per_device_eval_batch_size=2 * s.batch_size, learning_rate=s.lr, weight_decay=0.01, warmup_steps=0.1,
+        lr_scheduler_type="linear", max_grad_norm=1.0, seed=s.seed, eval_strategy="epoch", save_strategy="no",
+        logging_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True)
+    trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
+                      data_collator=DataCollatorWithPadding(tokenizer))
+    trainer.train()
+    predicted = trainer.predict(test)
+    accuracy = float((np.argmax(predicted.predictions, -1) == predicted.label_ids).mean())
+    trainer.save_model(out)
+    wall = time.perf_counter() - start
+    tokens = {**_token_counts(splits, tokenizer, s.max_length), "train_examples": len(train)}
+    return {"wall_s": wall, "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(), "train_examples": len(train),
+            "tokens": tokens}
+
+
+def _peer_strategy(model, strategy: str):
+    if strategy == "lora":
+        from peft import LoraConfig, TaskType, get_peft_model
+
+        return get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=LORA_RANK, lora_alpha=LORA_ALPHA,
+                                                lora_dropout=0.1, target_modules=LORA_TARGETS))
+    for name, param in model.named_parameters():
+        if strategy == "head":
+            param.requires_grad = not name.startswith("bert.") or name.startswith("bert.pooler.")
+        elif strategy == "partial":
+            frozen = name.startswith("bert.embeddings.") or any(
+                name.startswith(f"bert.encoder.layer.{i}.") for i in range(FREEZE_BLOCKS))
+            param.requires_grad = not frozen
+    return model
+
+
+def _token_counts(splits, tokenizer, max_length: int) -> dict[str, int]:
+    count = lambda records: sum(len(x) for x in tokenizer([r.text for r in records], truncation=True,  # noqa: E731
+                                                           max_length=max_length)["input_ids"])
+    return {"train": count(splits.train), "validation": count(splits.validation), "test": count(splits.test)}
+
+
+# -- tunelab --------------------------------------------------------------------------------------
+def tunelab_config(s: Setting) -> dict[str, Any]:
+    strategy: dict[str, Any] = {"name": s.strategy}
+    if s.strategy == "partial":
+        strategy["freeze_blocks"] = FREEZE_BLOCKS
+    if s.strategy == "lora":
+        strategy["lora"] = {"rank": LORA_RANK, "alpha": LORA_ALPHA}
+    return {
+        "model": "minilm", "task": "classification",
+        "data": {"builtin": "bbc-news", "limit": s.limit, "max_length": s.max_length},
+        "head": {"type": "native"}, "strategy": strategy,
+        "optim": {"lr": s.lr, "weight_decay": 0.01}, "schedule": {"name": "linear", "warmup_ratio": 0.1},
+        "train": {"epochs": s.epochs, "batch_size": s.batch_size, "seed": s.seed, "num_threads": s.threads,
+                  "cache_dir": s.cache_dir},
+        "early_stopping": {"restore_best": False},  # same protocol as the peer: the last epoch's model
+    }
+
+
+def run_tunelab(s: Setting) -> dict[str, Any]:
+    from rich.console import Console
+
+    from tunelab.config import parse_config
+    from tunelab.strategies.registry import strategy_names
+    from tunelab.training.run import run_training
+
+    if s.strategy not in strategy_names():
+        return {"skipped": f"tunelab has no '{s.strategy}' strategy registered yet (strategies: {', '.join(strategy_names())})"}
+    config = parse_config(tunelab_config(s))
+    start = time.perf_counter()
+    out = Path(tempfile.mkdtemp(prefix="tunelab-bench-")) / "run"
+    summary = run_training(config, out=str(out), console=Console(stderr=True, quiet=True))
+    wall = time.perf_counter() - start
+    manifest = json.loads((out / "manifest.json").read_text())
+    return {"wall_s": wall, "accuracy": float(summary.test_metrics["accuracy"]), "peak_rss_mb": peak_rss_mb(),
+            "cache": manifest.get("activation_cache")}
+
+
+# -- FLOPs and the machine's GEMM peak -------------------------------------------------------------
+def gemm_peak_gflops(threads: int, n: int = 2048, repeat: int = 5) -> float:
+    import torch
+
+    torch.set_num_threads(threads)
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
+
+
+def model_flops(tool: str, strategy: str, epochs: int, tokens: dict[str, int], cache_cold: bool = True) -> float:
+    """Matmul FLOPs of a run over real tokens (MiniLM: 6 blocks, width 384, FFN 1536, mean length L)."""
+    blocks, h, ffn = 6, 384, 1536
+    mean_len = tokens["train"] / max(1, tokens.get("train_examples", 1))
+    per_block = 2 * (4 * h * h + 2 * h * ffn) + 4 * h * mean_len  # forward FLOPs per token per block
+    frozen = {"head": blocks, "partial": FREEZE_BLOCKS}.get(strategy, 0)
+    grads_from = {"head": blocks, "partial": FREEZE_BLOCKS}.get(strategy, 0)  # lowest block gradients reach
+    train_fwd = blocks * per_block
+    train_bwd = (blocks - grads_from) * per_block * (2 if strategy != "lora" else 1)
+    evaluated = tokens["validation"] * epochs + tokens["test"]
+    if tool == "tunelab" and frozen:
+        once = (frozen * per_block) * (tokens["train"] + tokens["validation"] + tokens["test"]) if cache_cold else 0.0
+        per_epoch = ((blocks - frozen) * per_block + train_bwd) * tokens["train"]
+        return once + per_epoch * epochs + (blocks - frozen) * per_block * evaluated
+    return (train_fwd + train_bwd) * tokens["train"] * epochs + blocks * per_block * evaluated
+
+
+# -- the driver -----------------------------------------------------------------------------------
+def spawn(tool: str, s: Setting) -> dict[str, Any]:
+    """One run in a fresh interpreter: its peak RSS and timings are its own."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": str(s.threads)}
+    proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", tool, "--setting",
+                           json.dumps(s.__dict__)], capture_output=True, text=True, env=env)
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        return {"error": f"{tool} run failed (exit {proc.returncode}): {proc.stderr.strip()[-1500:]}"}
+    return json.loads(lines[-1][len("RESULT "):])
+
+
+def row_for(strategy: str, args: argparse.Namespace, cache_dir: str, peak: float) -> dict[str, Any]:
+    epochs = max(1, round(EPOCHS[strategy] * args.epochs_scale))
+    s = Setting(strategy=strategy, epochs=epochs, limit=args.limit, max_length=args.max_length,
+                batch_size=args.batch_size, lr=LR[strategy], seed=args.seed, threads=args.threads, cache_dir=cache_dir)
+    print(f"[{strategy}] Hugging Face Trainer{' + peft' if strategy == 'lora' else ''} ...", file=sys.stderr, flush=True)
+    peer = spawn("peer", s)
+    print(f"[{strategy}] tunelab ...", file=sys.stderr, flush=True)
+    ours = spawn("tunelab", s)
+    warm = spawn("tunelab", s) if args.warm and "wall_s" in ours else {}
+    row: dict[str, Any] = {"strategy": strategy, "epochs": epochs, "peer": peer, "tunelab": ours, "tunelab_warm": warm}
+    if "wall_s" in peer:
+        n = peer["train_examples"] * epochs
+        peer["examples_per_s"] = n / peer["wall_s"]
+        peer["gflops"] = model_flops("peer", strategy, epochs, peer["tokens"]) / peer["wall_s"] / 1e9
+        for run, cold in ((ours, True), (warm, False)):
+            if "wall_s" in run:
+                run["examples_per_s"] = n / run["wall_s"]
+                run["gflops"] = model_flops("tunelab", strategy, epochs, peer["tokens"], cold) / run["wall_s"] / 1e9
+                run["ratio"] = peer["wall_s"] / run["wall_s"]
+                run["rss_ratio"] = run["peak_rss_mb"] / peer["peak_rss_mb"]
+                run["accuracy_gap_points"] = 100 * (run["accuracy"] - peer["accuracy"])
+    return row
+
+
+def print_table(rows: list[dict[str, Any]], peak: float) -> None:
+    head = (f"{'strategy':<8} {'ep':>2} | {'HF s':>7} {'ours s':>7} {'ratio':>6} {'warm':>6} | {'HF ex/s':>7} {'ours ex/s':>9} | "
+            f"{'HF RSS':>7} {'ours RSS':>8} | {'HF acc':>6} {'ours acc':>8} | {'HF GF/s':>7} {'ours GF/s':>9}")
+    print(head)
+    print("-" * len(head))
+    for row in rows:
+        p, o, w = row["peer"], row["tunelab"], row["tunelab_warm"]
+        if "wall_s" not in p or "wall_s" not in o:
+            print(f"{row['strategy']:<8} {row['epochs']:>2} | " + (o.get("skipped") or o.get("error") or p.get("error", "")))
+            continue
+        warm = f"{w['ratio']:5.1f}x" if "ratio" in w else "     -"
+        print(f"{row['strategy']:<8} {row['epochs']:>2} | {p['wall_s']:7.1f} {o['wall_s']:7.1f} {o['ratio']:5.2f}x {warm} | "
+              f"{p['examples_per_s']:7.1f} {o['examples_per_s']:9.1f} | {p['peak_rss_mb']:6.0f}M {o['peak_rss_mb']:7.0f}M | "
+              f"{p['accuracy']:6.3f} {o['accuracy']:8.3f} | {p['gflops']:7.1f} {o['gflops']:9.1f}")
+    print(f"fp32 GEMM peak measured here: {peak:.1f} GFLOP/s ({os.cpu_count()} CPUs visible)")
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated subset of " + ",".join(STRATEGIES))
+    parser.add_argument("--limit", type=int, default=None, help="use at most N BBC News articles (stratified)")
+    parser.add_argument("--epochs-scale", type=float, default=1.0, help="multiply the epochs (5 head, 3 others)")
+    parser.add_argument("--max-length", type=int, default=256)
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--cache-dir", default=None, help="tunelab activation cache (default: a fresh temporary folder)")
+    parser.add_argument("--warm", action="store_true", help="also time a second tunelab run that reuses the cache")
+    parser.add_argument("--worker", choices=["peer", "tunelab"], help=argparse.SUPPRESS)
+    parser.add_argument("--setting", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        setting = Setting(**json.loads(args.setting))
+        result = run_peer(setting) if args.worker == "peer" else run_tunelab(setting)
+        print("RESULT " + json.dumps(result), flush=True)
+        return 0
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    unknown = sorted(set(strategies) - set(STRATEGIES))
+    if unknown:
+        parser.error(f"--strategies: unknown {unknown}; choose from {', '.join(STRATEGIES)}")
+    peak = gemm_peak_gflops(args.threads)
+    cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="tunelab-bench-cache-")
+    rows = [row_for(strategy, args, cache_dir, peak) for strategy in strategies]
+    print_table(rows, peak)
+    print(json.dumps({"benchmark": "vs_hf", "gemm_peak_gflops": round(peak, 1), "threads": args.threads,
+                      "limit": args.limit, "max_length": args.max_length, "batch_size": args.batch_size,
+                      "epochs_scale": args.epochs_scale, "rows": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
