@@ -54,3 +54,38 @@ def test_cached_training_equals_recomputing(tiny_config: dict, tmp_path: Path, s
     assert plain_eval.predictions.values == cached_eval.predictions.values
     assert plain_eval.loss == pytest.approx(cached_eval.loss, rel=1e-5, abs=1e-6)
     assert cache.stats.served_batches > 0
+
+
+def test_model_that_cannot_be_served_falls_back_to_recomputing(tiny_config: dict, tmp_path: Path) -> None:
+    import dataclasses
+
+    tiny_config.update(strategy={"name": "head"})
+    tiny_config["train"]["epochs"] = 1
+    config, task, data, model, enc, loss_fn = setup(tiny_config)
+    # two embedding modules (GPT-2 style wte + wpe): no single module feeds block 0, so no serving
+    stack = model.layer_stack
+    model.layer_stack = dataclasses.replace(stack, embedding_prefixes=stack.embedding_prefixes + ("network.bert.embeddings.LayerNorm.",))
+    cache = ActivationCache(tmp_path)
+    plan = compile_strategy(config.strategy, model, config.optim, 1)
+    trainer = Trainer(config, task, data.label_names, loss_fn, CPU, 0, activation_cache=cache)
+    trainer.fit(model, plan, enc["train"], enc["validation"])
+    assert trainer.activation_cache is None and cache.stats.served_batches == 0
+    assert cache.stats.notes and "recomputing" in cache.stats.notes[0]
+    assert not any(tmp_path.iterdir())  # nothing half-built left behind
+
+
+def test_served_forward_equals_full_forward_at_every_k(tiny_config: dict) -> None:
+    from tunelab.models.prefix import capture_block_inputs
+
+    tiny_config.update(head={"type": "linear", "pooling": "mean"})
+    config, task, data, model, enc, loss_fn = setup(tiny_config)
+    model.eval()
+    ids = torch.tensor([[2, 5, 6, 7, 3, 0, 0], [2, 8, 9, 10, 11, 12, 3]])
+    mask = (ids != 0).long()
+    with torch.no_grad():
+        reference = model(ids, mask)
+        for k, hidden in capture_block_inputs(model, [0, 1, 2], ids, mask).items():
+            hidden = hidden * mask.unsqueeze(-1)  # the cache stores no padding rows; they read back as zeros
+            served = model(ids, mask, prefix_hidden=hidden, start_block=k)
+            assert torch.allclose(served, reference, atol=1e-6), k
+    assert len(model.network.encoder.layer) == 2  # the stack is restored after serving
