@@ -134,7 +134,8 @@ class TrainConfig(_Section):
     grad_accum_steps: int = Field(1, ge=1)
     max_grad_norm: Optional[float] = Field(1.0, gt=0.0, description="null disables clipping")
     seed: int = 0
-    precision: Literal["fp32", "bf16"] = "fp32"
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on a GPU with bf16, fp32 on CPU; bf16 on CPU needs AVX512-BF16 or AMX.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: Optional[int] = Field(None, ge=1, description="torch threads; default: the cores available")
     cache: Literal["auto", "off"] = Field(

@@ -13,6 +13,7 @@ from torch import nn
 __all__ = ["resolve_precision", "cpu_has_native_bf16", "compile_blocks"]
 
 Precision = Literal["fp32", "bf16"]
+Requested = Literal["auto", "fp32", "bf16"]
 
 
 def cpu_has_native_bf16() -> bool:
@@ -24,8 +25,13 @@ def cpu_has_native_bf16() -> bool:
     return False
 
 
-def resolve_precision(device: torch.device, requested: Precision) -> tuple[Precision, str]:
-    """(precision to run, note for the user): bf16 only where the device computes it natively."""
+def resolve_precision(device: torch.device, requested: Requested) -> tuple[Precision, str]:
+    """(precision to run, note for the user): bf16 only where the device computes it natively; `auto`
+    is bf16 on a GPU that has it (the usual GPU recipe) and fp32 on CPU (exact, and no slower for
+    inference-heavy runs on CPUs without bf16 units)."""
+    if requested == "auto":
+        bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+        return ("bf16" if bf16_gpu else "fp32"), ""
     if requested != "bf16":
         return requested, ""
     if device.type == "cuda":

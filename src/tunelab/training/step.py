@@ -14,8 +14,9 @@ __all__ = ["train_step", "optimizer_step", "predict_logits", "autocast_for"]
 
 
 def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CPU or CUDA when asked; fp32 otherwise."""
-    if precision == "bf16":
+    """bf16 autocast on CPU or CUDA when asked (`auto`: on CUDA); fp32 otherwise. run.py resolves
+    `auto` and unsupported bf16 beforehand (training/accel.py)."""
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
