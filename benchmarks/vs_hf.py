@@ -49,6 +49,7 @@ class Setting:
     seed: int
     threads: int
     cache_dir: str
+    precision: str = "fp32"
 
 
 # -- shared by both workers ----------------------------------------------------------------------
@@ -100,7 +101,8 @@ def run_peer(s: Setting) -> dict[str, Any]:
         output_dir=out, num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
         per_device_eval_batch_size=2 * s.batch_size, learning_rate=s.lr, weight_decay=0.01, warmup_steps=0.1,
         lr_scheduler_type="linear", max_grad_norm=1.0, seed=s.seed, eval_strategy="epoch", save_strategy="no",
-        logging_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True)
+        logging_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+        bf16=s.precision == "bf16")
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
                       data_collator=DataCollatorWithPadding(tokenizer))
     trainer.train()
@@ -148,7 +150,7 @@ def tunelab_config(s: Setting) -> dict[str, Any]:
         "head": {"type": "native"}, "strategy": strategy,
         "optim": {"lr": s.lr, "weight_decay": 0.01}, "schedule": {"name": "linear", "warmup_ratio": 0.1},
         "train": {"epochs": s.epochs, "batch_size": s.batch_size, "seed": s.seed, "num_threads": s.threads,
-                  "cache_dir": s.cache_dir},
+                  "cache_dir": s.cache_dir, "precision": s.precision},
         "early_stopping": {"restore_best": False},  # same protocol as the peer: the last epoch's model
     }
 
@@ -219,12 +221,14 @@ def spawn(tool: str, s: Setting) -> dict[str, Any]:
 def row_for(strategy: str, args: argparse.Namespace, cache_dir: str, peak: float) -> dict[str, Any]:
     epochs = max(1, round(EPOCHS[strategy] * args.epochs_scale))
     s = Setting(strategy=strategy, epochs=epochs, limit=args.limit, max_length=args.max_length,
-                batch_size=args.batch_size, lr=LR[strategy], seed=args.seed, threads=args.threads, cache_dir=cache_dir)
+                batch_size=args.batch_size, lr=LR[strategy], seed=args.seed, threads=args.threads, cache_dir=cache_dir,
+                precision=args.precision)
     print(f"[{strategy}] Hugging Face Trainer{' + peft' if strategy == 'lora' else ''} ...", file=sys.stderr, flush=True)
     peer = spawn("peer", s)
     print(f"[{strategy}] tunelab ...", file=sys.stderr, flush=True)
     ours = spawn("tunelab", s)
-    warm = spawn("tunelab", s) if args.warm and "wall_s" in ours else {}
+    cached = bool((ours.get("cache") or {}).get("built_entries"))
+    warm = spawn("tunelab", s) if args.warm and cached else {}  # a second run, as an HPO trial would be
     row: dict[str, Any] = {"strategy": strategy, "epochs": epochs, "peer": peer, "tunelab": ours, "tunelab_warm": warm}
     if "wall_s" in peer:
         n = peer["train_examples"] * epochs
@@ -265,6 +269,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="both tools (bf16: CPU autocast)")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--cache-dir", default=None, help="tunelab activation cache (default: a fresh temporary folder)")
     parser.add_argument("--warm", action="store_true", help="also time a second tunelab run that reuses the cache")
@@ -286,7 +291,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print_table(rows, peak)
     print(json.dumps({"benchmark": "vs_hf", "gemm_peak_gflops": round(peak, 1), "threads": args.threads,
                       "limit": args.limit, "max_length": args.max_length, "batch_size": args.batch_size,
-                      "epochs_scale": args.epochs_scale, "rows": rows}))
+                      "epochs_scale": args.epochs_scale, "precision": args.precision, "rows": rows}))
     return 0
 
 
