@@ -88,7 +88,7 @@ def predictions_table(records: list[Record], predictions: Predictions, label_nam
         shown = "|".join(value) if isinstance(value, tuple) else value
         label = "|".join(record.label) if isinstance(record.label, tuple) else record.label
         probs = [f"{s:.6f}" for s in scores] if score_cols else []
-        writer.writerow([record.where, record.text[:200], label, shown, *probs])
+        writer.writerow([record.where, record.text, label, shown, *probs])
     return buffer.getvalue()
 
 
