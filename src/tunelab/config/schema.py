@@ -137,6 +137,10 @@ class TrainConfig(_Section):
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: Optional[int] = Field(None, ge=1, description="torch threads; default: the cores available")
+    checkpoint_every_steps: Optional[int] = Field(
+        None, ge=1, description="also checkpoint every N optimizer steps (a checkpoint is always written at epoch end)")
+    keep_checkpoints: int = Field(2, ge=1, description="keep the last K checkpoints, plus the best one")
+    max_bad_steps: int = Field(5, ge=1, description="stop after this many consecutive steps with NaN/Inf loss or gradients")
 
 
 class EarlyStoppingConfig(_Section):
