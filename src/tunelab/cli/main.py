@@ -92,6 +92,8 @@ def _resume_paths(config: Optional[Path], out: Optional[str], resume: Optional[s
         raise TunelabError(f"train: --out {out} and --resume {resume} name different runs; give one of them")
     if config is None:
         staged = target.parent / f".{target.name}.staging" / "config.yaml"
+        if not staged.is_file() and (target / "config.yaml").is_file():
+            staged = target / "config.yaml"  # a finished run: run_training says there is nothing to resume
         if not staged.is_file():
             raise TunelabError(f"--resume: {staged} not found, so the run's config is unknown; give the CONFIG "
                                f"as well (tunelab train CONFIG --resume {resume}), or check the run folder")

@@ -70,4 +70,5 @@ class BadStepGuard:
         return (f"training stopped at step {step} (epoch {epoch + 1}): the loss or gradients were NaN/Inf for "
                 f"{self.consecutive} consecutive steps ({self.first_bad}-{step}, train.max_bad_steps="
                 f"{train.max_bad_steps}); none of them was applied. Likely causes: {'; '.join(causes)}. "
-                f"{kept[0].upper()}{kept[1:]}; fix the config and run again.")
+                f"{kept[0].upper()}{kept[1:]}; fix the config and start the run again (with --overwrite to discard "
+                f"the unfinished one).")

@@ -104,9 +104,9 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
     console = console or Console(stderr=True)
     started = time.perf_counter()
     run_dir = RunDirectory(Path(out or config.output), overwrite=overwrite)
-    run_dir.check_target(resume)
     if resume:
         check_resumable(run_dir)
+    run_dir.check_target(resume)
     task = get_task(config.task)
     seed_everything(config.train.seed)
     device = select_device(config.train)

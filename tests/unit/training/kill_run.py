@@ -3,6 +3,7 @@
 usage: python kill_run.py SPEC CLI-ARGS...
   SPEC = step:N   SIGKILL right after the N-th optimizer update of this process (before its checkpoint, if any)
   SPEC = write:N  SIGKILL in the middle of the N-th checkpoint file write (half the bytes on disk, no manifest)
+  SPEC = term:N   send itself SIGTERM right after the N-th optimizer update (graceful stop)
   SPEC = none     run normally
 """
 
@@ -26,14 +27,14 @@ def arm(spec: str) -> None:
 
     kind, _, n = spec.partition(":")
     calls = {"n": 0}
-    if kind == "step":
+    if kind in ("step", "term"):
         update = trainer.optimizer_step
 
         def killing_update(*args, **kwargs):
             update(*args, **kwargs)
             calls["n"] += 1
             if calls["n"] == int(n):
-                die()
+                die() if kind == "step" else os.kill(os.getpid(), signal.SIGTERM)
         trainer.optimizer_step = killing_update
     elif kind == "write":
         def killing_write(path: Path, data: bytes) -> None:

@@ -25,6 +25,18 @@ STEPS_PER_EPOCH, EPOCHS, EVERY = 9, 3, 4   # 72 train rows / batch 8; checkpoint
 runner = CliRunner()
 
 
+@pytest.fixture(scope="module")
+def full_reference(tiny_bert: Path, sentiment_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The `full` config and its uninterrupted run, shared by the tests that resume it."""
+    tmp = tmp_path_factory.mktemp("full-reference")
+    raw = {"model": str(tiny_bert), "data": {"train": str(sentiment_csv), "max_length": 16, "validation_split": 0.2,
+                                              "test_split": 0.2},
+           "optim": {"lr": 3e-3}, "train": {"batch_size": 8, "seed": 0}, "output": str(tmp / "unused")}
+    config = write_config(tmp, raw, "full")
+    assert runner.invoke(app, ["train", str(config), "--out", str(tmp / "reference")]).exit_code == 0
+    return config, tmp / "reference"
+
+
 def write_config(tmp_path: Path, tiny_config: dict, strategy: str) -> Path:
     tiny_config["strategy"] = {"name": strategy}
     tiny_config["train"].update(epochs=EPOCHS, num_threads=1, checkpoint_every_steps=EVERY, keep_checkpoints=2)
@@ -76,10 +88,8 @@ def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, t
     print(f"{strategy}: killed after step {step}, then during checkpoint file write {write}: bit-identical")
 
 
-def test_corrupted_checkpoint_is_skipped_with_a_warning(tiny_config: dict, tmp_path: Path) -> None:
-    config = write_config(tmp_path, tiny_config, "full")
-    reference = tmp_path / "reference"
-    assert runner.invoke(app, ["train", str(config), "--out", str(reference)]).exit_code == 0
+def test_corrupted_checkpoint_is_skipped_with_a_warning(full_reference: tuple[Path, Path], tmp_path: Path) -> None:
+    config, reference = full_reference
     run = tmp_path / "run"
     assert killed("step:15", config, run).returncode == -signal.SIGKILL
     checkpoints = sorted((tmp_path / ".run.staging" / "checkpoints").iterdir())
@@ -89,6 +99,33 @@ def test_corrupted_checkpoint_is_skipped_with_a_warning(tiny_config: dict, tmp_p
 
     result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
     assert result.exit_code == 0, result.output
-    assert "step-00000012 is unusable" in result.output and "does not match" not in result.output
+    assert "step-00000012 is unusable (model.safetensors has 1000 bytes" in " ".join(result.output.split())
     assert "resuming from" in result.output and "step-00000009-end" in result.output
     assert_bit_identical(reference, run)
+
+
+def test_sigterm_checkpoints_and_says_how_to_resume(full_reference: tuple[Path, Path], tmp_path: Path) -> None:
+    config, reference = full_reference
+    run = tmp_path / "run"
+    stopped = killed("term:6", config, run)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    message = " ".join(stopped.stderr.split())
+    assert "SIGTERM received: stopped after step 6" in message and "Traceback" not in message
+    assert f"Resume with: tunelab train {config} --resume {run}" in message
+    assert (tmp_path / ".run.staging" / "checkpoints" / "step-00000006").is_dir()
+    result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "step 6)" in result.output
+    assert_bit_identical(reference, run)
+
+
+def test_resume_refuses_a_changed_config_and_a_finished_run(full_reference: tuple[Path, Path], tmp_path: Path) -> None:
+    config, reference = full_reference
+    run = tmp_path / "run"
+    assert killed("step:5", config, run).returncode == -signal.SIGKILL
+    result = runner.invoke(app, ["train", str(config), "--resume", str(run), "--set", "optim.lr=0.1"])
+    assert result.exit_code == 2 and "optim.lr: 0.003 -> 0.1" in " ".join(result.output.split())
+    result = runner.invoke(app, ["train", str(config), "--out", str(run)])
+    assert result.exit_code == 2 and "continue it with --resume" in " ".join(result.output.split())
+    result = runner.invoke(app, ["train", "--resume", str(reference)])
+    assert result.exit_code == 2 and "nothing to resume" in " ".join(result.output.split())
