@@ -25,7 +25,14 @@ class RunDirectory:
         self.staging = self.target.parent / f".{self.target.name}.staging"
 
     def check_target(self, resume: bool = False) -> None:
-        """Refuse up front, before any work, to replace an earlier run (or an unfinished one) unless asked to."""
+        """Refuse up front, before any work, to replace an earlier run (or an unfinished one) unless asked to,
+        and never to replace a folder that holds the current directory (`output: ..` with --overwrite)."""
+        if self.target == Path(self.target.anchor) or self.target == Path.home():
+            raise ConfigError(f"output: {self.target} is a filesystem root or your home folder; give a run folder "
+                              "inside it (--out runs/NAME)")
+        if self.overwrite and Path.cwd().resolve().is_relative_to(self.target):
+            raise ConfigError(f"output: {self.target} contains the current directory, so --overwrite would delete "
+                              "it; choose a separate run folder (--out runs/NAME)")
         if self.target.exists() and not self.target.is_dir():
             raise ConfigError(f"output: {self.target} exists and is a file; choose a directory path (--out DIR)")
         if self.target.is_dir() and any(self.target.iterdir()) and not self.overwrite:

@@ -48,6 +48,8 @@ def train(
     resume: Optional[str] = typer.Option(
         None, "--resume", metavar="[RUN_DIR]",
         help="Continue an interrupted run from its latest valid checkpoint (default RUN_DIR: the config's output)."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle",
+                                      help="Accept pickle weights (.bin/.pt/.ckpt), loaded with weights_only=True."),
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
     from tunelab.config.loading import load_config
@@ -60,7 +62,8 @@ def train(
         raise TunelabError("train: give a CONFIG file or --demo (one of them)")
     run_config = load_config(DEMO_CONFIG if demo else config, set_)
     try:
-        summary = run_training(run_config, out=out, overwrite=overwrite, console=err_console, resume=resume is not None)
+        summary = run_training(run_config, out=out, overwrite=overwrite, console=err_console, resume=resume is not None,
+                               trust_pickle=trust_pickle)
     except RunInterrupted as err:
         target = Path(out or run_config.output)
         again = f"tunelab train {'--demo' if demo else config} --resume {target}"

@@ -40,6 +40,7 @@ class DataConfig(_Section):
     text_column: str = "text"
     label_column: str = "label"
     label_delimiter: Optional[str] = Field(None, description="Multi-label: separator inside a string label.")
+    id_column: Optional[str] = Field(None, description="A column of example ids; checked to be unique within each file.")
     validation_split: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train held out when no validation file.")
     test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Share of train held out when no test file.")
     max_length: int = Field(256, ge=8, le=8192, description="Tokens per example after truncation.")

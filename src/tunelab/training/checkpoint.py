@@ -148,11 +148,16 @@ class CheckpointStore:
         return None
 
     def load(self, name: str) -> Checkpoint:
+        """Checkpoint `name` of this store; the name comes from a manifest on disk, so it is checked to be one
+        of ours (`step-...`) and never a path that could lead outside the checkpoints folder."""
+        from tunelab.errors import ModelError
+
+        if not _NAME.match(name):
+            raise ModelError(f"checkpoints in {self.root} refer to {name!r}, which is not a checkpoint name; "
+                             "the checkpoint manifests were edited: start a new run")
         path = self.root / name
         problem = verify(path)
         if problem is not None:
-            from tunelab.errors import ModelError
-
             raise ModelError(f"checkpoint {path} is unusable ({problem}); it cannot be restored")
         return Checkpoint(path, json.loads((path / MANIFEST).read_text(encoding="utf-8"))["state"])
 

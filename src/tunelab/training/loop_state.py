@@ -23,7 +23,7 @@ from tunelab.training.guards import BadStepGuard
 from tunelab.training.snapshot import (load_optimizer_state, load_rng_state, load_scheduler_state, optimizer_state,
                                        rng_state, scheduler_state)
 
-__all__ = ["LoopState", "capture", "restore"]
+__all__ = ["LoopState", "capture", "restore", "check_weights"]
 
 
 @dataclass
@@ -103,8 +103,20 @@ def restore(loop: LoopState, checkpoint: Checkpoint, store: CheckpointStore) -> 
 
 
 def _load_weights(loop: LoopState, tensors: dict[str, torch.Tensor], checkpoint: Checkpoint) -> None:
+    check_weights(checkpoint, loop.model, loop.plan, tensors)
     named = dict(loop.model.named_parameters())
-    expected = set(loop.plan.ever_trainable)
+    with torch.no_grad():
+        for name, value in tensors.items():
+            named[name].copy_(value)
+
+
+def check_weights(checkpoint: Checkpoint, model: nn.Module, plan: Plan,
+                  tensors: Optional[dict[str, torch.Tensor]] = None) -> None:
+    """Refuse a checkpoint whose parameter names or shapes are not this model's and plan's (before any file of
+    the unfinished run is touched)."""
+    tensors = checkpoint.tensors("model") if tensors is None else tensors
+    named = dict(model.named_parameters())
+    expected = set(plan.ever_trainable)
     if set(tensors) != expected:
         missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
         raise ModelError(f"checkpoint {checkpoint.path} does not fit this model and strategy (missing "
@@ -116,9 +128,6 @@ def _load_weights(loop: LoopState, tensors: dict[str, torch.Tensor], checkpoint:
             raise ModelError(f"checkpoint {checkpoint.path}: parameter {name} has shape {tuple(value.shape)} "
                              f"{value.dtype}, the model has {tuple(named[name].shape)} {named[name].dtype}; it was "
                              "written by another model: resume with the config that wrote it, or start a new run")
-    with torch.no_grad():
-        for name, value in tensors.items():
-            named[name].copy_(value)
 
 
 @contextlib.contextmanager

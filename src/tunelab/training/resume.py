@@ -55,13 +55,13 @@ def check_resumable(run_dir: RunDirectory) -> None:
 
 def select_checkpoint(store: CheckpointStore, identity: dict[str, Any], warn: Callable[[str], None]) -> Checkpoint:
     """The latest intact checkpoint of this run; corrupt ones are skipped with a warning."""
-    store.clean_partial()
     checkpoint = store.latest_valid(warn)
     if checkpoint is None:
         raise ConfigError(f"--resume: no usable checkpoint in {store.root} (the run was stopped before its first "
                           "checkpoint, or all are damaged); start the run again without --resume, adding "
                           "--overwrite to discard the unfinished one")
     _check_identity(checkpoint, identity)
+    store.clean_partial()  # only now: a refused resume leaves the unfinished run exactly as it was
     return checkpoint
 
 

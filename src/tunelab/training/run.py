@@ -38,6 +38,7 @@ from tunelab.tasks.base import Predictions, Task
 from tunelab.tasks.registry import get_task
 from tunelab.training.callbacks import MetricsLogCallback, ProgressCallback
 from tunelab.training.checkpoint import CheckpointStore
+from tunelab.training.loop_state import check_weights
 from tunelab.training.resume import check_resumable, checkpoint_store, run_identity, select_checkpoint
 from tunelab.training.signals import graceful_stop
 from tunelab.training.trainer import Trainer
@@ -98,7 +99,7 @@ def predictions_table(records: list[Record], predictions: Predictions, label_nam
 
 
 def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: bool = False,
-                 console: Optional[Console] = None, resume: bool = False) -> RunSummary:
+                 console: Optional[Console] = None, resume: bool = False, trust_pickle: bool = False) -> RunSummary:
     """Train as `config` says into `out` (default: config.output). With `resume`, continue the unfinished run
     there from its latest valid checkpoint (see training/resume.py)."""
     console = console or Console(stderr=True)
@@ -113,7 +114,7 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
 
     data = load_data(config.data, config.task, config.train.seed)
     splits, label_names = data.splits, data.label_names
-    model_dir = resolve_model_dir(config.model.name)
+    model_dir = resolve_model_dir(config.model.name, trust_pickle)
     data_hashes = {name: hash_records(getattr(splits, name)) for name in ("train", "validation", "test")}
     identity = run_identity(config, data_hashes, hash_model_dir(model_dir))
     store = checkpoint_store(run_dir, config)
@@ -124,6 +125,8 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
                              num_outputs=task.num_outputs(label_names), model_dir=model_dir)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     apply_trainable(model, plan.trainable_at(0))
+    if checkpoint is not None:
+        check_weights(checkpoint, model, plan)
     trainable, total = count_parameters(model)
     ever = sum(p.numel() for n, p in model.named_parameters() if n in plan.ever_trainable)
     later = f", {ever:,} once all blocks unfreeze" if ever != trainable else ""
