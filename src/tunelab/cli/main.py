@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
@@ -15,7 +17,17 @@ from tunelab.errors import TunelabError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class _Group(TyperGroup):
+    """Lets `--resume` be given without a value (click options always take one): `--resume` alone is read
+    as `--resume=` (empty: the config's output), `--resume DIR` as usual."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = ["--resume=" if a == "--resume" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
+                for i, a in enumerate(args)]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Group,
                   help="Fine-tune pre-trained models on your own data.")
 out_console = Console()
 
@@ -28,21 +40,34 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 @app.command()
 @user_errors
 def train(
-    config: Optional[Path] = typer.Argument(None, help="YAML run config."),
+    config: Optional[Path] = typer.Argument(None, help="YAML run config (optional with --resume RUN_DIR)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set optim.lr=1e-4 (repeatable)."),
     out: Optional[str] = typer.Option(None, "--out", help="Run directory (default: the config's output)."),
     demo: bool = typer.Option(False, "--demo", help="Run the built-in demo: MiniLM on BBC News."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory when this run succeeds."),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", metavar="[RUN_DIR]",
+        help="Continue an interrupted run from its latest valid checkpoint (default RUN_DIR: the config's output)."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle",
+                                      help="Accept pickle weights (.bin/.pt/.ckpt), loaded with weights_only=True."),
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
     from tunelab.config.loading import load_config
     from tunelab.configs import DEMO_CONFIG
+    from tunelab.errors import RunInterrupted
     from tunelab.training.run import run_training
 
+    config, out = _resume_paths(config, out, resume)
     if demo == (config is not None):
         raise TunelabError("train: give a CONFIG file or --demo (one of them)")
     run_config = load_config(DEMO_CONFIG if demo else config, set_)
-    summary = run_training(run_config, out=out, overwrite=overwrite, console=err_console)
+    try:
+        summary = run_training(run_config, out=out, overwrite=overwrite, console=err_console, resume=resume is not None,
+                               trust_pickle=trust_pickle)
+    except RunInterrupted as err:
+        target = Path(out or run_config.output)
+        again = f"tunelab train {'--demo' if demo else config} --resume {target}"
+        raise RunInterrupted(f"{err}. Resume with: {again}", err.signum) from None
     table = Table(title="tunelab run", show_header=False)
     for key, value in summary.test_metrics.items():
         if isinstance(value, float):
@@ -55,6 +80,28 @@ def train(
     table.add_row("peak memory (RSS)", f"{summary.peak_rss_mb:.0f} MiB")
     table.add_row("run directory", str(summary.run_dir))
     out_console.print(table)
+
+
+def _resume_paths(config: Optional[Path], out: Optional[str], resume: Optional[str]) -> tuple[Optional[Path], Optional[str]]:
+    """With `--resume RUN_DIR`: the run folder becomes the output, and without CONFIG the run's own config is used."""
+    if not resume:
+        return config, out
+    from tunelab.training.resume import resolve_resume_dir
+
+    if config is None and Path(resume).is_file():  # `train --resume config.yaml`: the value was the CONFIG
+        return Path(resume), out
+    target = resolve_resume_dir(resume)
+    if out is not None and Path(out).expanduser().resolve() != target.resolve():
+        raise TunelabError(f"train: --out {out} and --resume {resume} name different runs; give one of them")
+    if config is None:
+        staged = target.parent / f".{target.name}.staging" / "config.yaml"
+        if not staged.is_file() and (target / "config.yaml").is_file():
+            staged = target / "config.yaml"  # a finished run: run_training says there is nothing to resume
+        if not staged.is_file():
+            raise TunelabError(f"--resume: {staged} not found, so the run's config is unknown; give the CONFIG "
+                               f"as well (tunelab train CONFIG --resume {resume}), or check the run folder")
+        config = staged
+    return config, str(target)
 
 
 @app.command()

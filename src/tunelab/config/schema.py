@@ -40,6 +40,7 @@ class DataConfig(_Section):
     text_column: str = "text"
     label_column: str = "label"
     label_delimiter: Optional[str] = Field(None, description="Multi-label: separator inside a string label.")
+    id_column: Optional[str] = Field(None, description="A column of example ids; checked to be unique within each file.")
     validation_split: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train held out when no validation file.")
     test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Share of train held out when no test file.")
     max_length: int = Field(256, ge=8, le=8192, description="Tokens per example after truncation.")
@@ -137,6 +138,10 @@ class TrainConfig(_Section):
     precision: Literal["fp32", "bf16"] = "fp32"
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: Optional[int] = Field(None, ge=1, description="torch threads; default: the cores available")
+    checkpoint_every_steps: Optional[int] = Field(
+        None, ge=1, description="also checkpoint every N optimizer steps (a checkpoint is always written at epoch end)")
+    keep_checkpoints: int = Field(2, ge=1, description="keep the last K checkpoints, plus the best one")
+    max_bad_steps: int = Field(5, ge=1, description="stop after this many consecutive steps with NaN/Inf loss or gradients")
 
 
 class EarlyStoppingConfig(_Section):
