@@ -81,3 +81,18 @@ def tiny_config(tiny_bert: Path, sentiment_csv: Path, tmp_path: Path) -> dict:
         "train": {"epochs": 2, "batch_size": 8, "seed": 0},
         "output": str(tmp_path / "run"),
     }
+
+
+@pytest.fixture
+def build_tiny(tiny_bert: Path):
+    """Factory: a fresh TaskModel on the tiny BERT (native head unless `head` is given), 2 labels."""
+    from tunelab.config.schema import HeadConfig, ModelConfig
+    from tunelab.models import build_task_model
+
+    def build(head: str = "native"):
+        import torch
+
+        torch.manual_seed(0)
+        return build_task_model(ModelConfig(name=str(tiny_bert)), HeadConfig(type=head), problem_type="single_label_classification",
+                                label_names=["neg", "pos"], num_outputs=2)
+    return build
