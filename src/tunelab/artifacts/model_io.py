@@ -24,7 +24,7 @@ from tunelab.strategies.registry import peft_method
 from tunelab.models.task_model import TaskModel
 from tunelab.tasks.registry import get_task
 
-__all__ = ["save_task_model", "load_run", "LoadedRun", "HEAD_WEIGHTS", "HEAD_CONFIG"]
+__all__ = ["save_task_model", "save_hf_model", "load_run", "LoadedRun", "HEAD_WEIGHTS", "HEAD_CONFIG"]
 
 HEAD_WEIGHTS = "tunelab_head.safetensors"
 HEAD_CONFIG = "tunelab_head.json"
@@ -38,6 +38,12 @@ def save_task_model(model: TaskModel, tokenizer: Any, out_dir: Path, config: Run
         tokenizer.save_pretrained(out_dir)
         save_adapter(model, out_dir, config, method, base_hash=hash_model_dir(base_dir), base_dir=str(base_dir))
         return
+    save_hf_model(model, tokenizer, out_dir, config)
+
+
+def save_hf_model(model: TaskModel, tokenizer: Any, out_dir: Path, config: RunConfig) -> None:
+    """A plain transformers directory (plus the tunelab head files when the head is not native)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
     model.network.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
     if model.head is not None:
