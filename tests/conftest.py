@@ -102,7 +102,8 @@ def build_tiny(tiny_bert: Path):
 def adapter_run(tiny_bert: Path, sentiment_csv: Path, build_tiny, tmp_path: Path):
     """Factory: a run directory with a saved PEFT adapter whose declared parameters (and head) were moved
     away from their initial values, without paying for training."""
-    def make(strategy: dict, *, head: str = "native", name: str = "run", labels: tuple[str, ...] = ("neg", "pos"), seed: int = 1):
+    def make(strategy: dict, *, head: str = "native", name: str = "run", labels: tuple[str, ...] = ("neg", "pos"), seed: int = 1,
+             with_model: bool = False):
         import json
 
         import torch
@@ -126,5 +127,5 @@ def adapter_run(tiny_bert: Path, sentiment_csv: Path, build_tiny, tmp_path: Path
         (run_dir / "config.yaml").write_text(config_to_yaml(config))
         (run_dir / "labels.json").write_text(json.dumps({"task": "classification", "labels": list(labels)}))
         save_task_model(model, AutoTokenizer.from_pretrained(tiny_bert), run_dir / "model", config)
-        return run_dir
+        return (run_dir, model) if with_model else run_dir
     return make

@@ -15,6 +15,8 @@ VARIANTS = {
     "lora": {"name": "lora", "lora": {"rank": 4, "alpha": 8}},
     "lora-rslora": {"name": "lora", "lora": {"rank": 4, "alpha": 8, "rslora": True, "target_modules": ["query", "key", "dense"]}},
     "lora-dora": {"name": "lora", "lora": {"rank": 4, "alpha": 8, "dora": True}},
+    "ia3": {"name": "ia3"},
+    "prompt": {"name": "prompt_tuning", "prompt": {"num_tokens": 4}},
 }
 
 
@@ -37,4 +39,5 @@ def test_peft_loads_our_adapter_with_the_head(variant: str, tiny_bert: Path, ada
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
     # the head came from the file, not from a fresh initialisation
     fresh = AutoModelForSequenceClassification.from_pretrained(tiny_bert, num_labels=2)
-    assert not torch.allclose(theirs.base_model.model.classifier.modules_to_save["default"].weight, fresh.classifier.weight)
+    classifier = theirs.base_model.model.classifier if variant != "prompt" else theirs.base_model.classifier
+    assert not torch.allclose(classifier.modules_to_save["default"].weight, fresh.classifier.weight)

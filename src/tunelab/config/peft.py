@@ -80,7 +80,7 @@ class PrefixSection(_Section):
 
     num_tokens: int = Field(20, ge=1, le=512, description="k, prefix length per layer.")
     reparameterize: bool = Field(True, description="Produce the prefixes with an MLP over k embeddings (stabler training).")
-    hidden_size: int = Field(512, ge=1, description="reparameterize: hidden width of the MLP.")
+    hidden_size: int = Field(128, ge=1, description="reparameterize: hidden width of the MLP.")
 
 
 class IA3Section(_Section):

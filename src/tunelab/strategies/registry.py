@@ -9,8 +9,13 @@ from tunelab.config.schema import OptimConfig, StrategyConfig
 from tunelab.errors import ConfigError
 from tunelab.models.task_model import TaskModel
 from tunelab.strategies.depth import compile_full, compile_gradual, compile_head, compile_partial
+from tunelab.strategies.peft.adapters import HoulsbyMethod, PfeifferMethod
 from tunelab.strategies.peft.base import PeftMethod
+from tunelab.strategies.peft.bitfit import BitFitMethod
+from tunelab.strategies.peft.ia3 import IA3Method
 from tunelab.strategies.peft.lora import LoraMethod
+from tunelab.strategies.peft.prefix import PrefixTuningMethod
+from tunelab.strategies.peft.prompt import PromptTuningMethod
 from tunelab.strategies.plan import Plan
 
 __all__ = ["STRATEGIES", "PEFT_METHODS", "strategy_names", "compile_strategy", "peft_method"]
@@ -25,7 +30,9 @@ STRATEGIES: dict[str, Compiler] = {
 }
 
 # Parameter-efficient methods: one instance each; their compile step is their strategy entry.
-PEFT_METHODS: dict[str, PeftMethod] = {m.name: m for m in (LoraMethod(),)}
+PEFT_METHODS: dict[str, PeftMethod] = {m.name: m for m in (LoraMethod(), IA3Method(), BitFitMethod(), HoulsbyMethod(),
+                                                          PfeifferMethod(), PromptTuningMethod(),
+                                                          PrefixTuningMethod())}
 STRATEGIES.update({name: method.compile for name, method in PEFT_METHODS.items()})
 
 

@@ -103,9 +103,12 @@ def match_name(name: str, patterns: list[str]) -> bool:
 
 
 def head_names(model: TaskModel) -> list[str]:
-    """Parameters of the head (everything above the block stack): they always train."""
+    """Parameters of the head (everything above the block stack, minus what a PEFT method added): they
+    always train."""
     stack = model.layer_stack
-    return [n for n, _ in model.named_parameters() if stack.group_of(n) == stack.head_group]
+    adaptation = adaptation_of(model)
+    own = adaptation.params if adaptation is not None else frozenset()
+    return [n for n, _ in model.named_parameters() if stack.group_of(n) == stack.head_group and n not in own]
 
 
 def blocks_allowed(model: TaskModel, config: StrategyConfig) -> Callable[[str], bool]:
