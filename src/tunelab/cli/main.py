@@ -1,4 +1,4 @@
-"""`tunelab` command line: train, eval, predict, validate."""
+"""`tunelab` command line: train, eval, predict, validate, export."""
 
 from __future__ import annotations
 
@@ -138,22 +138,49 @@ def eval_(run_dir: Path = typer.Argument(..., help="A run directory written by `
 
 @app.command()
 @user_errors
-def predict(run_dir: Path = typer.Argument(..., help="A run directory written by `tunelab train`."),
+def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory written by `tunelab train`."),
             input: Optional[Path] = typer.Option(None, "--input", help="CSV/JSONL/Parquet with the text column."),
             text: list[str] = typer.Option([], "--text", help="A text to classify (repeatable)."),
+            adapter: list[str] = typer.Option([], "--adapter", help="NAME=RUN_DIR of an adapter run (repeatable): all "
+                                              "adapters share one loaded base; each row names its adapter."),
             output: Optional[Path] = typer.Option(None, "--output", help="Write predictions here (.csv or .jsonl).")) -> None:
-    """Predict with a trained run; probabilities for every class."""
+    """Predict with a trained run (or several adapters on one base); probabilities for every class."""
     from tunelab.serving.inference import predict_rows, write_predictions
 
     if (input is None) == (not text):
         raise TunelabError("predict: give --input FILE or one or more --text T (one of them)")
-    rows = predict_rows(run_dir, input_path=input, texts=text)
+    if (run_dir is None) == (not adapter):
+        raise TunelabError("predict: give a RUN_DIR or one or more --adapter NAME=RUN_DIR (one of them)")
+    if adapter and output is not None and output.suffix.lower() not in (".jsonl", ".json"):
+        raise TunelabError(f"predict --output {output}: with --adapter write .jsonl (adapters may have different classes)")
+    if adapter:
+        from tunelab.serving.adapters import load_adapters, parse_adapter_specs
+
+        rows = []
+        for name, run in load_adapters(parse_adapter_specs(adapter)).items():
+            rows += [{"adapter": name, **row} for row in predict_rows(run, input_path=input, texts=text)]
+    else:
+        rows = predict_rows(run_dir, input_path=input, texts=text)
     if output is None:
         for row in rows:
             out_console.print(json.dumps(row), highlight=False, markup=False, soft_wrap=True)
     else:
         write_predictions(rows, output)
         err_console.print(f"wrote {len(rows)} predictions to {output}")
+
+
+@app.command()
+@user_errors
+def export(run_dir: Path = typer.Argument(..., help="A run directory written by `tunelab train`."),
+           merge: bool = typer.Option(False, "--merge", help="Fold the adapter into the base weights (LoRA, IA3)."),
+           out: Path = typer.Option(..., "--out", help="Folder for the exported model (must be new or empty).")) -> None:
+    """Export a run: `--merge` writes a plain Hugging Face model directory, checked against the run's outputs."""
+    from tunelab.export import export_merged
+
+    if not merge:
+        raise TunelabError("export: only --merge is available; add --merge to write a merged Hugging Face directory")
+    check = export_merged(run_dir, out)
+    out_console.print(f"wrote {out} (merged; max logit difference to the adapter model {check['max_abs_logit_diff']:.2e})")
 
 
 def main() -> None:
