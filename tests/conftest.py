@@ -87,3 +87,51 @@ def tiny_config(tiny_bert: Path, sentiment_csv: Path, tmp_path: Path) -> dict:
         "train": {"epochs": 2, "batch_size": 8, "seed": 0},
         "output": str(tmp_path / "run"),
     }
+
+
+@pytest.fixture
+def build_tiny(tiny_bert: Path):
+    """Factory: a fresh TaskModel on the tiny BERT (native head unless `head` is given), 2 labels."""
+    from tunelab.config.schema import HeadConfig, ModelConfig
+    from tunelab.models import build_task_model
+
+    def build(head: str = "native"):
+        import torch
+
+        torch.manual_seed(0)
+        return build_task_model(ModelConfig(name=str(tiny_bert)), HeadConfig(type=head), problem_type="single_label_classification",
+                                label_names=["neg", "pos"], num_outputs=2)
+    return build
+
+
+@pytest.fixture
+def adapter_run(tiny_bert: Path, sentiment_csv: Path, build_tiny, tmp_path: Path):
+    """Factory: a run directory with a saved PEFT adapter whose declared parameters (and head) were moved
+    away from their initial values, without paying for training."""
+    def make(strategy: dict, *, head: str = "native", name: str = "run", labels: tuple[str, ...] = ("neg", "pos"), seed: int = 1,
+             with_model: bool = False):
+        import json
+
+        import torch
+        from transformers import AutoTokenizer
+
+        from tunelab.artifacts.model_io import save_task_model
+        from tunelab.config.loading import config_to_yaml, parse_config
+        from tunelab.strategies import compile_strategy
+
+        config = parse_config({"model": str(tiny_bert), "data": {"train": str(sentiment_csv)}, "strategy": strategy,
+                               "head": {"type": head}})
+        model = build_tiny(head)
+        plan = compile_strategy(config.strategy, model, config.optim, 1)
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            for pname, param in model.named_parameters():
+                if pname in plan.trainable:
+                    param.add_(0.1 * torch.randn_like(param))
+        run_dir = tmp_path / name
+        run_dir.mkdir()
+        (run_dir / "config.yaml").write_text(config_to_yaml(config))
+        (run_dir / "labels.json").write_text(json.dumps({"task": "classification", "labels": list(labels)}))
+        save_task_model(model, AutoTokenizer.from_pretrained(tiny_bert), run_dir / "model", config)
+        return (run_dir, model) if with_model else run_dir
+    return make

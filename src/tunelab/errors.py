@@ -7,11 +7,13 @@ anything else is a bug in tunelab and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["TunelabError", "ConfigError", "DataError", "ModelError"]
+__all__ = ["TunelabError", "ConfigError", "DataError", "ModelError", "TrainingError", "RunInterrupted"]
 
 
 class TunelabError(Exception):
     """A problem the user can fix; the message says where it is and what to do."""
+
+    exit_code = 2
 
 
 class ConfigError(TunelabError):
@@ -24,3 +26,16 @@ class DataError(TunelabError):
 
 class ModelError(TunelabError):
     """A model directory or checkpoint cannot be loaded as asked."""
+
+
+class TrainingError(TunelabError):
+    """Training cannot go on (e.g. repeated NaN/Inf losses); the message names the step and likely causes."""
+
+
+class RunInterrupted(TunelabError):
+    """SIGINT/SIGTERM stopped the run after a checkpoint; the message says how to resume. Exit 128 + signal."""
+
+    def __init__(self, message: str, signum: int = 2) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum

@@ -31,7 +31,7 @@ STRATEGIES = {
 
 def train(tmp_path: Path, strategy: str, extra: list[str]) -> tuple[Path, str]:
     out = tmp_path / strategy
-    args = ["train", "--demo", "--out", str(out), "--set", f"strategy.name={strategy}", "--set", "data.limit=150",
+    args = ["train", "--demo", "--out", str(out), "--set", f"strategy.name={strategy}", "--set", "data.limit=200",
             "--set", "data.max_length=64", "--set", "train.epochs=2", "--set", "train.batch_size=16"]
     if strategy != "partial":
         args += ["--set", "strategy.freeze_blocks=null"]

@@ -18,17 +18,31 @@ from tunelab.artifacts.atomic import atomic_write_json, atomic_write_with
 from tunelab.config.loading import parse_config
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ModelError, TunelabError
-from tunelab.models.loading import build_task_model, load_tokenizer
+from tunelab.artifacts.adapter_io import is_adapter_dir, load_adapter, read_meta, save_adapter
+from tunelab.models.loading import build_task_model, hash_model_dir, load_tokenizer, resolve_model_dir
+from tunelab.strategies.registry import peft_method
 from tunelab.models.task_model import TaskModel
 from tunelab.tasks.registry import get_task
 
-__all__ = ["save_task_model", "load_run", "LoadedRun", "HEAD_WEIGHTS", "HEAD_CONFIG"]
+__all__ = ["save_task_model", "save_hf_model", "load_run", "LoadedRun", "HEAD_WEIGHTS", "HEAD_CONFIG"]
 
 HEAD_WEIGHTS = "tunelab_head.safetensors"
 HEAD_CONFIG = "tunelab_head.json"
 
 
 def save_task_model(model: TaskModel, tokenizer: Any, out_dir: Path, config: RunConfig) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    method = peft_method(config.strategy.name)
+    if method is not None:  # PEFT: adapter weights + head + config only, never a copy of the base
+        base_dir = resolve_model_dir(config.model.name)
+        tokenizer.save_pretrained(out_dir)
+        save_adapter(model, out_dir, config, method, base_hash=hash_model_dir(base_dir), base_dir=str(base_dir))
+        return
+    save_hf_model(model, tokenizer, out_dir, config)
+
+
+def save_hf_model(model: TaskModel, tokenizer: Any, out_dir: Path, config: RunConfig) -> None:
+    """A plain transformers directory (plus the tunelab head files when the head is not native)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.network.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
@@ -56,12 +70,32 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     label_names = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))["labels"]
     task = get_task(config.task)
     model_dir = run_dir / "model"
-    model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=label_names,
-                             num_outputs=task.num_outputs(label_names), model_dir=model_dir)
-    if model.head is not None:
+    if is_adapter_dir(model_dir):
+        model = _load_adapter_run(model_dir, config, label_names)
+    else:
+        model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=label_names,
+                                 num_outputs=task.num_outputs(label_names), model_dir=model_dir)
+    if model.head is not None and not is_adapter_dir(model_dir):
         weights = model_dir / HEAD_WEIGHTS
         if not weights.is_file():
             raise ModelError(f"{model_dir}: {HEAD_WEIGHTS} is missing; the trained head cannot be restored")
         model.head.load_state_dict(load_file(str(weights)))
     model.eval()
     return LoadedRun(config=config, model=model, tokenizer=load_tokenizer(model_dir), label_names=label_names)
+
+
+def _load_adapter_run(model_dir: Path, config: RunConfig, label_names: list[str]) -> TaskModel:
+    """Base model from the config (checked against the hash recorded at training time) + the saved adapter."""
+    meta = read_meta(model_dir)
+    method = peft_method(meta.get("method", ""))
+    if method is None:
+        raise ModelError(f"{model_dir}: adapter method {meta.get('method')!r} is not known to this tunelab; upgrade tunelab")
+    base_dir = resolve_model_dir(config.model.name)
+    if meta.get("base_model_hash") and hash_model_dir(base_dir) != meta["base_model_hash"]:
+        raise ModelError(f"{model_dir}: the adapter was trained on other base weights than those in {base_dir}; "
+                         "point model.name in the run's config.yaml at the original base model")
+    task = get_task(config.task)
+    model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=label_names,
+                             num_outputs=task.num_outputs(label_names), model_dir=base_dir)
+    load_adapter(model, model_dir, config, method)
+    return model

@@ -1,5 +1,9 @@
 """The run directory: built in a staging folder beside the target and moved into place only when the run
-succeeds, so a failed run never changes an existing output directory."""
+succeeds, so a failed run never changes an existing output directory.
+
+The staging folder is also where an unfinished run keeps its checkpoints (`.NAME.staging/checkpoints/`):
+a killed run leaves it behind and `tunelab train --resume` continues from it; a new run refuses to
+discard it unless given --overwrite."""
 
 from __future__ import annotations
 
@@ -20,16 +24,30 @@ class RunDirectory:
         self.overwrite = overwrite
         self.staging = self.target.parent / f".{self.target.name}.staging"
 
-    def check_target(self) -> None:
-        """Refuse up front, before any work, to replace an earlier run unless asked to."""
+    def check_target(self, resume: bool = False) -> None:
+        """Refuse up front, before any work, to replace an earlier run (or an unfinished one) unless asked to,
+        and never to replace a folder that holds the current directory (`output: ..` with --overwrite)."""
+        if self.target == Path(self.target.anchor) or self.target == Path.home():
+            raise ConfigError(f"output: {self.target} is a filesystem root or your home folder; give a run folder "
+                              "inside it (--out runs/NAME)")
+        if self.overwrite and Path.cwd().resolve().is_relative_to(self.target):
+            raise ConfigError(f"output: {self.target} contains the current directory, so --overwrite would delete "
+                              "it; choose a separate run folder (--out runs/NAME)")
         if self.target.exists() and not self.target.is_dir():
             raise ConfigError(f"output: {self.target} exists and is a file; choose a directory path (--out DIR)")
         if self.target.is_dir() and any(self.target.iterdir()) and not self.overwrite:
             raise ConfigError(f"output: {self.target} already holds files (an earlier run?); choose another "
                               "directory with --out DIR, or pass --overwrite to replace it when this run succeeds")
+        checkpoints = self.staging / "checkpoints"
+        if not resume and not self.overwrite and checkpoints.is_dir() and any(checkpoints.iterdir()):
+            raise ConfigError(f"output: {self.staging} holds the checkpoints of an unfinished run to {self.target}; "
+                              "continue it with --resume, or pass --overwrite to discard it and start over")
 
-    def open(self) -> Path:
-        self.check_target()
+    def open(self, resume: bool = False) -> Path:
+        """The staging folder: fresh, or (resume) the unfinished run's own with its checkpoints."""
+        self.check_target(resume)
+        if resume and self.staging.is_dir():
+            return self.staging
         if self.staging.exists():
             shutil.rmtree(self.staging)
         self.staging.mkdir(parents=True)

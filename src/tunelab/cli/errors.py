@@ -7,8 +7,9 @@ import sys
 from typing import Any, Callable, TypeVar
 
 from rich.console import Console
+from rich.markup import escape
 
-from tunelab.errors import TunelabError
+from tunelab.errors import RunInterrupted, TunelabError
 
 __all__ = ["user_errors", "DEBUG", "err_console"]
 
@@ -25,8 +26,9 @@ def user_errors(func: F) -> F:
         except TunelabError as err:
             if DEBUG["on"]:
                 raise
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, markup=True, soft_wrap=True)
-            sys.exit(2)
+            label = "stopped" if isinstance(err, RunInterrupted) else "[bold red]error:[/]"
+            err_console.print(f"{label} {escape(str(err))}", highlight=False, markup=True, soft_wrap=True)
+            sys.exit(err.exit_code)
         except KeyboardInterrupt:
             err_console.print("interrupted")
             sys.exit(130)

@@ -1,4 +1,4 @@
-"""`tunelab` command line: train, eval, predict, validate."""
+"""`tunelab` command line: train, eval, predict, validate, export."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ import json
 from pathlib import Path
 from typing import Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 from rich.console import Console
 from rich.table import Table
 
@@ -15,7 +17,17 @@ from tunelab.errors import TunelabError
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+class _Group(TyperGroup):
+    """Lets `--resume` be given without a value (click options always take one): `--resume` alone is read
+    as `--resume=` (empty: the config's output), `--resume DIR` as usual."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        args = ["--resume=" if a == "--resume" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
+                for i, a in enumerate(args)]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, cls=_Group,
                   help="Fine-tune pre-trained models on your own data.")
 out_console = Console()
 
@@ -28,21 +40,34 @@ def _root(debug: bool = typer.Option(False, "--debug", help="Show full traceback
 @app.command()
 @user_errors
 def train(
-    config: Optional[Path] = typer.Argument(None, help="YAML run config."),
+    config: Optional[Path] = typer.Argument(None, help="YAML run config (optional with --resume RUN_DIR)."),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set optim.lr=1e-4 (repeatable)."),
     out: Optional[str] = typer.Option(None, "--out", help="Run directory (default: the config's output)."),
     demo: bool = typer.Option(False, "--demo", help="Run the built-in demo: MiniLM on BBC News."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing run directory when this run succeeds."),
+    resume: Optional[str] = typer.Option(
+        None, "--resume", metavar="[RUN_DIR]",
+        help="Continue an interrupted run from its latest valid checkpoint (default RUN_DIR: the config's output)."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle",
+                                      help="Accept pickle weights (.bin/.pt/.ckpt), loaded with weights_only=True."),
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
     from tunelab.config.loading import load_config
     from tunelab.configs import DEMO_CONFIG
+    from tunelab.errors import RunInterrupted
     from tunelab.training.run import run_training
 
+    config, out = _resume_paths(config, out, resume)
     if demo == (config is not None):
         raise TunelabError("train: give a CONFIG file or --demo (one of them)")
     run_config = load_config(DEMO_CONFIG if demo else config, set_)
-    summary = run_training(run_config, out=out, overwrite=overwrite, console=err_console)
+    try:
+        summary = run_training(run_config, out=out, overwrite=overwrite, console=err_console, resume=resume is not None,
+                               trust_pickle=trust_pickle)
+    except RunInterrupted as err:
+        target = Path(out or run_config.output)
+        again = f"tunelab train {'--demo' if demo else config} --resume {target}"
+        raise RunInterrupted(f"{err}. Resume with: {again}", err.signum) from None
     table = Table(title="tunelab run", show_header=False)
     for key, value in summary.test_metrics.items():
         if isinstance(value, float):
@@ -55,6 +80,28 @@ def train(
     table.add_row("peak memory (RSS)", f"{summary.peak_rss_mb:.0f} MiB")
     table.add_row("run directory", str(summary.run_dir))
     out_console.print(table)
+
+
+def _resume_paths(config: Optional[Path], out: Optional[str], resume: Optional[str]) -> tuple[Optional[Path], Optional[str]]:
+    """With `--resume RUN_DIR`: the run folder becomes the output, and without CONFIG the run's own config is used."""
+    if not resume:
+        return config, out
+    from tunelab.training.resume import resolve_resume_dir
+
+    if config is None and Path(resume).is_file():  # `train --resume config.yaml`: the value was the CONFIG
+        return Path(resume), out
+    target = resolve_resume_dir(resume)
+    if out is not None and Path(out).expanduser().resolve() != target.resolve():
+        raise TunelabError(f"train: --out {out} and --resume {resume} name different runs; give one of them")
+    if config is None:
+        staged = target.parent / f".{target.name}.staging" / "config.yaml"
+        if not staged.is_file() and (target / "config.yaml").is_file():
+            staged = target / "config.yaml"  # a finished run: run_training says there is nothing to resume
+        if not staged.is_file():
+            raise TunelabError(f"--resume: {staged} not found, so the run's config is unknown; give the CONFIG "
+                               f"as well (tunelab train CONFIG --resume {resume}), or check the run folder")
+        config = staged
+    return config, str(target)
 
 
 @app.command()
@@ -91,22 +138,49 @@ def eval_(run_dir: Path = typer.Argument(..., help="A run directory written by `
 
 @app.command()
 @user_errors
-def predict(run_dir: Path = typer.Argument(..., help="A run directory written by `tunelab train`."),
+def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory written by `tunelab train`."),
             input: Optional[Path] = typer.Option(None, "--input", help="CSV/JSONL/Parquet with the text column."),
             text: list[str] = typer.Option([], "--text", help="A text to classify (repeatable)."),
+            adapter: list[str] = typer.Option([], "--adapter", help="NAME=RUN_DIR of an adapter run (repeatable): all "
+                                              "adapters share one loaded base; each row names its adapter."),
             output: Optional[Path] = typer.Option(None, "--output", help="Write predictions here (.csv or .jsonl).")) -> None:
-    """Predict with a trained run; probabilities for every class."""
+    """Predict with a trained run (or several adapters on one base); probabilities for every class."""
     from tunelab.serving.inference import predict_rows, write_predictions
 
     if (input is None) == (not text):
         raise TunelabError("predict: give --input FILE or one or more --text T (one of them)")
-    rows = predict_rows(run_dir, input_path=input, texts=text)
+    if (run_dir is None) == (not adapter):
+        raise TunelabError("predict: give a RUN_DIR or one or more --adapter NAME=RUN_DIR (one of them)")
+    if adapter and output is not None and output.suffix.lower() not in (".jsonl", ".json"):
+        raise TunelabError(f"predict --output {output}: with --adapter write .jsonl (adapters may have different classes)")
+    if adapter:
+        from tunelab.serving.adapters import load_adapters, parse_adapter_specs
+
+        rows = []
+        for name, run in load_adapters(parse_adapter_specs(adapter)).items():
+            rows += [{"adapter": name, **row} for row in predict_rows(run, input_path=input, texts=text)]
+    else:
+        rows = predict_rows(run_dir, input_path=input, texts=text)
     if output is None:
         for row in rows:
             out_console.print(json.dumps(row), highlight=False, markup=False, soft_wrap=True)
     else:
         write_predictions(rows, output)
         err_console.print(f"wrote {len(rows)} predictions to {output}")
+
+
+@app.command()
+@user_errors
+def export(run_dir: Path = typer.Argument(..., help="A run directory written by `tunelab train`."),
+           merge: bool = typer.Option(False, "--merge", help="Fold the adapter into the base weights (LoRA, IA3)."),
+           out: Path = typer.Option(..., "--out", help="Folder for the exported model (must be new or empty).")) -> None:
+    """Export a run: `--merge` writes a plain Hugging Face model directory, checked against the run's outputs."""
+    from tunelab.export import export_merged
+
+    if not merge:
+        raise TunelabError("export: only --merge is available; add --merge to write a merged Hugging Face directory")
+    check = export_merged(run_dir, out)
+    out_console.print(f"wrote {out} (merged; max logit difference to the adapter model {check['max_abs_logit_diff']:.2e})")
 
 
 def main() -> None:

@@ -11,6 +11,8 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from tunelab.config.peft import AdapterSection, BitFitSection, IA3Section, LoraSection, PrefixSection, PromptSection
+
 __all__ = [
     "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
     "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig",
@@ -40,6 +42,7 @@ class DataConfig(_Section):
     text_column: str = "text"
     label_column: str = "label"
     label_delimiter: Optional[str] = Field(None, description="Multi-label: separator inside a string label.")
+    id_column: Optional[str] = Field(None, description="A column of example ids; checked to be unique within each file.")
     validation_split: float = Field(0.1, ge=0.0, lt=1.0, description="Share of train held out when no validation file.")
     test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Share of train held out when no test file.")
     max_length: int = Field(256, ge=8, le=8192, description="Tokens per example after truncation.")
@@ -87,6 +90,26 @@ class StrategyConfig(_Section):
     unfreeze_every: int = Field(1, ge=1, description="gradual: epochs between unfreezing one more block.")
     layerwise_lr_decay: float = Field(1.0, gt=0.0, le=1.0, description="LR of a block = lr * decay^(distance from the head).")
     head_lr_multiplier: float = Field(1.0, gt=0.0, description="LR of the head = lr * this.")
+    # one section per PEFT method; only the chosen method's section may be given (see strategies/peft/)
+    # filled with its defaults when the strategy uses it, null otherwise
+    lora: Optional[LoraSection] = None
+    adapter: Optional[AdapterSection] = None
+    prompt: Optional[PromptSection] = None
+    prefix: Optional[PrefixSection] = None
+    ia3: Optional[IA3Section] = None
+    bitfit: Optional[BitFitSection] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_section(cls, raw: object) -> object:
+        """The chosen PEFT method's section appears with its defaults, so the resolved config shows them."""
+        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
+            from tunelab.strategies.registry import peft_method
+
+            method = peft_method(raw["name"])
+            if method is not None and raw.get(method.section) is None:
+                raw = {**raw, method.section: {}}
+        return raw
 
     @field_validator("name")
     @classmethod
@@ -102,8 +125,18 @@ class StrategyConfig(_Section):
     def _options_fit_strategy(self) -> "StrategyConfig":
         if self.name == "partial" and self.freeze_blocks is None and not self.freeze_patterns:
             raise ValueError("strategy partial needs freeze_blocks (an int) or freeze_patterns (globs)")
-        if self.name != "partial" and (self.freeze_blocks is not None or self.freeze_patterns):
+        from tunelab.strategies.registry import peft_method
+
+        method = peft_method(self.name)
+        if method is not None:
+            method.check_strategy(self)
+        elif self.name != "partial" and (self.freeze_blocks is not None or self.freeze_patterns):
             raise ValueError(f"freeze_blocks / freeze_patterns apply to strategy partial, not {self.name!r}")
+        for section in ("lora", "adapter", "prompt", "prefix", "ia3", "bitfit"):
+            if getattr(self, section) is not None and (method is None or method.section != section):
+                wanted = f"strategy.{method.section}" if method else "no method section"
+                raise ValueError(f"strategy.{section} is given but strategy {self.name!r} reads {wanted}; "
+                                 f"remove strategy.{section} or choose a strategy that uses it")
         return self
 
 
@@ -146,6 +179,10 @@ class TrainConfig(_Section):
                                                         "$TUNELAB_CACHE_DIR or ~/.cache/tunelab/activations.")
     compile: bool = Field(False, description="torch.compile each block (dynamic shapes); off by default: "
                                               "on CPU the compile time outweighs the gain for short runs.")
+    checkpoint_every_steps: Optional[int] = Field(
+        None, ge=1, description="also checkpoint every N optimizer steps (a checkpoint is always written at epoch end)")
+    keep_checkpoints: int = Field(2, ge=1, description="keep the last K checkpoints, plus the best one")
+    max_bad_steps: int = Field(5, ge=1, description="stop after this many consecutive steps with NaN/Inf loss or gradients")
 
 
 class EarlyStoppingConfig(_Section):

@@ -126,12 +126,13 @@ def _read_utf8(file: Path) -> str:
 def _missing_column(file: Path, place: str, role: str, name: str, present: list[str],
                     hint: str = "") -> DataError:
     """The error for a column that is not there, listing those that are, with a did-you-mean."""
-    close = difflib.get_close_matches(name, present, n=1, cutoff=0.6)
+    names = [p for p in present if len(p) <= 100]  # a 50 MB "column name" is a broken file, not a candidate
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
     if not close:
-        lowered = {p.lower(): p for p in present}
+        lowered = {p.lower(): p for p in names}
         close = [lowered[name.lower()]] if name.lower() in lowered else []
     mean = f" Did you mean {close[0]!r}?" if close else ""
-    listed = ", ".join(repr(p) for p in present) or "(none)"
+    listed = _names(present) or "(none)"
     advice = hint or f"{mean} Set {role}_column to one of them."
     return DataError(f"{file}:{place}: no {role} column {name!r}; the columns present are {listed}.{advice}")
 
@@ -212,7 +213,14 @@ def _ragged_row(where: str, line: int, fields: list[str], header: list[str], hin
         advice = ("A field is probably missing, or an unclosed quote (\") swallowed the line end: "
                   "fill in the field or fix the quoting.")
     return DataError(f"{where} (line {line}): has {len(fields)} fields but the header has {len(header)} "
-                     f"({', '.join(repr(h) for h in header)}). {advice}")
+                     f"({_names(header)}). {advice}")
+
+
+def _names(names: list[str], limit: int = 20, width: int = 40) -> str:
+    """Column names for a message, each and all cut short: a message must not echo a huge broken header."""
+    shown = [repr(n if len(n) <= width else f"{n[:width]}... ({len(n):,} characters)") for n in names[:limit]]
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(shown) + more
 
 
 # --- JSON Lines ---------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ from tunelab.data.records import Record, Splits, TaskKind
 from tunelab.data.splits import stratified_split
 from tunelab.errors import ConfigError, DataError
 
-__all__ = ["LoadedData", "load_data"]
+__all__ = ["LoadedData", "load_data", "check_unique_ids"]
 
 
 @dataclass
@@ -60,5 +60,21 @@ def _read_train_pool(config: DataConfig, task: TaskKind) -> list[Record]:
 
 
 def _read(path: str, config: DataConfig, task: TaskKind) -> list[Record]:
-    return read_records(path, text_column=config.text_column, label_column=config.label_column, task=task,
-                        label_delimiter=config.label_delimiter)
+    records = read_records(path, text_column=config.text_column, label_column=config.label_column, task=task,
+                           label_delimiter=config.label_delimiter)
+    if config.id_column is not None:
+        check_unique_ids(path, config.id_column, task)
+    return records
+
+
+def check_unique_ids(path: str, id_column: str, task: TaskKind) -> None:
+    """Ids must be unique: a repeated id usually means rows were duplicated (leaking between splits) or two
+    files were concatenated. The column is read with the same reader, so its errors name file and row."""
+    ids = read_records(path, text_column=id_column, label_column=None, task=task, require_labels=False)
+    first: dict[str, str] = {}
+    for record in ids:
+        if record.text in first:
+            raise DataError(f"{record.where}: id {record.text!r} in column {id_column!r} was already used at "
+                            f"{first[record.text].rsplit(':', 1)[-1]}; ids must be unique: remove the duplicate row "
+                            "or give it its own id")
+        first[record.text] = record.where

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 
+from safetensors import SafetensorError
 from torch import nn
 
 from tunelab.config.schema import HeadConfig, ModelConfig
@@ -37,8 +38,9 @@ def quiet_transformers() -> None:
     hf_logging.disable_progress_bar()
 
 
-def resolve_model_dir(name: str) -> Path:
-    """A built-in name becomes its packaged directory; anything else must be a model directory."""
+def resolve_model_dir(name: str, trust_pickle: bool = False) -> Path:
+    """A built-in name becomes its packaged directory; anything else must be a model directory with safetensors
+    weights. Pickle-only weights are refused unless `trust_pickle` (then see models/pickle_weights.py)."""
     if name in BUILTIN_MODELS:
         return BUILTIN_MODELS[name]()
     path = Path(name).expanduser()
@@ -53,11 +55,16 @@ def resolve_model_dir(name: str) -> Path:
         raise ModelError(f"model: {path} has no config.json; is it a Hugging Face model directory (save_pretrained output)?")
     weights = list(path.glob("*.safetensors"))
     if not weights:
-        pickles = [p.name for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES]
+        pickles = sorted(p for p in path.iterdir() if p.suffix in PICKLE_SUFFIXES)
+        if pickles and trust_pickle:
+            from tunelab.models.pickle_weights import convert_pickle_dir
+
+            return convert_pickle_dir(path, pickles)
         if pickles:
             raise ModelError(
-                f"model: {path} holds only pickle weights ({', '.join(pickles)}), which can run arbitrary code when "
-                "loaded; convert them to safetensors (model.save_pretrained(dir, safe_serialization=True))"
+                f"model: {path} holds only pickle weights ({', '.join(p.name for p in pickles)}), which can run "
+                "arbitrary code when loaded; convert them to safetensors (model.save_pretrained(dir, "
+                "safe_serialization=True)), or pass --trust-pickle if you trust their source"
             )
         raise ModelError(f"model: {path} has no *.safetensors weights; add the model's weights file")
     return path
@@ -93,8 +100,9 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
             network = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, **kwargs)
     except ModelError:
         raise
-    except (OSError, ValueError, KeyError, RuntimeError) as err:
-        raise ModelError(f"model: cannot load {model_dir} as a {head_cfg.type} {problem_type} model: {err}") from None
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+        raise ModelError(f"model: cannot load {model_dir} as a {head_cfg.type} {problem_type} model: {_short(err)}; "
+                         f"{_load_advice(model_dir, err)}") from None
     hidden = int(getattr(network.config, "hidden_size", 0) or getattr(network.config, "d_model", 0))
     head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling=head_cfg.pooling,
                        dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size)
@@ -117,6 +125,28 @@ def count_parameters(model: nn.Module) -> tuple[int, int]:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return trainable, total
+
+
+def _short(err: BaseException, limit: int = 300) -> str:
+    """The first line of a library error, cut short (transformers lists every known architecture)."""
+    text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return text if len(text) <= limit else text[:limit] + " ..."
+
+
+def _load_advice(model_dir: Path, err: BaseException) -> str:
+    if isinstance(err, SafetensorError) or "safetensors" in str(err).lower() or "deserializ" in str(err):
+        files = ", ".join(p.name for p in sorted(model_dir.glob("*.safetensors"))) or "the weights file"
+        return f"{files} is damaged or not safetensors: re-save the model (save_pretrained) or copy it again"
+    if "Unrecognized configuration class" in str(err) or "model_type" in str(err):
+        try:
+            import json
+
+            kind = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type", "?")
+        except (OSError, ValueError):
+            kind = "?"
+        return (f"config.json says model_type {kind!r}, which is not a text encoder transformers can classify with; "
+                "give a text model directory (BERT, RoBERTa, DistilBERT, ...)")
+    return "check that the directory holds a complete Hugging Face model (config.json + *.safetensors)"
 
 
 def _no_code(kwargs: dict[str, Any]) -> dict[str, Any]:

@@ -33,8 +33,8 @@ def predict_records(run: LoadedRun, records: list[Record]) -> Predictions:
     return task.predict(logits, run.label_names)
 
 
-def predict_rows(run_dir: Path, *, input_path: Optional[Path] = None, texts: list[str] | None = None) -> list[dict[str, Any]]:
-    run = load_run(run_dir)
+def predict_rows(run_dir: Path | LoadedRun, *, input_path: Optional[Path] = None, texts: list[str] | None = None) -> list[dict[str, Any]]:
+    run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     if input_path is not None:
         records = read_records(input_path, text_column=run.config.data.text_column, label_column=run.config.data.label_column,
                                task=run.config.task, label_delimiter=run.config.data.label_delimiter, require_labels=False)

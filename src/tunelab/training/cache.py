@@ -65,13 +65,21 @@ def default_cache_dir() -> Path:
 
 # -- which prefix is frozen ---------------------------------------------------------------------------
 def frozen_blocks(model: TaskModel, trainable: frozenset[str]) -> Optional[int]:
-    """k such that the embeddings and blocks `[0, k)` have no trainable parameter; None when the
-    embeddings train (nothing below block 0 is fixed)."""
+    """k such that the embeddings and blocks `[0, k)` use no trainable parameter; None when the
+    embeddings train (nothing below block 0 is fixed).
+
+    Decided by the parameters each module *reaches*, not by names: a trainable module shared into a
+    block (a prefix encoder, tied weights) makes that block trainable even though its name is elsewhere."""
+    named = dict(model.named_parameters())
+    training = {id(named[name]) for name in trainable if name in named}
     stack = model.layer_stack
-    groups = {stack.group_of(name) for name in trainable}
-    if EMBEDDING_GROUP in groups:
-        return None
-    return min(groups | {stack.num_blocks})
+    for prefix in stack.embedding_prefixes:
+        if any(id(p) in training for p in model.get_submodule(prefix.rstrip(".")).parameters()):
+            return None
+    for index, block in enumerate(model.get_submodule(stack.blocks_path)):
+        if any(id(p) in training for p in block.parameters()):
+            return index
+    return stack.num_blocks
 
 
 def prefix_schedule(model: TaskModel, plan: Plan, epochs: int) -> list[Optional[int]]:

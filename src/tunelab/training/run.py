@@ -19,6 +19,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from rich.console import Console
+from rich.markup import escape
 
 from tunelab.artifacts.atomic import atomic_write_json, atomic_write_text
 from tunelab.artifacts.manifest import build_manifest, hash_records
@@ -29,6 +30,7 @@ from tunelab.config.schema import RunConfig, TrainConfig
 from tunelab.data.encoding import EncodedSplit, encode_texts
 from tunelab.data.records import Record
 from tunelab.data.sources import load_data
+from tunelab.errors import RunInterrupted
 from tunelab.models.loading import build_task_model, count_parameters, hash_model_dir, load_tokenizer, resolve_model_dir
 from tunelab.strategies.plan import apply_trainable
 from tunelab.strategies.registry import compile_strategy
@@ -37,6 +39,10 @@ from tunelab.tasks.registry import get_task
 from tunelab.training.accel import compile_blocks, resolve_precision
 from tunelab.training.cache import activation_cache_for
 from tunelab.training.callbacks import MetricsLogCallback, ProgressCallback
+from tunelab.training.checkpoint import CheckpointStore
+from tunelab.training.loop_state import check_weights
+from tunelab.training.resume import check_resumable, checkpoint_store, run_identity, select_checkpoint
+from tunelab.training.signals import graceful_stop
 from tunelab.training.trainer import Trainer
 
 __all__ = ["run_training", "RunSummary", "seed_everything", "select_device", "encode_split", "predictions_table"]
@@ -100,16 +106,20 @@ def predictions_table(records: list[Record], predictions: Predictions, label_nam
         shown = "|".join(value) if isinstance(value, tuple) else value
         label = "|".join(record.label) if isinstance(record.label, tuple) else record.label
         probs = [f"{s:.6f}" for s in scores] if score_cols else []
-        writer.writerow([record.where, record.text[:200], label, shown, *probs])
+        writer.writerow([record.where, record.text, label, shown, *probs])
     return buffer.getvalue()
 
 
 def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: bool = False,
-                 console: Optional[Console] = None) -> RunSummary:
+                 console: Optional[Console] = None, resume: bool = False, trust_pickle: bool = False) -> RunSummary:
+    """Train as `config` says into `out` (default: config.output). With `resume`, continue the unfinished run
+    there from its latest valid checkpoint (see training/resume.py)."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
     run_dir = RunDirectory(Path(out or config.output), overwrite=overwrite)
-    run_dir.check_target()
+    if resume:
+        check_resumable(run_dir)
+    run_dir.check_target(resume)
     task = get_task(config.task)
     seed_everything(config.train.seed)
     device = select_device(config.train)
@@ -117,13 +127,19 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
 
     data = load_data(config.data, config.task, config.train.seed)
     splits, label_names = data.splits, data.label_names
-    model_dir = resolve_model_dir(config.model.name)
+    model_dir = resolve_model_dir(config.model.name, trust_pickle)
+    data_hashes = {name: hash_records(getattr(splits, name)) for name in ("train", "validation", "test")}
+    identity = run_identity(config, data_hashes, hash_model_dir(model_dir))
+    store = checkpoint_store(run_dir, config)
+    checkpoint = select_checkpoint(store, identity, lambda m: console.print(f"[yellow]warning:[/] {escape(m)}")) if resume else None
     tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
     seed_everything(config.train.seed)
     model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=label_names,
                              num_outputs=task.num_outputs(label_names), model_dir=model_dir)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     apply_trainable(model, plan.trainable_at(0))
+    if checkpoint is not None:
+        check_weights(checkpoint, model, plan)
     trainable, total = count_parameters(model)
     ever = sum(p.numel() for n, p in model.named_parameters() if n in plan.ever_trainable)
     later = f", {ever:,} once all blocks unfreeze" if ever != trainable else ""
@@ -134,10 +150,16 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
 
     encoded = {name: encode_split(getattr(splits, name), tokenizer, config.data.max_length, task, label_names)
                for name in ("train", "validation", "test")}
-    staging = run_dir.open()
+    staging = run_dir.open(resume)
     try:
-        atomic_write_text(staging / "config.yaml", config_to_yaml(config))
-        atomic_write_json(staging / "labels.json", {"task": config.task, "labels": label_names})
+        if checkpoint is None:
+            atomic_write_text(staging / "config.yaml", config_to_yaml(config))
+            atomic_write_json(staging / "labels.json", {"task": config.task, "labels": label_names})
+        else:
+            store.rewind_sidecars(checkpoint)
+            position = checkpoint.state["position"]
+            console.print(f"resuming from {checkpoint.path} (epoch {position['epoch'] + 1}, batch {position['batch']}, "
+                          f"step {position['step']})")
         loss_fn = task.loss_fn(config.loss, encoded["train"].targets, label_names)
         callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console)]
         cache = activation_cache_for(config.train, tokenizer, config.data.max_length)
@@ -145,7 +167,10 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
             console.print(f"torch.compile: {compile_blocks(model)} blocks")
         trainer = Trainer(config, task, label_names, loss_fn, device, tokenizer.pad_token_id or 0, callbacks,
                           activation_cache=cache)
-        fit = trainer.fit(model, plan, encoded["train"], encoded["validation"])
+        with graceful_stop(lambda r: console.print(f"{r.name} received: finishing the current step, then writing "
+                                                   "a checkpoint (press Ctrl-C again to stop at once)")) as stop:
+            fit = trainer.fit(model, plan, encoded["train"], encoded["validation"], checkpoints=store,
+                              resume=checkpoint, stop=stop, identity=identity)
         if fit.stopped_early:
             console.print(fit.stopped_early)
         test_metrics: dict[str, Any] = {}
@@ -164,20 +189,27 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
                              total_params=total, wall_time_s=time.perf_counter() - started, train_time_s=fit.wall_time_s,
                              peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
         manifest = build_manifest(
-            seed=config.train.seed,
-            data_hashes={name: hash_records(getattr(splits, name)) for name in ("train", "validation", "test")},
-            base_model=str(model_dir), base_model_hash=hash_model_dir(model_dir),
+            seed=config.train.seed, data_hashes=data_hashes,
+            base_model=str(model_dir), base_model_hash=identity["base_model_sha256"],
             extra={"strategy": config.strategy.name, "trainable_params": trainable, "total_params": total,
                    "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch, "best_metric": fit.best_metric,
                    "train_time_s": round(fit.wall_time_s, 2), "peak_rss_mb": round(summary.peak_rss_mb, 1),
                    "history": fit.history, "device": device.type, "precision": config.train.precision,
+                   "resumed_from": checkpoint.name if checkpoint is not None else None,
                    "activation_cache": None if cache is None else cache.stats.as_dict()},
         )
         atomic_write_json(staging / "manifest.json", manifest)
-    except BaseException:
-        run_dir.abandon()
+    except BaseException as err:
+        _keep_or_abandon(run_dir, store, err, console)
         raise
     run_dir.commit()
     return summary
 
 
+def _keep_or_abandon(run_dir: RunDirectory, store: CheckpointStore, err: BaseException, console: Console) -> None:
+    """A failed run with checkpoints keeps its staging folder so it can be resumed; one without is removed."""
+    if not store.names():
+        run_dir.abandon()
+    elif not isinstance(err, RunInterrupted):
+        console.print(f"the unfinished run's checkpoints are kept in {store.root}; continue it with --resume "
+                      "(or start over with --overwrite)")

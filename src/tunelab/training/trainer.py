@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
@@ -13,10 +14,15 @@ from tunelab.config.schema import RunConfig
 from tunelab.data.encoding import Batch, EncodedSplit, iterate_batches
 from tunelab.strategies.plan import Plan, apply_trainable
 from tunelab.tasks.base import Predictions, Task
+from tunelab.errors import RunInterrupted
 from tunelab.training.cache import (ActivationCache, CachedPrefixStore, CacheUnsupported, eval_frozen_prefix,
                                     prefix_schedule)
-from tunelab.training.callbacks import (Callback, Control, EarlyStoppingCallback, TrainState, dispatch, metric_mode)
+from tunelab.training.callbacks import Callback, EarlyStoppingCallback, TrainState, dispatch, metric_mode
+from tunelab.training.checkpoint import Checkpoint, CheckpointStore, checkpoint_name
+from tunelab.training.guards import BadStepGuard, skip_step, step_is_finite
+from tunelab.training.loop_state import LoopState, capture, restore
 from tunelab.training.schedules import build_scheduler
+from tunelab.training.signals import StopRequest
 from tunelab.training.step import autocast_for, optimizer_step, predict_logits, train_step
 
 __all__ = ["Trainer", "FitResult", "EvalResult"]
@@ -49,6 +55,7 @@ class Trainer:
         self.callbacks = list(callbacks or [])
         self.activation_cache = activation_cache
         self.frozen_k: Optional[int] = None  # embeddings + blocks [0, k) frozen in the current epoch
+        self._schedule: list[Optional[int]] = []
         self._stores: dict[tuple[int, int], CachedPrefixStore] = {}
 
     # -- evaluation -------------------------------------------------------------------------------
@@ -62,83 +69,133 @@ class Trainer:
         return EvalResult(loss=loss, metrics={"loss": loss, **metrics}, predictions=predictions)
 
     # -- training ---------------------------------------------------------------------------------
-    def fit(self, model: nn.Module, plan: Plan, train: EncodedSplit, validation: Optional[EncodedSplit]) -> FitResult:
+    def fit(self, model: nn.Module, plan: Plan, train: EncodedSplit, validation: Optional[EncodedSplit], *,
+            checkpoints: Optional[CheckpointStore] = None, resume: Optional[Checkpoint] = None,
+            stop: Optional[StopRequest] = None, identity: Optional[dict[str, Any]] = None) -> FitResult:
+        """Train `model` as `plan` says. With `checkpoints`, write one every `train.checkpoint_every_steps`
+        and at each epoch end; with `resume`, continue from that checkpoint exactly where it was taken.
+        When `stop` rises (SIGINT/SIGTERM), finish the step, checkpoint and raise RunInterrupted."""
+        self._checkpoints, self._stop, self._identity = checkpoints, stop, identity or {}
+        loop = self._start(model, plan, len(train), validation)
+        if resume is not None:
+            restore(loop, resume, checkpoints)
+        self._schedule = prefix_schedule(model, plan, self.config.train.epochs)
+        self._start_cache(model, self._schedule[loop.epoch:], [train, validation])
+        dispatch(loop.callbacks, "on_fit_start", self._state(loop), loop.control)
+        while loop.epoch < self.config.train.epochs and not loop.control.stop_training:
+            self._train_epoch(loop, train)
+            self._end_epoch(loop, validation)
+        dispatch(loop.callbacks, "on_fit_end", self._state(loop, epoch=max(loop.epoch - 1, 0)), loop.control)
+        if loop.best_state and self.config.early_stopping.restore_best:
+            with torch.no_grad():
+                named = dict(model.named_parameters())
+                for name, value in loop.best_state.items():
+                    named[name].copy_(value)
+        return FitResult(epochs_run=loop.epoch, steps=loop.step, best_epoch=loop.stopper.best_epoch,
+                         best_metric=loop.stopper.best, stopped_early=loop.control.reason,
+                         wall_time_s=time.perf_counter() - loop.start, history=loop.history)
+
+    def _start(self, model: nn.Module, plan: Plan, train_size: int, validation: Optional[EncodedSplit]) -> LoopState:
+        """Optimizer, schedule and callbacks for a fresh fit (a resume then overwrites their state)."""
         cfg = self.config.train
         model.to(self.device)
         apply_trainable(model, plan.trainable_at(0))
         optimizer = torch.optim.AdamW(plan.optimizer_groups(model), lr=self.config.optim.lr,
                                       betas=self.config.optim.betas, eps=self.config.optim.eps)
-        micro_batches = -(-len(train) // cfg.batch_size)
-        steps_per_epoch = -(-micro_batches // cfg.grad_accum_steps)
-        total_steps = steps_per_epoch * cfg.epochs
-        scheduler = build_scheduler(optimizer, self.config.schedule, total_steps)
-        params = [p for group in optimizer.param_groups for p in group["params"]]
+        micro_batches = -(-train_size // cfg.batch_size)
+        total_steps = -(-micro_batches // cfg.grad_accum_steps) * cfg.epochs
+        early = self.config.early_stopping
+        # on_best runs only during fit, after `loop` below exists
+        stopper = EarlyStoppingCallback(early.metric, metric_mode(early.metric, early.mode), early.patience,
+                                        lambda epoch, value: self._remember_best(loop))
+        with_validation = validation is not None and len(validation) > 0
+        loop = LoopState(model=model, plan=plan, optimizer=optimizer,
+                         scheduler=build_scheduler(optimizer, self.config.schedule, total_steps),
+                         params=[p for group in optimizer.param_groups for p in group["params"]], stopper=stopper,
+                         callbacks=[stopper, *self.callbacks] if with_validation else list(self.callbacks),
+                         guard=BadStepGuard(self.config), total_steps=total_steps, start=time.perf_counter())
+        return loop
+
+    @staticmethod
+    def _remember_best(loop: LoopState) -> None:
+        named = dict(loop.model.named_parameters())
+        loop.best_state = {n: named[n].detach().clone() for n in sorted(loop.plan.ever_trainable)}
+        loop.best_is_new = True
+
+    def _state(self, loop: LoopState, metrics: Optional[dict] = None, events: tuple[str, ...] = (),
+               epoch: Optional[int] = None) -> TrainState:
+        return TrainState(epoch=loop.epoch if epoch is None else epoch, epochs=self.config.train.epochs,
+                          step=loop.step, total_steps=loop.total_steps, examples_seen=loop.seen, loss=loop.loss,
+                          lr=max(g["lr"] for g in loop.optimizer.param_groups),
+                          elapsed=time.perf_counter() - loop.start, metrics=metrics or {}, events=events)
+
+    def _train_epoch(self, loop: LoopState, train: EncodedSplit) -> None:
+        """The optimizer steps of `loop.epoch`, from micro-batch `loop.batch` on (0 unless resuming mid-epoch)."""
+        cfg = self.config.train
+        apply_trainable(loop.model, loop.plan.trainable_at(loop.epoch))
+        if loop.batch == 0:
+            dispatch(loop.callbacks, "on_epoch_start", self._state(loop, events=_events_at(loop)), loop.control)
+        self._train_mode(loop.model, self._schedule[loop.epoch])
         autocast = autocast_for(self.device, cfg.precision)
+        pending: list[float] = []
+        batches = self._batches(loop.model, train, cfg.batch_size, shuffle=True, epoch=loop.epoch)
+        # resuming mid-epoch: skip the batches already trained on, in the same (seed, epoch) order
+        for batch in itertools.islice(batches, loop.batch, None):
+            batch = batch.to(self.device)
+            # scale by the micro-batch's share so accumulated gradients equal one big batch's mean
+            pending.append(train_step(loop.model, batch, self.loss_fn, autocast=autocast,
+                                      scale=len(batch) / (cfg.batch_size * cfg.grad_accum_steps)))
+            loop.batch, loop.seen = loop.batch + 1, loop.seen + len(batch)
+            if len(pending) == cfg.grad_accum_steps:
+                self._optimizer_step(loop, pending)
+                pending = []
+        if pending:
+            self._optimizer_step(loop, pending)
 
-        schedule = prefix_schedule(model, plan, cfg.epochs)
-        self._start_cache(model, schedule, [train, validation])
-        best_state: dict[str, torch.Tensor] = {}
-        ever = sorted(plan.ever_trainable)
+    def _optimizer_step(self, loop: LoopState, losses: list[float]) -> None:
+        """Apply the accumulated gradients unless they (or the loss) are NaN/Inf; then checkpoint if due."""
+        good = step_is_finite(losses, loop.params)
+        if good:
+            optimizer_step(loop.optimizer, loop.scheduler, loop.params, self.config.train.max_grad_norm)
+        else:
+            skip_step(loop.optimizer, loop.scheduler)
+        loop.step, loop.loss = loop.step + 1, sum(losses) / len(losses)
+        loop.guard.record(loop.step, loop.epoch, good, loop.last_checkpoint)
+        dispatch(loop.callbacks, "on_step_end", self._state(loop), loop.control)
+        every = self.config.train.checkpoint_every_steps
+        if self._stop or (every and loop.step % every == 0):
+            self._save(loop, epoch_end=False)
+        self._check_stop(loop)
 
-        def remember_best(epoch: int, value: float) -> None:
-            named = dict(model.named_parameters())
-            best_state.clear()
-            best_state.update({n: named[n].detach().clone() for n in ever})
+    def _end_epoch(self, loop: LoopState, validation: Optional[EncodedSplit]) -> None:
+        """Evaluate, record, fire epoch-end events, then checkpoint at the start of the next epoch."""
+        events = _events_at(loop)
+        record: dict[str, Any] = {"epoch": loop.epoch, "train_loss": loop.loss, **({"events": list(events)} if events else {})}
+        if validation is not None and len(validation):
+            result = self.evaluate(loop.model, validation)
+            record.update({k: v for k, v in result.metrics.items() if isinstance(v, float)})
+            dispatch(loop.callbacks, "on_evaluate", self._state(loop, result.metrics), loop.control)
+        loop.history.append(record)
+        dispatch(loop.callbacks, "on_epoch_end", self._state(loop), loop.control)
+        loop.epoch, loop.batch = loop.epoch + 1, 0
+        self._save(loop, epoch_end=True)
+        self._check_stop(loop)
 
-        stopper = EarlyStoppingCallback(self.config.early_stopping.metric,
-                                        metric_mode(self.config.early_stopping.metric, self.config.early_stopping.mode),
-                                        self.config.early_stopping.patience, remember_best)
-        callbacks = [stopper, *self.callbacks] if validation is not None and len(validation) else list(self.callbacks)
-        control = Control()
-        start = time.perf_counter()
-        step, seen, loss_value, history = 0, 0, 0.0, []
+    def _save(self, loop: LoopState, epoch_end: bool) -> None:
+        # a step in a NaN streak is not written: the last checkpoint on disk stays the last good one
+        if self._checkpoints is None or loop.guard.consecutive:
+            return
+        name = checkpoint_name(loop.step, epoch_end)
+        if epoch_end and loop.best_is_new:
+            loop.best_checkpoint, loop.best_is_new = name, False
+        tensors, state = capture(loop, self._identity)
+        loop.last_checkpoint = str(self._checkpoints.save(name, tensors, state))
 
-        def state(epoch: int, metrics: Optional[dict] = None, events: tuple[str, ...] = ()) -> TrainState:
-            return TrainState(epoch=epoch, epochs=cfg.epochs, step=step, total_steps=total_steps, examples_seen=seen,
-                              loss=loss_value, lr=max(g["lr"] for g in optimizer.param_groups),
-                              elapsed=time.perf_counter() - start, metrics=metrics or {}, events=events)
-
-        dispatch(callbacks, "on_fit_start", state(0), control)
-        epoch = 0
-        for epoch in range(cfg.epochs):
-            apply_trainable(model, plan.trainable_at(epoch))
-            applied = tuple(e.description for e in plan.events if e.epoch == epoch)
-            dispatch(callbacks, "on_epoch_start", state(epoch, events=applied), control)
-            self._train_mode(model, schedule[epoch])
-            pending, accumulated = 0, []
-            for batch in self._batches(model, train, cfg.batch_size, shuffle=True, epoch=epoch):
-                batch = batch.to(self.device)
-                # scale by the micro-batch's share so accumulated gradients equal one big batch's mean
-                accumulated.append(train_step(model, batch, self.loss_fn, autocast=autocast,
-                                              scale=len(batch) / (cfg.batch_size * cfg.grad_accum_steps)))
-                pending += 1
-                seen += len(batch)
-                if pending == cfg.grad_accum_steps:
-                    optimizer_step(optimizer, scheduler, params, cfg.max_grad_norm)
-                    step, loss_value, pending, accumulated = step + 1, sum(accumulated) / len(accumulated), 0, []
-                    dispatch(callbacks, "on_step_end", state(epoch), control)
-            if pending:
-                optimizer_step(optimizer, scheduler, params, cfg.max_grad_norm)
-                step, loss_value = step + 1, sum(accumulated) / len(accumulated)
-                dispatch(callbacks, "on_step_end", state(epoch), control)
-            record: dict[str, Any] = {"epoch": epoch, "train_loss": loss_value, **({"events": list(applied)} if applied else {})}
-            if validation is not None and len(validation):
-                result = self.evaluate(model, validation)
-                record.update({k: v for k, v in result.metrics.items() if isinstance(v, float)})
-                dispatch(callbacks, "on_evaluate", state(epoch, result.metrics), control)
-            history.append(record)
-            dispatch(callbacks, "on_epoch_end", state(epoch), control)
-            if control.stop_training:
-                break
-        dispatch(callbacks, "on_fit_end", state(epoch), control)
-
-        if best_state and self.config.early_stopping.restore_best:
-            with torch.no_grad():
-                named = dict(model.named_parameters())
-                for name, value in best_state.items():
-                    named[name].copy_(value)
-        return FitResult(epochs_run=epoch + 1, steps=step, best_epoch=stopper.best_epoch, best_metric=stopper.best,
-                         stopped_early=control.reason, wall_time_s=time.perf_counter() - start, history=history)
+    def _check_stop(self, loop: LoopState) -> None:
+        if self._stop:
+            saved = f"checkpoint written to {loop.last_checkpoint}" if loop.last_checkpoint else "no checkpoint written"
+            raise RunInterrupted(f"{self._stop.name} received: stopped after step {loop.step} (epoch {loop.epoch + 1}, "
+                                 f"batch {loop.batch}); {saved}", self._stop.signum or 2)
 
     # -- frozen prefix and activation cache -------------------------------------------------------
     def _train_mode(self, model: nn.Module, k: Optional[int]) -> None:
@@ -149,7 +206,7 @@ class Trainer:
         self.frozen_k = k
 
     def _start_cache(self, model: nn.Module, schedule: list[Optional[int]], splits: list[Optional[EncodedSplit]]) -> None:
-        """Build (or find) the entries every epoch of this fit will read, before the clock of epoch 0."""
+        """Build (or find) the entries the remaining epochs of this fit will read, before epoch 0 starts."""
         self._stores.clear()
         self.frozen_k = None
         starts = sorted({k for k in schedule if k})
@@ -176,14 +233,19 @@ class Trainer:
     def _batches(self, model: nn.Module, split: EncodedSplit, batch_size: int, *, shuffle: bool,
                  epoch: int = 0) -> Iterator[Batch]:
         """Batches of `split`; while a prefix is frozen and cached, each carries its cached hidden states."""
-        k = self.frozen_k
-        if self.activation_cache is not None and k and (id(split), k) not in self._stores:
+        k, cache = self.frozen_k, self.activation_cache
+        if cache is not None and k and (id(split), k) not in self._stores:
             self._ensure_stores(model, split, [k])
         store = self._stores.get((id(split), k)) if k and self.activation_cache is not None else None
         for batch in iterate_batches(split, batch_size, pad_id=self.pad_id, shuffle=shuffle,
                                      seed=self.config.train.seed, epoch=epoch):
-            if store is not None:
+            if store is not None and cache is not None:
                 batch.prefix_hidden = store.read(batch.indices, batch.input_ids.shape[1])  # (B, T, H)
                 batch.start_block = k
-                self.activation_cache.stats.served_batches += 1
+                cache.stats.served_batches += 1
             yield batch
+
+
+def _events_at(loop: LoopState) -> tuple[str, ...]:
+    """Plan events (gradual unfreezing) that apply at the start of `loop.epoch`."""
+    return tuple(e.description for e in loop.plan.events if e.epoch == loop.epoch)

@@ -1,0 +1,5 @@
+"""Exports of a finished run to formats other tools load, each checked against the run's own outputs."""
+
+from tunelab.export.merge import export_merged
+
+__all__ = ["export_merged"]

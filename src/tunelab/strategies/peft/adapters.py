@@ -1,0 +1,87 @@
+"""Bottleneck adapters: Houlsby et al. 2019 (after attention and after the feed-forward block) and
+Pfeiffer et al. 2021 (after the feed-forward block only).
+
+An adapter wraps the output projection of the sub-block, before its dropout, residual and LayerNorm:
+h -> h + up(act(down(h))). `up` starts at zero, so the adapted model starts equal to the base. Targets
+are named relative to each block of the LayerStack, so the same names work for every depth.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from tunelab.config.schema import StrategyConfig
+from tunelab.errors import ConfigError
+from tunelab.models.task_model import TaskModel
+from tunelab.strategies.peft.base import Adaptation, PeftLayer, PeftMethod, replace_module
+
+__all__ = ["BottleneckAdapter", "HoulsbyMethod", "PfeifferMethod"]
+
+ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+class BottleneckAdapter(PeftLayer):
+    declared: ClassVar[tuple[str, ...]] = ("down.weight", "down.bias", "up.weight", "up.bias")
+
+    def __init__(self, base: nn.Linear, bottleneck: int, activation: str, residual: bool) -> None:
+        super().__init__()
+        if type(base) is not nn.Linear:
+            raise ConfigError(f"strategy.adapter: an adapter wraps a Linear output projection, not {type(base).__name__}")
+        width = base.out_features
+        self.base_layer, self.residual = base, residual
+        self.down = nn.Linear(width, bottleneck)
+        self.act = ACTIVATIONS[activation]()
+        self.up = nn.Linear(bottleneck, width)
+        nn.init.normal_(self.down.weight, std=1e-2)
+        nn.init.zeros_(self.down.bias)
+        nn.init.zeros_(self.up.weight)
+        nn.init.zeros_(self.up.bias)
+        self.to(base.weight.device)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        hidden = self.base_layer(x)                      # (..., H)
+        update = self.up(self.act(self.down(hidden)))    # (..., H) through a (..., b) bottleneck
+        return hidden + update if self.residual else update
+
+
+class _AdapterMethod(PeftMethod):
+    section = "adapter"
+    default_lr = 5e-4
+    places: ClassVar[tuple[str, ...]]
+
+    def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
+        s = config.adapter
+        stack = model.layer_stack
+        first = config.freeze_blocks or 0
+        if first > stack.num_blocks:
+            raise ConfigError(f"strategy.freeze_blocks: the model has {stack.num_blocks} blocks, got {first}")
+        names = [getattr(s, place) for place in self.places]
+        layers: dict[str, PeftLayer] = {}
+        for index in range(first, stack.num_blocks):
+            for name, place in zip(names, self.places):
+                path = f"{stack.blocks_path}.{index}.{name}"
+                try:
+                    module = model.get_submodule(path)
+                except AttributeError:
+                    raise ConfigError(f"strategy.adapter.{place}: block {index} has no module {name!r}; give the "
+                                      f"block-relative name of the projection (e.g. output.dense for BERT)") from None
+                width = module.out_features if isinstance(module, nn.Linear) else 0
+                layers[path] = BottleneckAdapter(module, s.bottleneck or max(1, width // s.reduction_factor),
+                                                 s.activation, s.residual)
+        for path, layer in layers.items():
+            replace_module(model, path, layer)
+        params = frozenset(f"{p}.{n}" for p, layer in layers.items() for n in layer.declared_names())
+        return Adaptation(method=self.name, layers=layers, params=params)
+
+
+class HoulsbyMethod(_AdapterMethod):
+    name = "houlsby"
+    places = ("attention_module", "ffn_module")
+
+
+class PfeifferMethod(_AdapterMethod):
+    name = "pfeiffer"
+    places = ("ffn_module",)

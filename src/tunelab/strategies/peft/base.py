@@ -1,0 +1,186 @@
+"""What every parameter-efficient method shares: inserted layers that declare their own parameters, the
+record of what a method did to a model, and the compile step that turns it into a Plan.
+
+A method never edits model code: it wraps modules from outside (`replace_module`) or adds hooks, and
+every module it adds is a :class:`PeftLayer` that names its parameters. Trainability, saving, merging and
+counting read those declarations (`Adaptation.params`); nothing guesses from substrings.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import weakref
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar, Optional
+
+from torch import nn
+
+from tunelab.config.schema import OptimConfig, StrategyConfig
+from tunelab.errors import ConfigError, ModelError
+from tunelab.models.layerstack import EMBEDDING_GROUP
+from tunelab.models.task_model import TaskModel
+from tunelab.strategies.depth import depth_lr_multipliers
+from tunelab.strategies.plan import Plan, build_param_groups
+
+__all__ = ["PeftLayer", "Adaptation", "PeftMethod", "adaptation_of", "replace_module", "unwrap_merged",
+           "match_name", "head_names", "blocks_allowed"]
+
+
+class PeftLayer(nn.Module):
+    """A module inserted by a PEFT method. `declared` lists its own trainable parameter names (local to the
+    layer); `peft_keys` maps them to the key suffixes of peft's on-disk format where the method uses it."""
+
+    declared: ClassVar[tuple[str, ...]] = ()
+    mergeable: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.merged = False
+
+    def declared_names(self) -> tuple[str, ...]:
+        """The declared parameters that exist on this instance (e.g. DoRA's magnitude only when enabled)."""
+        own = dict(self.named_parameters())
+        return tuple(n for n in self.declared if n in own)
+
+    def peft_keys(self) -> dict[str, str]:
+        return {n: n for n in self.declared_names()}
+
+    def merge(self) -> None:
+        raise ModelError(f"{type(self).__name__} cannot be merged into the base weights")
+
+    def unmerge(self) -> None:
+        raise ModelError(f"{type(self).__name__} cannot be merged into the base weights")
+
+
+@dataclass
+class Adaptation:
+    """What a method did to one TaskModel: inserted layers by path, every declared parameter name (full
+    names in the TaskModel, including existing ones a method trains such as BitFit's biases), and hooks."""
+
+    method: str
+    layers: dict[str, PeftLayer]
+    params: frozenset[str]
+    hooks: list[Any] = field(default_factory=list)
+    info: dict[str, Any] = field(default_factory=dict)   # method facts the saver needs (targets, k, ...)
+
+
+_ADAPTATIONS: "weakref.WeakKeyDictionary[TaskModel, Adaptation]" = weakref.WeakKeyDictionary()
+
+
+def adaptation_of(model: TaskModel) -> Optional[Adaptation]:
+    """The adaptation applied to `model`, if any (models do not know about PEFT; this table does)."""
+    return _ADAPTATIONS.get(model)
+
+
+def replace_module(root: nn.Module, path: str, new: nn.Module) -> None:
+    parent_path, _, leaf = path.rpartition(".")
+    parent = root.get_submodule(parent_path) if parent_path else root
+    setattr(parent, leaf, new)
+
+
+def unwrap_merged(model: TaskModel) -> None:
+    """Replace every merged wrapper by its (now merged) base layer: the model becomes a plain model again,
+    with the base architecture's parameter names, ready for `save_pretrained`."""
+    adaptation = adaptation_of(model)
+    if adaptation is None:
+        return
+    for path, layer in adaptation.layers.items():
+        if not layer.merged:
+            raise ModelError(f"{path}: merge the layer before unwrapping it")
+        replace_module(model, path, layer.base_layer)
+    _ADAPTATIONS.pop(model, None)
+
+
+def match_name(name: str, patterns: list[str]) -> bool:
+    """peft's rule (the full name equals the pattern or ends with `.pattern`), plus globs on the full name."""
+    for pattern in patterns:
+        if any(c in pattern for c in "*?["):
+            if fnmatch.fnmatchcase(name, pattern):
+                return True
+        elif name == pattern or name.endswith("." + pattern):
+            return True
+    return False
+
+
+def head_names(model: TaskModel) -> list[str]:
+    """Parameters of the head (everything above the block stack, minus what a PEFT method added): they
+    always train."""
+    stack = model.layer_stack
+    adaptation = adaptation_of(model)
+    own = adaptation.params if adaptation is not None else frozenset()
+    return [n for n, _ in model.named_parameters() if stack.group_of(n) == stack.head_group and n not in own]
+
+
+def blocks_allowed(model: TaskModel, config: StrategyConfig) -> Callable[[str], bool]:
+    """With `strategy.freeze_blocks: k`, a method adapts only modules in blocks >= k (none in the embeddings)."""
+    k = config.freeze_blocks
+    stack = model.layer_stack
+    if k is not None and k > stack.num_blocks:
+        raise ConfigError(f"strategy.freeze_blocks: the model has {stack.num_blocks} blocks, got {k}; use 0..{stack.num_blocks}")
+
+    def allowed(full_name: str) -> bool:
+        if k is None:
+            return True
+        group = stack.group_of(full_name + ".")
+        return group != EMBEDDING_GROUP and (group >= k)
+    return allowed
+
+
+class PeftMethod:
+    """A parameter-efficient method. Subclasses set the class facts and implement `_apply`."""
+
+    name: ClassVar[str]
+    section: ClassVar[str]                      # the StrategyConfig field it reads
+    default_lr: ClassVar[float]
+    peft_type: ClassVar[Optional[str]] = None   # peft's PeftType when saved in peft's format
+    mergeable: ClassVar[bool] = False
+    starts_equal: ClassVar[bool] = True         # the adapted model equals the base before training
+    supports_freeze_blocks: ClassVar[bool] = True
+    peft_prefix: ClassVar[str] = "base_model.model."   # peft's key prefix for modules of the HF model
+
+    def peft_key(self, path: str, suffix: str) -> str:
+        """peft's saved key of a parameter of the inserted layer at `path` (`network.` + HF module path)."""
+        return f"{self.peft_prefix}{path[len('network.'):]}.{suffix}"
+
+    def settings(self, config: StrategyConfig) -> Any:
+        return getattr(config, self.section)
+
+    def check_strategy(self, config: StrategyConfig) -> None:
+        """Config-time rules (raise ValueError with the key path and the fix)."""
+        if config.freeze_patterns:
+            raise ValueError(f"strategy.freeze_patterns applies to strategy partial; with {self.name} "
+                             "the base is frozen already (use freeze_blocks to adapt only the upper blocks)")
+        if config.freeze_blocks is not None and not self.supports_freeze_blocks:
+            raise ValueError(f"strategy.freeze_blocks has no meaning for {self.name}, which acts on the input "
+                             "sequence rather than on blocks; remove it")
+
+    def apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
+        """Insert the method into `model` (in place) and record what was done."""
+        if adaptation_of(model) is not None:
+            raise ModelError(f"this model already carries {adaptation_of(model).method}; build a fresh model for {self.name}")
+        adaptation = self._apply(model, config)
+        if not adaptation.params:
+            raise ConfigError(f"strategy.{self.section}: {self.name} found nothing to adapt in this model; "
+                              "check the target module names (see `named_modules()` of the base)")
+        _ADAPTATIONS[model] = adaptation
+        return adaptation
+
+    def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
+        raise NotImplementedError
+
+    def peft_config(self, model: TaskModel, config: StrategyConfig, adaptation: Adaptation) -> dict[str, Any]:
+        """Fields of peft's adapter_config.json specific to this method (peft-format methods only)."""
+        raise NotImplementedError
+
+    def compile(self, config: StrategyConfig, model: TaskModel, optim: OptimConfig, epochs: int) -> Plan:
+        """Apply the method, then train its declared parameters and the head, at the method's LR with
+        layer-wise decay and the head multiplier applied as for every other strategy."""
+        head = head_names(model)
+        adaptation = self.apply(model, config)
+        trainable = frozenset(adaptation.params) | frozenset(head)
+        lr = self.settings(config).lr or self.default_lr
+        multipliers = depth_lr_multipliers(model, config)
+        head_set = set(head)
+        lr_of = {n: lr * (config.head_lr_multiplier if n in head_set else multipliers[n]) for n in trainable}
+        groups = build_param_groups(model, trainable, lr_of, optim.weight_decay)
+        return Plan(strategy=self.name, trainable=trainable, groups=groups, inserted=dict(adaptation.layers))

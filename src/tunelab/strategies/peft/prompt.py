@@ -1,0 +1,102 @@
+"""Prompt tuning (Lester et al. 2021): k trainable soft tokens prepended to the input embeddings.
+
+A forward pre-hook on the Hugging Face model turns `input_ids` into `inputs_embeds` with the prompt in
+front and extends the attention mask, exactly as peft's PeftModelForSequenceClassification does, so the
+saved file loads in peft with the same logits. With a native BERT head the pooler reads position 0, which
+is then the first soft token (peft's behaviour); with a tunelab head the soft tokens are cut from the
+hidden states before pooling.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from tunelab.config.schema import StrategyConfig
+from tunelab.errors import ConfigError, ModelError
+from tunelab.models.task_model import TaskModel
+from tunelab.strategies.peft.base import Adaptation, PeftLayer, PeftMethod
+
+__all__ = ["SoftPrompt", "PromptTuningMethod"]
+
+
+class SoftPrompt(PeftLayer):
+    declared: ClassVar[tuple[str, ...]] = ("prompt_embeddings",)
+
+    def __init__(self, num_tokens: int, dim: int, init: torch.Tensor | None = None) -> None:
+        super().__init__()
+        weight = init.detach().clone() if init is not None else torch.randn(num_tokens, dim) * 0.02
+        self.prompt_embeddings = nn.Parameter(weight)   # (k, H)
+
+    def forward(self, batch_size: int, dtype: torch.dtype) -> torch.Tensor:
+        return self.prompt_embeddings.to(dtype).unsqueeze(0).expand(batch_size, -1, -1)   # (B, k, H)
+
+
+def _init_from_words(model: TaskModel, words: str, k: int) -> torch.Tensor:
+    from transformers import AutoTokenizer
+
+    source = getattr(model.network.config, "_name_or_path", "")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+    except Exception as err:  # transformers raises many types
+        raise ConfigError(f"strategy.prompt.init_words: cannot load the base tokenizer from {source!r}: {err}") from None
+    ids = tokenizer(words, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ConfigError("strategy.prompt.init_words: the words give no tokens; give some words")
+    ids = (ids * (k // len(ids) + 1))[:k]
+    return model.network.get_input_embeddings().weight[torch.tensor(ids)]
+
+
+class PromptTuningMethod(PeftMethod):
+    name = "prompt_tuning"
+    section = "prompt"
+    default_lr = 3e-2
+    peft_type = "PROMPT_TUNING"
+    peft_prefix = "base_model."
+    starts_equal = False
+    supports_freeze_blocks = False
+
+    def peft_key(self, path: str, suffix: str) -> str:
+        return suffix   # peft stores the prompt at the top level: `prompt_embeddings`
+
+    def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
+        s = config.prompt
+        network = model.network
+        embeddings = network.get_input_embeddings()
+        init = _init_from_words(model, s.init_words or "", s.num_tokens) if s.init == "words" else None
+        prompt = SoftPrompt(s.num_tokens, embeddings.embedding_dim, init).to(embeddings.weight.device)
+        model.add_module("peft_prompt", prompt)
+        max_positions = getattr(network.config, "max_position_embeddings", None)
+        k = s.num_tokens
+
+        def prepend(module: nn.Module, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]]:
+            ids = kwargs.pop("input_ids")                                    # (B, T)
+            if max_positions is not None and ids.shape[1] + k > max_positions:
+                raise ModelError(f"prompt tuning: {k} soft tokens + {ids.shape[1]} tokens exceed the model's "
+                                 f"{max_positions} positions; lower data.max_length or strategy.prompt.num_tokens")
+            embeds = module.get_input_embeddings()(ids)                     # (B, T, H)
+            kwargs["inputs_embeds"] = torch.cat((prompt(ids.shape[0], embeds.dtype), embeds), dim=1)
+            mask = kwargs.get("attention_mask")
+            if mask is not None:
+                kwargs["attention_mask"] = torch.cat((mask.new_ones(mask.shape[0], k), mask), dim=1)
+            return args, kwargs
+
+        def strip(module: nn.Module, args: tuple, kwargs: dict[str, Any], output: Any) -> Any:
+            output["last_hidden_state"] = output["last_hidden_state"][:, k:]   # (B, T, H) again for the head
+            return output
+
+        hooks = [network.register_forward_pre_hook(prepend, with_kwargs=True)]
+        if not model.is_native:
+            hooks.append(network.register_forward_hook(strip, with_kwargs=True))
+        return Adaptation(method=self.name, layers={"peft_prompt": prompt}, params=frozenset({"peft_prompt.prompt_embeddings"}),
+                          hooks=hooks)
+
+    def peft_config(self, model: TaskModel, config: StrategyConfig, adaptation: Adaptation) -> dict[str, Any]:
+        hf = model.network.config
+        return {"num_virtual_tokens": config.prompt.num_tokens, "token_dim": model.network.get_input_embeddings().embedding_dim,
+                "num_transformer_submodules": 1, "num_attention_heads": getattr(hf, "num_attention_heads", None),
+                "num_layers": getattr(hf, "num_hidden_layers", None),
+                # the trained values are in the file; peft needs no tokenizer to load them
+                "prompt_tuning_init": "RANDOM", "prompt_tuning_init_text": None, "tokenizer_name_or_path": None}

@@ -1,0 +1,56 @@
+"""Run `tunelab train ...` in this process and SIGKILL it at a chosen point: the crash half of the resume tests.
+
+usage: python kill_run.py SPEC CLI-ARGS...
+  SPEC = step:N   SIGKILL right after the N-th optimizer update of this process (before its checkpoint, if any)
+  SPEC = write:N  SIGKILL in the middle of the N-th checkpoint file write (half the bytes on disk, no manifest)
+  SPEC = term:N   send itself SIGTERM right after the N-th optimizer update (graceful stop)
+  SPEC = none     run normally
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+
+def die() -> None:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def arm(spec: str) -> None:
+    import tunelab.training.checkpoint as checkpoint
+    import tunelab.training.trainer as trainer
+
+    kind, _, n = spec.partition(":")
+    calls = {"n": 0}
+    if kind in ("step", "term"):
+        update = trainer.optimizer_step
+
+        def killing_update(*args, **kwargs):
+            update(*args, **kwargs)
+            calls["n"] += 1
+            if calls["n"] == int(n):
+                die() if kind == "step" else os.kill(os.getpid(), signal.SIGTERM)
+        trainer.optimizer_step = killing_update
+    elif kind == "write":
+        def killing_write(path: Path, data: bytes) -> None:
+            calls["n"] += 1
+            if calls["n"] == int(n):
+                with path.open("wb") as handle:
+                    handle.write(data[: len(data) // 2])
+                die()
+            with path.open("wb") as handle:
+                handle.write(data)
+        checkpoint._write_synced = killing_write
+
+
+if __name__ == "__main__":
+    arm(sys.argv[1])
+    from tunelab.cli.main import main
+
+    sys.argv = ["tunelab", *sys.argv[2:]]
+    main()

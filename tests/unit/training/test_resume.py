@@ -1,0 +1,131 @@
+"""Kill a run with SIGKILL (mid-epoch, and in the middle of a checkpoint write), resume it, and check the final
+weights are bit-identical to the same run left uninterrupted; a corrupted checkpoint is skipped with a warning."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from tunelab.cli import app
+
+KILLER = Path(__file__).with_name("kill_run.py")
+SRC = Path(__file__).resolve().parents[3] / "src"
+STEPS_PER_EPOCH, EPOCHS, EVERY = 9, 3, 4   # 72 train rows / batch 8; checkpoints at steps 4, 8, 9-end, 12, ...
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def full_reference(tiny_bert: Path, sentiment_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The `full` config and its uninterrupted run, shared by the tests that resume it."""
+    tmp = tmp_path_factory.mktemp("full-reference")
+    raw = {"model": str(tiny_bert), "data": {"train": str(sentiment_csv), "max_length": 16, "validation_split": 0.2,
+                                              "test_split": 0.2},
+           "optim": {"lr": 3e-3}, "train": {"batch_size": 8, "seed": 0}, "output": str(tmp / "unused")}
+    config = write_config(tmp, raw, "full")
+    assert runner.invoke(app, ["train", str(config), "--out", str(tmp / "reference")]).exit_code == 0
+    return config, tmp / "reference"
+
+
+def write_config(tmp_path: Path, tiny_config: dict, strategy: str) -> Path:
+    tiny_config["strategy"] = {"name": strategy}
+    tiny_config["train"].update(epochs=EPOCHS, num_threads=1, checkpoint_every_steps=EVERY, keep_checkpoints=2)
+    path = tmp_path / f"{strategy}.yaml"
+    path.write_text(yaml.safe_dump(tiny_config), encoding="utf-8")
+    return path
+
+
+def killed(spec: str, config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, str(KILLER), spec, "train", str(config), "--out", str(out), *extra],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def train_rows(run: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    return [(r["kind"], r["epoch"], r["step"], r.get("loss"), r.get("lr")) for r in rows]
+
+
+def assert_bit_identical(a: Path, b: Path) -> None:
+    wa, wb = load_file(str(a / "model" / "model.safetensors")), load_file(str(b / "model" / "model.safetensors"))
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.equal(wa[name], wb[name]), name
+    assert train_rows(a) == train_rows(b)
+
+
+@pytest.mark.parametrize("strategy", ["full", "gradual"])
+def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, tmp_path: Path) -> None:
+    config = write_config(tmp_path, tiny_config, strategy)
+    reference = tmp_path / "reference"
+    assert runner.invoke(app, ["train", str(config), "--out", str(reference)]).exit_code == 0
+
+    rng = random.Random(strategy)
+    step = rng.choice([s for s in range(EVERY + 1, EPOCHS * STEPS_PER_EPOCH) if s % STEPS_PER_EPOCH])  # mid-epoch
+    write = rng.randint(1, 8)  # one of the 4 files of the resumed run's 1st or 2nd checkpoint
+    run = tmp_path / "run"
+    first = killed(f"step:{step}", config, run)
+    assert first.returncode == -signal.SIGKILL, first.stderr
+    assert not run.exists() and (tmp_path / ".run.staging" / "checkpoints").is_dir()
+    second = killed(f"write:{write}", config, run, "--resume")
+    assert second.returncode == -signal.SIGKILL, second.stderr
+    assert "resuming from" in second.stderr
+    assert any(p.name.startswith(".tmp-") for p in (tmp_path / ".run.staging" / "checkpoints").iterdir())
+
+    result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert_bit_identical(reference, run)
+    print(f"{strategy}: killed after step {step}, then during checkpoint file write {write}: bit-identical")
+
+
+def test_corrupted_checkpoint_is_skipped_with_a_warning(full_reference: tuple[Path, Path], tmp_path: Path) -> None:
+    config, reference = full_reference
+    run = tmp_path / "run"
+    assert killed("step:15", config, run).returncode == -signal.SIGKILL
+    checkpoints = sorted((tmp_path / ".run.staging" / "checkpoints").iterdir())
+    assert [p.name for p in checkpoints] == ["step-00000009-end", "step-00000012"]
+    weights = checkpoints[-1] / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:1000])  # truncated
+
+    result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "step-00000012 is unusable (model.safetensors has 1000 bytes" in " ".join(result.output.split())
+    assert "resuming from" in result.output and "step-00000009-end" in result.output
+    assert_bit_identical(reference, run)
+
+
+def test_sigterm_checkpoints_and_says_how_to_resume(full_reference: tuple[Path, Path], tmp_path: Path) -> None:
+    config, reference = full_reference
+    run = tmp_path / "run"
+    stopped = killed("term:6", config, run)
+    assert stopped.returncode == 128 + signal.SIGTERM, stopped.stderr
+    message = " ".join(stopped.stderr.split())
+    assert "SIGTERM received: stopped after step 6" in message and "Traceback" not in message
+    assert f"Resume with: tunelab train {config} --resume {run}" in message
+    assert (tmp_path / ".run.staging" / "checkpoints" / "step-00000006").is_dir()
+    result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "step 6)" in result.output
+    assert_bit_identical(reference, run)
+
+
+def test_resume_refuses_a_changed_config_and_a_finished_run(full_reference: tuple[Path, Path], tmp_path: Path) -> None:
+    config, reference = full_reference
+    run = tmp_path / "run"
+    assert killed("step:5", config, run).returncode == -signal.SIGKILL
+    result = runner.invoke(app, ["train", str(config), "--resume", str(run), "--set", "optim.lr=0.1"])
+    assert result.exit_code == 2 and "optim.lr: 0.003 -> 0.1" in " ".join(result.output.split())
+    result = runner.invoke(app, ["train", str(config), "--out", str(run)])
+    assert result.exit_code == 2 and "continue it with --resume" in " ".join(result.output.split())
+    result = runner.invoke(app, ["train", "--resume", str(reference)])
+    assert result.exit_code == 2 and "nothing to resume" in " ".join(result.output.split())
