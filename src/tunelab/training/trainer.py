@@ -15,6 +15,7 @@ from tunelab.data.encoding import Batch, EncodedSplit, iterate_batches
 from tunelab.strategies.plan import Plan, apply_trainable
 from tunelab.tasks.base import Predictions, Task
 from tunelab.errors import RunInterrupted
+from tunelab.training.accel import adamw_implementation
 from tunelab.training.cache import (ActivationCache, CachedPrefixStore, CacheUnsupported, eval_frozen_prefix,
                                     prefix_schedule)
 from tunelab.training.callbacks import Callback, EarlyStoppingCallback, TrainState, dispatch, metric_mode
@@ -101,7 +102,8 @@ class Trainer:
         model.to(self.device)
         apply_trainable(model, plan.trainable_at(0))
         optimizer = torch.optim.AdamW(plan.optimizer_groups(model), lr=self.config.optim.lr,
-                                      betas=self.config.optim.betas, eps=self.config.optim.eps)
+                                      betas=self.config.optim.betas, eps=self.config.optim.eps,
+                                      **adamw_implementation(self.device))
         micro_batches = -(-train_size // cfg.batch_size)
         total_steps = -(-micro_batches // cfg.grad_accum_steps) * cfg.epochs
         early = self.config.early_stopping
@@ -116,10 +118,10 @@ class Trainer:
                          guard=BadStepGuard(self.config), total_steps=total_steps, start=time.perf_counter())
         return loop
 
-    @staticmethod
-    def _remember_best(loop: LoopState) -> None:
-        named = dict(loop.model.named_parameters())
-        loop.best_state = {n: named[n].detach().clone() for n in sorted(loop.plan.ever_trainable)}
+    def _remember_best(self, loop: LoopState) -> None:
+        if self.config.early_stopping.restore_best:  # a copy of the weights only when it will be put back
+            named = dict(loop.model.named_parameters())
+            loop.best_state = {n: named[n].detach().clone() for n in sorted(loop.plan.ever_trainable)}
         loop.best_is_new = True
 
     def _state(self, loop: LoopState, metrics: Optional[dict] = None, events: tuple[str, ...] = (),
