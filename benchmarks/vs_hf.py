@@ -35,7 +35,7 @@ STRATEGIES = ("head", "partial", "lora", "full")
 EPOCHS = {"head": 5, "partial": 3, "lora": 3, "full": 3}
 LR = {"head": 2e-3, "partial": 1e-4, "lora": 5e-4, "full": 5e-5}
 FREEZE_BLOCKS = 4  # partial: embeddings + 4 of MiniLM's 6 blocks frozen
-LORA_RANK, LORA_ALPHA, LORA_TARGETS = 8, 16, ["query", "value"]
+LORA_RANK, LORA_ALPHA, LORA_DROPOUT, LORA_TARGETS = 8, 16, 0.1, ["query", "value"]
 
 
 @dataclass
@@ -50,6 +50,7 @@ class Setting:
     threads: int
     cache_dir: str
     precision: str = "fp32"
+    peer_checkpoints: bool = False
 
 
 # -- shared by both workers ----------------------------------------------------------------------
@@ -100,7 +101,9 @@ def run_peer(s: Setting) -> dict[str, Any]:
     args = TrainingArguments(
         output_dir=out, num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
         per_device_eval_batch_size=2 * s.batch_size, learning_rate=s.lr, weight_decay=0.01, warmup_steps=0.1,
-        lr_scheduler_type="linear", max_grad_norm=1.0, seed=s.seed, eval_strategy="epoch", save_strategy="no",
+        lr_scheduler_type="linear", max_grad_norm=1.0, seed=s.seed, eval_strategy="epoch",
+        # tunelab always checkpoints at epoch end (resumable runs); the peer only with --peer-checkpoints
+        save_strategy="epoch" if s.peer_checkpoints else "no", save_total_limit=2,
         logging_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
         bf16=s.precision == "bf16")
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
@@ -120,7 +123,7 @@ def _peer_strategy(model, strategy: str):
         from peft import LoraConfig, TaskType, get_peft_model
 
         return get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=LORA_RANK, lora_alpha=LORA_ALPHA,
-                                                lora_dropout=0.1, target_modules=LORA_TARGETS))
+                                                lora_dropout=LORA_DROPOUT, target_modules=LORA_TARGETS))
     for name, param in model.named_parameters():
         if strategy == "head":
             param.requires_grad = not name.startswith("bert.") or name.startswith("bert.pooler.")
@@ -143,7 +146,7 @@ def tunelab_config(s: Setting) -> dict[str, Any]:
     if s.strategy == "partial":
         strategy["freeze_blocks"] = FREEZE_BLOCKS
     if s.strategy == "lora":
-        strategy["lora"] = {"rank": LORA_RANK, "alpha": LORA_ALPHA}
+        strategy["lora"] = {"rank": LORA_RANK, "alpha": LORA_ALPHA, "dropout": LORA_DROPOUT, "target_modules": LORA_TARGETS}
     return {
         "model": "minilm", "task": "classification",
         "data": {"builtin": "bbc-news", "limit": s.limit, "max_length": s.max_length},
@@ -222,7 +225,7 @@ def row_for(strategy: str, args: argparse.Namespace, cache_dir: str, peak: float
     epochs = max(1, round(EPOCHS[strategy] * args.epochs_scale))
     s = Setting(strategy=strategy, epochs=epochs, limit=args.limit, max_length=args.max_length,
                 batch_size=args.batch_size, lr=LR[strategy], seed=args.seed, threads=args.threads, cache_dir=cache_dir,
-                precision=args.precision)
+                precision=args.precision, peer_checkpoints=args.peer_checkpoints)
     print(f"[{strategy}] Hugging Face Trainer{' + peft' if strategy == 'lora' else ''} ...", file=sys.stderr, flush=True)
     peer = spawn("peer", s)
     print(f"[{strategy}] tunelab ...", file=sys.stderr, flush=True)
@@ -270,6 +273,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="both tools (bf16: CPU autocast)")
+    parser.add_argument("--peer-checkpoints", action="store_true",
+                        help="the peer also saves a checkpoint every epoch, as tunelab always does")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
     parser.add_argument("--cache-dir", default=None, help="tunelab activation cache (default: a fresh temporary folder)")
     parser.add_argument("--warm", action="store_true", help="also time a second tunelab run that reuses the cache")
@@ -291,7 +296,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     print_table(rows, peak)
     print(json.dumps({"benchmark": "vs_hf", "gemm_peak_gflops": round(peak, 1), "threads": args.threads,
                       "limit": args.limit, "max_length": args.max_length, "batch_size": args.batch_size,
-                      "epochs_scale": args.epochs_scale, "precision": args.precision, "rows": rows}))
+                      "epochs_scale": args.epochs_scale, "precision": args.precision,
+                      "peer_checkpoints": args.peer_checkpoints, "rows": rows}))
     return 0
 
 
