@@ -4,6 +4,7 @@ FLOP model counts less work for tunelab exactly where the cache skips the frozen
 from __future__ import annotations
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "vs_hf.py"
 def bench():
     spec = importlib.util.spec_from_file_location("vs_hf", SCRIPT)
     module = importlib.util.module_from_spec(spec)
+    sys.modules["vs_hf"] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
 
