@@ -57,14 +57,18 @@ def train_rows(run: Path) -> list[tuple]:
 
 
 def assert_bit_identical(a: Path, b: Path) -> None:
-    wa, wb = load_file(str(a / "model" / "model.safetensors")), load_file(str(b / "model" / "model.safetensors"))
-    assert wa.keys() == wb.keys()
-    for name in wa:
-        assert torch.equal(wa[name], wb[name]), name
+    """Every weights file of the saved model (full weights, or adapter + head for PEFT) is equal tensor by tensor."""
+    files = sorted(p.name for p in (a / "model").glob("*.safetensors"))
+    assert files and files == sorted(p.name for p in (b / "model").glob("*.safetensors"))
+    for file in files:
+        wa, wb = load_file(str(a / "model" / file)), load_file(str(b / "model" / file))
+        assert wa.keys() == wb.keys()
+        for name in wa:
+            assert torch.equal(wa[name], wb[name]), f"{file}: {name}"
     assert train_rows(a) == train_rows(b)
 
 
-@pytest.mark.parametrize("strategy", ["full", "gradual"])
+@pytest.mark.parametrize("strategy", ["full", "gradual", "lora"])
 def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config, strategy)
     reference = tmp_path / "reference"
