@@ -19,7 +19,7 @@ from tunelab.config.loading import parse_config
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ModelError, TunelabError
 from tunelab.artifacts.adapter_io import is_adapter_dir, load_adapter, read_meta, save_adapter
-from tunelab.models.loading import hash_model_dir, load_tokenizer, resolve_model_dir
+from tunelab.models.loading import hash_model_dir, resolve_model_dir
 from tunelab.strategies.registry import peft_method
 from tunelab.models.task_model import TaskModel
 from tunelab.tasks.registry import get_task
@@ -80,7 +80,7 @@ def load_run(run_dir: str | Path) -> LoadedRun:
             raise ModelError(f"{model_dir}: {HEAD_WEIGHTS} is missing; the trained head cannot be restored")
         model.head.load_state_dict(load_file(str(weights)))
     model.eval()
-    return LoadedRun(config=config, model=model, tokenizer=load_tokenizer(model_dir), label_names=label_names)
+    return LoadedRun(config=config, model=model, tokenizer=task.load_preprocessor(model_dir, config), label_names=label_names)
 
 
 def _load_adapter_run(model_dir: Path, config: RunConfig, label_names: list[str]) -> TaskModel:

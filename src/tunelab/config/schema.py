@@ -28,6 +28,24 @@ class ModelConfig(_Section):
 
     name: str = Field("minilm", description="Built-in name (minilm) or a local Hugging Face model directory.")
     trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint. Never implied.")
+    pretrained: bool = Field(True, description="false: the same architecture from random initialisation (image "
+                                               "models), the baseline that measures what pre-training brings.")
+
+
+class AugmentConfig(_Section):
+    """Training-time image augmentation (image_classification); never applied to validation, test or prediction."""
+
+    enabled: bool = False
+    crop_scale: tuple[float, float] = Field((0.7, 1.0), description="Random resized crop: share of the area kept.")
+    hflip: bool = Field(False, description="Random horizontal flip (off by default: wrong for digits and text).")
+    rotation: float = Field(10.0, ge=0.0, le=180.0, description="Random rotation within +- this many degrees.")
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> "AugmentConfig":
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"data.augment.crop_scale must satisfy 0 < min <= max <= 1, got {list(self.crop_scale)}")
+        return self
 
 
 class DataConfig(_Section):
@@ -45,6 +63,9 @@ class DataConfig(_Section):
     test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Share of train held out when no test file.")
     max_length: int = Field(256, ge=8, le=8192, description="Tokens per example after truncation.")
     limit: Optional[int] = Field(None, ge=10, description="Use at most this many examples (stratified), for quick runs.")
+    image_size: Optional[int] = Field(None, ge=16, le=1024, description="image tasks: side of the square input; "
+                                                                         "default: the backbone's own (224).")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":

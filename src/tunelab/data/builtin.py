@@ -69,5 +69,13 @@ def load_hironsan_ner() -> list[Record]:
     return read_tagged(path)
 
 
-BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news, "hironsan-ner": load_hironsan_ner}
-BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification", "hironsan-ner": "token_classification"}  # the task each built-in set is labelled for
+def load_digits() -> list[Record]:
+    from tunelab.data.images import load_digits_records
+
+    return load_digits_records()
+
+
+BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news, "hironsan-ner": load_hironsan_ner,
+                                                           "digits": load_digits}
+BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification", "hironsan-ner": "token_classification",
+                                 "digits": "image_classification"}  # the task each built-in set is labelled for

@@ -33,7 +33,7 @@ def is_missing(value: Any) -> bool:
 
 def missing_label(task: TaskKind) -> Label:
     """The placeholder label of a prediction-input record that has none ("", (), nan)."""
-    if task == "classification":
+    if task in ("classification", "image_classification"):
         return ""
     if task in ("multilabel", "token_classification"):
         return ()

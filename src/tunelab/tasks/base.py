@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Protocol, Un
 import numpy as np
 import torch
 
-from tunelab.config.schema import DataConfig, HeadConfig, LossConfig, ModelConfig
+from tunelab.config.schema import DataConfig, HeadConfig, LossConfig, ModelConfig, RunConfig
 from tunelab.data.encoding import EncodedSplit, encode_texts
 from tunelab.data.records import Record
 
@@ -50,6 +50,8 @@ class Task(Protocol):
     def num_outputs(self, label_names: list[str]) -> int: ...
 
     def read(self, path: str | Path, config: DataConfig, *, require_labels: bool = True) -> list[Record]: ...
+
+    def load_preprocessor(self, model_dir: Path, config: "RunConfig") -> Any: ...
 
     def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
                with_targets: bool = True, train: bool = False) -> EncodedSplit: ...
@@ -87,6 +89,12 @@ class SequenceTask:
         return read_records(path, text_column=config.text_column, label_column=config.label_column,
                             task=self.name, label_delimiter=config.label_delimiter,  # type: ignore[attr-defined]
                             require_labels=require_labels)
+
+    def load_preprocessor(self, model_dir: Path, config: "RunConfig") -> Any:
+        """The tokenizer (text) or image preprocessor saved with the model; `encode` receives it."""
+        from tunelab.models.loading import load_tokenizer
+
+        return load_tokenizer(model_dir, config.model.trust_remote_code)
 
     def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
                with_targets: bool = True, train: bool = False) -> EncodedSplit:

@@ -31,7 +31,7 @@ from tunelab.data.encoding import EncodedSplit
 from tunelab.data.records import Record
 from tunelab.data.sources import load_data
 from tunelab.errors import RunInterrupted
-from tunelab.models.loading import count_parameters, hash_model_dir, load_tokenizer, resolve_model_dir
+from tunelab.models.loading import count_parameters, hash_model_dir, resolve_model_dir
 from tunelab.strategies.plan import apply_trainable
 from tunelab.strategies.registry import compile_strategy
 from tunelab.tasks.base import Predictions, Task
@@ -133,7 +133,7 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
     identity = run_identity(config, data_hashes, hash_model_dir(model_dir))
     store = checkpoint_store(run_dir, config)
     checkpoint = select_checkpoint(store, identity, lambda m: console.print(f"[yellow]warning:[/] {escape(m)}")) if resume else None
-    tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
+    tokenizer = task.load_preprocessor(model_dir, config)
     seed_everything(config.train.seed)
     model = task.build_model(config.model, config.head, label_names, model_dir)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
