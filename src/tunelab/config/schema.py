@@ -256,4 +256,11 @@ class RunConfig(_Section):
             raise ValueError("loss.label_smoothing applies to task classification only")
         if self.task == "regression" and self.loss.class_weights != "none":
             raise ValueError("loss.class_weights has no meaning for task regression")
+        images = self.task == "image_classification"
+        if not images and (self.data.image_size is not None or self.data.augment.enabled):
+            raise ValueError(f"data.image_size / data.augment apply to task image_classification, not {self.task}; "
+                             "remove them")
+        if not images and not self.model.pretrained:
+            raise ValueError("model.pretrained: false (random initialisation) is implemented for image models only; "
+                             "remove it or use task image_classification")
         return self

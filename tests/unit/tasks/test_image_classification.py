@@ -83,3 +83,15 @@ def test_backbone_equals_the_reference_implementation() -> None:
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(ours(x), reference.extract_features(x).mean((2, 3)), atol=1e-5)
+
+
+@pytest.mark.parametrize("extra, message", [
+    ({"data": {"train": "x.csv", "image_size": 32}}, "data.image_size / data.augment apply to task image_classification"),
+    ({"data": {"train": "x.csv"}, "model": {"name": "minilm", "pretrained": False}}, "implemented for image models only"),
+])
+def test_image_options_refused_for_text_tasks(extra: dict, message: str) -> None:
+    from tunelab.config.loading import parse_config
+    from tunelab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        parse_config(extra)
