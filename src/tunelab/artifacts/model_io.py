@@ -19,7 +19,7 @@ from tunelab.config.loading import parse_config
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ModelError, TunelabError
 from tunelab.artifacts.adapter_io import is_adapter_dir, load_adapter, read_meta, save_adapter
-from tunelab.models.loading import build_task_model, hash_model_dir, load_tokenizer, resolve_model_dir
+from tunelab.models.loading import hash_model_dir, resolve_model_dir
 from tunelab.strategies.registry import peft_method
 from tunelab.models.task_model import TaskModel
 from tunelab.tasks.registry import get_task
@@ -73,15 +73,14 @@ def load_run(run_dir: str | Path) -> LoadedRun:
     if is_adapter_dir(model_dir):
         model = _load_adapter_run(model_dir, config, label_names)
     else:
-        model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=label_names,
-                                 num_outputs=task.num_outputs(label_names), model_dir=model_dir)
+        model = task.build_model(config.model, config.head, label_names, model_dir)
     if model.head is not None and not is_adapter_dir(model_dir):
         weights = model_dir / HEAD_WEIGHTS
         if not weights.is_file():
             raise ModelError(f"{model_dir}: {HEAD_WEIGHTS} is missing; the trained head cannot be restored")
         model.head.load_state_dict(load_file(str(weights)))
     model.eval()
-    return LoadedRun(config=config, model=model, tokenizer=load_tokenizer(model_dir), label_names=label_names)
+    return LoadedRun(config=config, model=model, tokenizer=task.load_preprocessor(model_dir, config), label_names=label_names)
 
 
 def _load_adapter_run(model_dir: Path, config: RunConfig, label_names: list[str]) -> TaskModel:
@@ -95,7 +94,6 @@ def _load_adapter_run(model_dir: Path, config: RunConfig, label_names: list[str]
         raise ModelError(f"{model_dir}: the adapter was trained on other base weights than those in {base_dir}; "
                          "point model.name in the run's config.yaml at the original base model")
     task = get_task(config.task)
-    model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=label_names,
-                             num_outputs=task.num_outputs(label_names), model_dir=base_dir)
+    model = task.build_model(config.model, config.head, label_names, base_dir)
     load_adapter(model, model_dir, config, method)
     return model

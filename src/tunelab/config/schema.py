@@ -18,8 +18,6 @@ __all__ = [
     "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig",
 ]
 
-TaskName = Literal["classification", "multilabel", "regression"]
-
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
@@ -30,6 +28,24 @@ class ModelConfig(_Section):
 
     name: str = Field("minilm", description="Built-in name (minilm) or a local Hugging Face model directory.")
     trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint. Never implied.")
+    pretrained: bool = Field(True, description="false: the same architecture from random initialisation (image "
+                                               "models), the baseline that measures what pre-training brings.")
+
+
+class AugmentConfig(_Section):
+    """Training-time image augmentation (image_classification); never applied to validation, test or prediction."""
+
+    enabled: bool = False
+    crop_scale: tuple[float, float] = Field((0.7, 1.0), description="Random resized crop: share of the area kept.")
+    hflip: bool = Field(False, description="Random horizontal flip (off by default: wrong for digits and text).")
+    rotation: float = Field(10.0, ge=0.0, le=180.0, description="Random rotation within +- this many degrees.")
+
+    @model_validator(mode="after")
+    def _scale_range(self) -> "AugmentConfig":
+        low, high = self.crop_scale
+        if not 0 < low <= high <= 1:
+            raise ValueError(f"data.augment.crop_scale must satisfy 0 < min <= max <= 1, got {list(self.crop_scale)}")
+        return self
 
 
 class DataConfig(_Section):
@@ -47,6 +63,9 @@ class DataConfig(_Section):
     test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Share of train held out when no test file.")
     max_length: int = Field(256, ge=8, le=8192, description="Tokens per example after truncation.")
     limit: Optional[int] = Field(None, ge=10, description="Use at most this many examples (stratified), for quick runs.")
+    image_size: Optional[int] = Field(None, ge=16, le=1024, description="image tasks: side of the square input; "
+                                                                         "default: the backbone's own (224).")
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
@@ -196,7 +215,8 @@ class RunConfig(_Section):
     """A whole run. `tunelab validate` checks one of these; the resolved form is saved in every run."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
-    task: TaskName = "classification"
+    task: str = Field("classification", description="A registered task (tasks/registry.py): classification, "
+                      "multilabel, regression, token_classification, ...")
     data: DataConfig
     head: HeadConfig = Field(default_factory=HeadConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
@@ -211,6 +231,15 @@ class RunConfig(_Section):
     @classmethod
     def _model_shorthand(cls, value: object) -> object:
         return {"name": value} if isinstance(value, str) else value
+
+    @field_validator("task")
+    @classmethod
+    def _known_task(cls, value: str) -> str:
+        from tunelab.tasks.registry import task_names
+
+        if value not in task_names():
+            raise ValueError(f"unknown task {value!r}; choose one of: {', '.join(task_names())}")
+        return value
 
     @model_validator(mode="after")
     def _task_rules(self) -> "RunConfig":
@@ -227,4 +256,11 @@ class RunConfig(_Section):
             raise ValueError("loss.label_smoothing applies to task classification only")
         if self.task == "regression" and self.loss.class_weights != "none":
             raise ValueError("loss.class_weights has no meaning for task regression")
+        images = self.task == "image_classification"
+        if not images and (self.data.image_size is not None or self.data.augment.enabled):
+            raise ValueError(f"data.image_size / data.augment apply to task image_classification, not {self.task}; "
+                             "remove them")
+        if not images and not self.model.pretrained:
+            raise ValueError("model.pretrained: false (random initialisation) is implemented for image models only; "
+                             "remove it or use task image_classification")
         return self

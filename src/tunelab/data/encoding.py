@@ -1,56 +1,79 @@
-"""Tokenise once, then serve length-bucketed, dynamically padded batches.
+"""Encoded splits and length-bucketed, dynamically padded batches.
 
-Pre-tokenising every split once means epochs, evaluation and prediction never tokenise again. Batches
-group examples of similar length (shuffled between buckets, deterministic per seed) so padding, and
-the wasted compute it costs, stays small.
+Each task encodes its own examples (tasks/base.py) into an :class:`EncodedSplit` once, so epochs,
+evaluation and prediction never tokenise again. Batches group examples of similar length (shuffled
+between buckets, deterministic per seed) so padding, and the wasted compute it costs, stays small.
+
+A split holds token ids (text tasks), optional per-token targets (token tasks: -100 where the loss
+ignores a position) and optional fixed-shape per-example features (image tasks: `pixel_values`); a
+batch carries every model input by name in `inputs`, so `TaskModel.forward(**inputs)` serves them all.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Iterator, Optional
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 import torch
 
 from tunelab.data.records import Record
 
-__all__ = ["EncodedSplit", "Batch", "encode_texts", "iterate_batches"]
+__all__ = ["EncodedSplit", "Batch", "IGNORE_INDEX", "encode_texts", "iterate_batches", "batch_order", "collate"]
 
 BUCKET_FACTOR = 50  # batches per sorting window: large enough to cut padding, small enough to keep randomness
+IGNORE_INDEX = -100  # per-token target the loss skips (padding, special tokens, non-first sub-words)
+
+# a train-time transform of a batch's features, given a generator seeded by (seed, epoch, batch)
+Augment = Callable[[dict[str, torch.Tensor], torch.Generator], dict[str, torch.Tensor]]
 
 
 @dataclass
 class EncodedSplit:
-    input_ids: list[list[int]]
-    targets: Optional[torch.Tensor]
+    input_ids: list[list[int]]        # token ids per example; [] per example for tasks without text
+    targets: Optional[torch.Tensor]   # (N,) / (N, C) per-example targets; None for token tasks or unlabelled input
     records: list[Record]
+    token_targets: Optional[list[list[int]]] = None  # token tasks: one target per token id, IGNORE_INDEX to skip
+    word_ids: Optional[list[list[int]]] = None       # token tasks: word index per token id, -1 for special tokens
+    features: dict[str, torch.Tensor] = field(default_factory=dict)  # (N, ...) fixed-shape inputs, e.g. pixel_values
+    augment: Optional[Augment] = None  # applied to training batches only (the train split carries it)
 
     def __len__(self) -> int:
-        return len(self.input_ids)
+        return len(self.records) if self.records else len(self.input_ids)
+
+    @property
+    def has_tokens(self) -> bool:
+        return any(self.input_ids)
 
 
 @dataclass
 class Batch:
-    input_ids: torch.Tensor       # (B, T) long
-    attention_mask: torch.Tensor  # (B, T) long
-    targets: Optional[torch.Tensor]
-    indices: torch.Tensor         # (B,) positions in the split, to restore order
+    inputs: dict[str, torch.Tensor]   # keyword arguments of the model: input_ids + attention_mask, pixel_values, ...
+    targets: Optional[torch.Tensor]   # (B,) / (B, C) per example, or (B, T) per token
+    indices: torch.Tensor             # (B,) positions in the split, to restore order
     prefix_hidden: Optional[torch.Tensor] = None  # (B, T, H) cached input of block `start_block`, if served
     start_block: int = 0
 
+    @property
+    def input_ids(self) -> Optional[torch.Tensor]:
+        return self.inputs.get("input_ids")  # (B, T) long
+
+    @property
+    def attention_mask(self) -> Optional[torch.Tensor]:
+        return self.inputs.get("attention_mask")  # (B, T) long
+
     def to(self, device: torch.device) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
-        return Batch(move(self.input_ids), move(self.attention_mask), move(self.targets), self.indices,
+        return Batch({k: move(v) for k, v in self.inputs.items()}, move(self.targets), self.indices,
                      move(self.prefix_hidden), self.start_block)
 
-    def model_inputs(self) -> tuple[tuple[torch.Tensor, torch.Tensor], dict[str, Any]]:
+    def model_inputs(self) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
         """Positional and keyword arguments of `TaskModel.forward` for this batch."""
         served = {} if self.prefix_hidden is None else {"prefix_hidden": self.prefix_hidden, "start_block": self.start_block}
-        return (self.input_ids, self.attention_mask), served
+        return (), {**self.inputs, **served}
 
     def __len__(self) -> int:
-        return int(self.input_ids.shape[0])
+        return int(self.indices.shape[0])
 
 
 def encode_texts(texts: list[str], tokenizer: Any, max_length: int) -> list[list[int]]:
@@ -62,13 +85,20 @@ def encode_texts(texts: list[str], tokenizer: Any, max_length: int) -> list[list
 
 def iterate_batches(split: EncodedSplit, batch_size: int, *, pad_id: int, shuffle: bool, seed: int = 0,
                     epoch: int = 0) -> Iterator[Batch]:
-    """Yield batches; with `shuffle`, order depends only on (seed, epoch), so a run is repeatable."""
-    for chunk in batch_order(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch):
-        yield collate(split, chunk, pad_id)
+    """Yield batches; with `shuffle` (training), order and augmentation depend only on (seed, epoch), so a
+    run is repeatable and a resumed epoch sees the same batches."""
+    for number, chunk in enumerate(batch_order(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)):
+        batch = collate(split, chunk, pad_id)
+        if shuffle and split.augment is not None:
+            generator = torch.Generator().manual_seed(hash((seed, epoch, number)) & 0x7FFF_FFFF)
+            batch.inputs = split.augment(batch.inputs, generator)
+        yield batch
 
 
 def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0) -> list[np.ndarray]:
-    lengths = np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split))
+    lengths = np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split.input_ids))
+    if len(lengths) != len(split):  # no token ids (image tasks): every example has the same size
+        lengths = np.zeros(len(split), dtype=np.int64)
     if not shuffle:
         order = np.argsort(-lengths, kind="stable")
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -84,13 +114,21 @@ def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: in
 
 
 def collate(split: EncodedSplit, indices: np.ndarray, pad_id: int) -> Batch:
-    rows = [split.input_ids[i] for i in indices]
-    width = max(len(r) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-        mask[i, :len(row)] = 1
+    """Pad token ids (pad_id), masks (0) and per-token targets (IGNORE_INDEX) to the batch's longest row."""
     index = torch.as_tensor(indices, dtype=torch.long)
+    inputs: dict[str, torch.Tensor] = {name: values[index] for name, values in split.features.items()}
     targets = None if split.targets is None else split.targets[index]
-    return Batch(ids, mask, targets, index)
+    if split.has_tokens:
+        rows = [split.input_ids[i] for i in indices]
+        inputs["input_ids"] = _pad(rows, pad_id)
+        inputs["attention_mask"] = _pad([[1] * len(r) for r in rows], 0)
+        if split.token_targets is not None:
+            targets = _pad([split.token_targets[i] for i in indices], IGNORE_INDEX)
+    return Batch(inputs, targets, index)
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    out = torch.full((len(rows), max(len(r) for r in rows)), value, dtype=torch.long)  # (B, T)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
+    return out

@@ -33,9 +33,9 @@ def is_missing(value: Any) -> bool:
 
 def missing_label(task: TaskKind) -> Label:
     """The placeholder label of a prediction-input record that has none ("", (), nan)."""
-    if task == "classification":
+    if task in ("classification", "image_classification"):
         return ""
-    if task == "multilabel":
+    if task in ("multilabel", "token_classification"):
         return ()
     return math.nan
 
@@ -129,7 +129,7 @@ def parse_label(value: Any, task: TaskKind, *, where: str, column: str,
 
 
 def _labels_of(record: Record, task: TaskKind) -> tuple[str, ...]:
-    if task == "multilabel":
+    if task in ("multilabel", "token_classification"):  # a set of classes / one tag per word
         return tuple(record.label)  # type: ignore[arg-type]
     return (str(record.label),)
 

@@ -6,14 +6,15 @@ split, an empty text) can name the exact place to fix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Union
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
 
 __all__ = ["Record", "Label", "TaskKind", "Splits"]
 
-TaskKind = Literal["classification", "multilabel", "regression"]
+TaskKind = Literal["classification", "multilabel", "regression", "token_classification",
+                   "image_classification"]
 # classification: str (ints are turned into their string form so the label map is uniform);
-# multilabel: tuple of str; regression: float.
+# multilabel: tuple of str; regression: float; token_classification: one tag per word (tuple of str).
 Label = Union[str, tuple[str, ...], float]
 
 
@@ -22,6 +23,11 @@ class Record:
     text: str
     label: Label
     where: str  # "path/to/file.csv:row 12" (1-based data rows, header excluded) or "bbc-news:tech/001.txt"
+    # token tasks: the words as the file split them (`text` is them joined by spaces, for display and hashing);
+    # the tokenizer sees these, so the word boundaries the tags refer to are kept exactly
+    words: Optional[tuple[str, ...]] = None
+    # image tasks: an (H, W[, C]) array in [0, 1] or the image file's path; not part of equality or repr
+    image: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from tunelab.config.schema import DataConfig
-from tunelab.data.builtin import BUILTIN_DATASETS
+from tunelab.data.builtin import BUILTIN_DATASETS, BUILTIN_TASKS
 from tunelab.data.labels import build_label_map, check_known_labels
 from tunelab.data.readers import read_records
 from tunelab.data.records import Record, Splits, TaskKind
 from tunelab.data.splits import stratified_split
 from tunelab.errors import ConfigError, DataError
+
+if TYPE_CHECKING:
+    from tunelab.tasks.base import Task
 
 __all__ = ["LoadedData", "load_data", "check_unique_ids"]
 
@@ -21,13 +25,19 @@ class LoadedData:
     label_names: list[str]
 
 
-def load_data(config: DataConfig, task: TaskKind, seed: int) -> LoadedData:
-    """Read the files (or the built-in set), hold out validation/test where no file is given, check labels."""
-    pool = _read_train_pool(config, task)
+def load_data(config: DataConfig, task: TaskKind | "Task", seed: int) -> LoadedData:
+    """Read the files (or the built-in set) with the task's reader, hold out validation/test where no file
+    is given, check labels. `task` is a registered task or its name."""
+    if isinstance(task, str):
+        from tunelab.tasks.registry import get_task
+
+        task = get_task(task)
+    reader, task = task, task.name
+    pool = _read_train_pool(config, task, reader)
     if config.limit is not None and config.limit < len(pool):
         pool = stratified_split(pool, validation=0.0, test=1 - config.limit / len(pool), seed=seed, task=task).train
-    validation = _read(config.validation, config, task) if config.validation else None
-    test = _read(config.test, config, task) if config.test else None
+    validation = _read(config.validation, config, task, reader) if config.validation else None
+    test = _read(config.test, config, task, reader) if config.test else None
     held_val = 0.0 if validation is not None else config.validation_split
     held_test = 0.0 if test is not None else config.test_split
     split = stratified_split(pool, validation=held_val, test=held_test, seed=seed, task=task)
@@ -49,19 +59,19 @@ def _source(config: DataConfig) -> str:
     return config.builtin or config.train or "?"
 
 
-def _read_train_pool(config: DataConfig, task: TaskKind) -> list[Record]:
+def _read_train_pool(config: DataConfig, task: TaskKind, reader: "Task") -> list[Record]:
     if config.builtin is not None:
         if config.builtin not in BUILTIN_DATASETS:
             raise ConfigError(f"data.builtin: unknown data set {config.builtin!r}; choose one of: {', '.join(BUILTIN_DATASETS)}")
-        if task != "classification":
-            raise ConfigError(f"data.builtin: {config.builtin} is a classification data set; set task: classification")
+        kind = BUILTIN_TASKS[config.builtin]
+        if task != kind:
+            raise ConfigError(f"data.builtin: {config.builtin} is a {kind} data set; set task: {kind}")
         return BUILTIN_DATASETS[config.builtin]()
-    return _read(config.train, config, task)
+    return _read(config.train, config, task, reader)
 
 
-def _read(path: str, config: DataConfig, task: TaskKind) -> list[Record]:
-    records = read_records(path, text_column=config.text_column, label_column=config.label_column, task=task,
-                           label_delimiter=config.label_delimiter)
+def _read(path: str, config: DataConfig, task: TaskKind, reader: "Task") -> list[Record]:
+    records = reader.read(path, config)
     if config.id_column is not None:
         check_unique_ids(path, config.id_column, task)
     return records

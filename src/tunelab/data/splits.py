@@ -38,7 +38,7 @@ def stratified_split(records: list[Record], *, validation: float, test: float, s
     needed = 1 + (validation > 0) + (test > 0)  # one example per non-empty split
     strata = _strata(records, task)
     small = {key: len(idx) for key, idx in strata.items() if len(idx) < needed}
-    if small and task == "classification":
+    if small and task in ("classification", "image_classification"):
         raise DataError(_too_few_message(small, records, strata, needed, validation, test))
     if small or task == "regression":
         strata = {_ALL: list(range(len(records)))}
@@ -78,7 +78,7 @@ def _strata(records: list[Record], task: TaskKind) -> dict[str, list[int]]:
     """Record indices grouped by the key the split is stratified on."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
-        if task == "classification":
+        if task in ("classification", "image_classification"):
             key = str(record.label)
         elif task == "multilabel":
             labels = sorted(record.label)  # type: ignore[arg-type]

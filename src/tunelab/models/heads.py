@@ -11,9 +11,11 @@ __all__ = ["PoolingHead"]
 
 
 class PoolingHead(nn.Module):
-    """`(B, T, H)` hidden states + `(B, T)` mask -> `(B, num_outputs)` logits."""
+    """`(B, T, H)` hidden states + `(B, T)` mask -> `(B, num_outputs)` logits; with `pooling="none"` (token
+    tasks) every position is projected: `(B, T, num_outputs)`."""
 
-    def __init__(self, hidden: int, num_outputs: int, *, kind: Literal["linear", "mlp"], pooling: Literal["cls", "mean"],
+    def __init__(self, hidden: int, num_outputs: int, *, kind: Literal["linear", "mlp"],
+                 pooling: Literal["cls", "mean", "none"],
                  dropout: float, mlp_hidden: int) -> None:
         super().__init__()
         self.pooling = pooling
@@ -25,7 +27,9 @@ class PoolingHead(nn.Module):
             self.proj = nn.Linear(hidden, num_outputs)
 
     def forward(self, hidden_states: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        if self.pooling == "cls":
+        if self.pooling == "none":
+            pooled = hidden_states  # (B, T, H): one output per token
+        elif self.pooling == "cls":
             pooled = hidden_states[:, 0]
         else:
             mask = attention_mask.unsqueeze(-1).to(hidden_states.dtype)  # (B, T, 1)

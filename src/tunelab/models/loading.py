@@ -11,7 +11,7 @@ import hashlib
 import io
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 
 from safetensors import SafetensorError
@@ -81,9 +81,13 @@ def load_tokenizer(model_dir: Path, trust_remote_code: bool = False) -> Any:
 
 
 def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_type: str, label_names: list[str],
-                     num_outputs: int, model_dir: Path | None = None) -> TaskModel:
-    """Backbone from `model_dir` (default: resolved from the config) plus a fresh head for the task."""
-    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification
+                     num_outputs: int, model_dir: Path | None = None, native: Literal["sequence", "token"] = "sequence",
+                     per_token: bool = False) -> TaskModel:
+    """Backbone from `model_dir` (default: resolved from the config) plus a fresh head for the task.
+
+    `native` picks the Hugging Face auto class of `head: native` (the task says which); `per_token` makes a
+    tunelab head project every position instead of pooling (token tasks)."""
+    from transformers import AutoConfig, AutoModel, AutoModelForSequenceClassification, AutoModelForTokenClassification
 
     quiet_transformers()
     model_dir = model_dir or resolve_model_dir(model_cfg.name)
@@ -91,10 +95,12 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
     try:
         if head_cfg.type == "native":
             id2label = {i: n for i, n in enumerate(label_names)} if label_names else {0: "value"}
-            config = AutoConfig.from_pretrained(model_dir, num_labels=num_outputs, problem_type=problem_type,
-                                                id2label=id2label, label2id={n: i for i, n in id2label.items()}, **_no_code(kwargs))
+            extra = {"problem_type": problem_type} if native == "sequence" else {}
+            config = AutoConfig.from_pretrained(model_dir, num_labels=num_outputs, id2label=id2label,
+                                                label2id={n: i for i, n in id2label.items()}, **extra, **_no_code(kwargs))
+            auto = AutoModelForSequenceClassification if native == "sequence" else AutoModelForTokenClassification
             with _silence():
-                network = AutoModelForSequenceClassification.from_pretrained(model_dir, config=config, **kwargs)
+                network = auto.from_pretrained(model_dir, config=config, **kwargs)
             return TaskModel(network)
         with _silence():
             network = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, **kwargs)
@@ -104,7 +110,7 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
         raise ModelError(f"model: cannot load {model_dir} as a {head_cfg.type} {problem_type} model: {_short(err)}; "
                          f"{_load_advice(model_dir, err)}") from None
     hidden = int(getattr(network.config, "hidden_size", 0) or getattr(network.config, "d_model", 0))
-    head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling=head_cfg.pooling,
+    head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling="none" if per_token else head_cfg.pooling,
                        dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size)
     return TaskModel(network, head)
 

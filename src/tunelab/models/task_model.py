@@ -29,22 +29,28 @@ class TaskModel(nn.Module):
     def is_native(self) -> bool:
         return self.head is None
 
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, *,
-                prefix_hidden: Optional[torch.Tensor] = None, start_block: int = 0) -> torch.Tensor:
-        """`(B, T)` token ids and mask -> `(B, num_outputs)` logits.
+    def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None, *,
+                prefix_hidden: Optional[torch.Tensor] = None, start_block: int = 0, **inputs: torch.Tensor) -> torch.Tensor:
+        """Model inputs by name (`input_ids` + `attention_mask` `(B, T)` for text, `pixel_values` for images)
+        -> logits `(B, num_outputs)`, or `(B, T, num_outputs)` for token tasks.
 
         With `prefix_hidden` `(B, T, H)` (the cached input of block `start_block`), the embeddings and
         blocks `[0, start_block)` are not run: the activation cache serves them (see models/prefix.py).
         """
+        if input_ids is not None:
+            inputs["input_ids"] = input_ids
+        if attention_mask is not None:
+            inputs["attention_mask"] = attention_mask
         if prefix_hidden is not None:
             from tunelab.models.prefix import served_prefix
 
             with served_prefix(self, start_block, prefix_hidden):
-                return self._forward(input_ids, attention_mask)
-        return self._forward(input_ids, attention_mask)
+                return self._forward(inputs)
+        return self._forward(inputs)
 
-    def _forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def _forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         if self.head is None:
-            return self.network(input_ids=input_ids, attention_mask=attention_mask).logits
-        hidden = self.network(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
-        return self.head(hidden, attention_mask)
+            return self.network(**inputs).logits
+        out = self.network(**inputs)
+        hidden = getattr(out, "last_hidden_state", out)  # (B, T, H) for text encoders; a tensor for plain backbones
+        return self.head(hidden, inputs.get("attention_mask"))

@@ -13,8 +13,7 @@ import torch
 from tunelab.artifacts.atomic import atomic_write_text
 from tunelab.artifacts.model_io import LoadedRun, load_run
 from tunelab.data.encoding import iterate_batches
-from tunelab.data.labels import check_known_labels
-from tunelab.data.readers import read_records
+from tunelab.data.labels import check_known_labels, missing_label
 from tunelab.data.records import Record
 from tunelab.errors import DataError
 from tunelab.tasks.base import Predictions
@@ -29,26 +28,27 @@ def predict_records(run: LoadedRun, records: list[Record]) -> Predictions:
     task = get_task(run.config.task)
     split = encode_split(records, run.tokenizer, run.config.data.max_length, task, run.label_names, with_targets=False)
     batches = iterate_batches(split, run.config.train.eval_batch_size or 64, pad_id=run.tokenizer.pad_token_id or 0, shuffle=False)
-    logits = predict_logits(run.model, batches, len(split), torch.device("cpu"))
-    return task.predict(logits, run.label_names)
+    outputs, _ = predict_logits(run.model, batches, len(split), torch.device("cpu"))
+    return task.predict(outputs, run.label_names, split)
 
 
 def predict_rows(run_dir: Path | LoadedRun, *, input_path: Optional[Path] = None, texts: list[str] | None = None) -> list[dict[str, Any]]:
     run = run_dir if isinstance(run_dir, LoadedRun) else load_run(run_dir)
     if input_path is not None:
-        records = read_records(input_path, text_column=run.config.data.text_column, label_column=run.config.data.label_column,
-                               task=run.config.task, label_delimiter=run.config.data.label_delimiter, require_labels=False)
+        records = get_task(run.config.task).read(input_path, run.config.data, require_labels=False)
     else:
         records = []
         for i, text in enumerate(texts or [], start=1):
             if not text.strip():
                 raise DataError(f"--text #{i}: the text is empty; give the text to classify")
-            records.append(Record(text=text, label="", where=f"--text #{i}"))
+            records.append(Record(text=text, label=missing_label(run.config.task), where=f"--text #{i}",
+                                  words=tuple(text.split())))
     predictions = predict_records(run, records)
     rows = []
-    for record, value, scores in zip(records, predictions.values, predictions.scores):
+    all_scores = predictions.scores if predictions.scores is not None else [None] * len(records)
+    for record, value, scores in zip(records, predictions.values, all_scores):
         row: dict[str, Any] = {"where": record.where, "text": record.text, "prediction": value}
-        if run.config.task != "regression":
+        if scores is not None and run.config.task != "regression":
             row["probabilities"] = {name: round(float(s), 6) for name, s in zip(run.label_names, scores)}
         rows.append(row)
     return rows
@@ -57,12 +57,13 @@ def predict_rows(run_dir: Path | LoadedRun, *, input_path: Optional[Path] = None
 def evaluate_file(run_dir: Path, data_path: Path) -> dict[str, Any]:
     run = load_run(run_dir)
     task = get_task(run.config.task)
-    cfg = run.config.data
-    records = read_records(data_path, text_column=cfg.text_column, label_column=cfg.label_column, task=run.config.task,
-                           label_delimiter=cfg.label_delimiter)
+    records = task.read(data_path, run.config.data)
     check_known_labels(records, run.label_names, run.config.task, str(data_path))
-    predictions = predict_records(run, records)
-    return task.metrics(task.targets(records, run.label_names), predictions, run.label_names)
+    split = task.encode(records, run.tokenizer, run.config.data.max_length, run.label_names)
+    outputs, _ = predict_logits(run.model, iterate_batches(split, run.config.train.eval_batch_size or 64,
+                                                           pad_id=run.tokenizer.pad_token_id or 0, shuffle=False),
+                                len(split), torch.device("cpu"))
+    return task.metrics(split, task.predict(outputs, run.label_names, split), run.label_names)
 
 
 def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:

@@ -1,30 +1,43 @@
-"""What a task must provide: targets from records, a loss, predictions and metrics.
+"""What a task must provide: how to read and encode examples, build its model, compute its loss, turn
+outputs into predictions, and which metrics apply.
 
-Tasks never touch the model's internals: they get logits `(B, num_outputs)` and return losses,
-predictions and metric dicts, so every strategy works with every task.
+Tasks never touch a backbone's internals: they get outputs (`(B, C)` per example, or per token) and
+return losses, predictions and metric dicts, so every strategy works with every task. The sequence
+tasks (classification, multilabel, regression) share :class:`SequenceTask`'s defaults; a task with
+other inputs (token tags, images, prompts) overrides `read`, `encode` and `build_model`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Protocol, Union
 
 import numpy as np
 import torch
 
-from tunelab.config.schema import LossConfig
+from tunelab.config.schema import DataConfig, HeadConfig, LossConfig, ModelConfig, RunConfig
+from tunelab.data.encoding import EncodedSplit, encode_texts
 from tunelab.data.records import Record
 
-__all__ = ["Task", "Predictions"]
+if TYPE_CHECKING:
+    from tunelab.models.task_model import TaskModel
+
+__all__ = ["Task", "Predictions", "Outputs", "SequenceTask", "NativeModel"]
+
+# a 2-D output `(N, C)` for per-example tasks; a list of `(T_i, C)` (padding removed) for per-token tasks
+Outputs = Union[torch.Tensor, list[torch.Tensor]]
+# the Hugging Face auto class a `head: native` model is built with
+NativeModel = Literal["sequence", "token"]
 
 
 @dataclass
 class Predictions:
     """Model outputs turned into what a user reads: one prediction and its scores per example."""
 
-    values: list[Any]                    # class name, tuple of class names, or float
-    scores: np.ndarray                   # (N, C) probabilities, or (N, 1) regression values
-    raw: np.ndarray = field(repr=False)  # integer ids / 0-1 matrix / floats, for metrics
+    values: list[Any]                    # class name, tuple of class names, float, or tuple of word tags
+    scores: Optional[np.ndarray]         # (N, C) probabilities, (N, 1) regression values; None for tag sequences
+    raw: Any = field(repr=False)         # integer ids / 0-1 matrix / floats / tag-id lists, for metrics
 
 
 class Task(Protocol):
@@ -32,13 +45,71 @@ class Task(Protocol):
     metric_names: ClassVar[tuple[str, ...]]
     hf_problem_type: ClassVar[str]
     default_metric: ClassVar[str]
+    supports_cache: ClassVar[bool]  # False: the activation cache is not offered (run.py says so)
 
     def num_outputs(self, label_names: list[str]) -> int: ...
 
-    def targets(self, records: list[Record], label_names: list[str]) -> torch.Tensor: ...
+    def read(self, path: str | Path, config: DataConfig, *, require_labels: bool = True) -> list[Record]: ...
 
-    def loss_fn(self, config: LossConfig, train_targets: torch.Tensor, label_names: list[str]) -> torch.nn.Module: ...
+    def load_preprocessor(self, model_dir: Path, config: "RunConfig") -> Any: ...
 
-    def predict(self, logits: torch.Tensor, label_names: list[str]) -> Predictions: ...
+    def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
+               with_targets: bool = True, train: bool = False) -> EncodedSplit: ...
 
-    def metrics(self, targets: torch.Tensor, predictions: Predictions, label_names: list[str]) -> dict[str, Any]: ...
+    def build_model(self, model_cfg: ModelConfig, head_cfg: HeadConfig, label_names: list[str],
+                    model_dir: Optional[Path] = None) -> "TaskModel": ...
+
+    def loss_fn(self, config: LossConfig, train: EncodedSplit, label_names: list[str]) -> torch.nn.Module: ...
+
+    def predict(self, outputs: Outputs, label_names: list[str], split: EncodedSplit) -> Predictions: ...
+
+    def metrics(self, split: EncodedSplit, predictions: Predictions, label_names: list[str]) -> dict[str, Any]: ...
+
+    def show(self, value: Any) -> str: ...
+
+
+class SequenceTask:
+    """Defaults for tasks with one text in and one label out: tabular readers, plain tokenisation,
+    `AutoModelForSequenceClassification` for the native head, a pooled head otherwise."""
+
+    supports_cache: ClassVar[bool] = True
+    native_model: ClassVar[NativeModel] = "sequence"
+    per_token: ClassVar[bool] = False
+    hf_problem_type: ClassVar[str]
+
+    def num_outputs(self, label_names: list[str]) -> int:
+        return len(label_names)
+
+    def targets(self, records: list[Record], label_names: list[str]) -> torch.Tensor:
+        raise NotImplementedError
+
+    def read(self, path: str | Path, config: DataConfig, *, require_labels: bool = True) -> list[Record]:
+        from tunelab.data.readers import read_records
+
+        return read_records(path, text_column=config.text_column, label_column=config.label_column,
+                            task=self.name, label_delimiter=config.label_delimiter,  # type: ignore[attr-defined]
+                            require_labels=require_labels)
+
+    def load_preprocessor(self, model_dir: Path, config: "RunConfig") -> Any:
+        """The tokenizer (text) or image preprocessor saved with the model; `encode` receives it."""
+        from tunelab.models.loading import load_tokenizer
+
+        return load_tokenizer(model_dir, config.model.trust_remote_code)
+
+    def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
+               with_targets: bool = True, train: bool = False) -> EncodedSplit:
+        ids = encode_texts([r.text for r in records], tokenizer, max_length) if records else []
+        targets = self.targets(records, label_names) if with_targets and records else None
+        return EncodedSplit(input_ids=ids, targets=targets, records=records)
+
+    def build_model(self, model_cfg: ModelConfig, head_cfg: HeadConfig, label_names: list[str],
+                    model_dir: Optional[Path] = None) -> "TaskModel":
+        from tunelab.models.loading import build_task_model
+
+        return build_task_model(model_cfg, head_cfg, problem_type=self.hf_problem_type, label_names=label_names,
+                                num_outputs=self.num_outputs(label_names), model_dir=model_dir,
+                                native=self.native_model, per_token=self.per_token)
+
+    def show(self, value: Any) -> str:
+        """How a label or prediction reads in a CSV cell."""
+        return "|".join(value) if isinstance(value, tuple) else str(value)

@@ -11,12 +11,13 @@ from torch import nn
 from tunelab.config.schema import LossConfig
 from tunelab.data.records import Record
 from tunelab.evaluation.metrics import classification_metrics
-from tunelab.tasks.base import Predictions
+from tunelab.data.encoding import EncodedSplit
+from tunelab.tasks.base import Outputs, Predictions, SequenceTask
 
 __all__ = ["ClassificationTask"]
 
 
-class ClassificationTask:
+class ClassificationTask(SequenceTask):
     name = "classification"
     metric_names = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "macro_precision", "macro_recall")
     hf_problem_type = "single_label_classification"
@@ -29,17 +30,21 @@ class ClassificationTask:
         index = {name: i for i, name in enumerate(label_names)}
         return torch.tensor([index[str(r.label)] for r in records], dtype=torch.long)
 
-    def loss_fn(self, config: LossConfig, train_targets: torch.Tensor, label_names: list[str]) -> nn.Module:
+    def loss_fn(self, config: LossConfig, train: EncodedSplit, label_names: list[str]) -> nn.Module:
+        train_targets = train.targets
         weight = None
         if config.class_weights == "balanced":
             counts = torch.bincount(train_targets, minlength=len(label_names)).float().clamp(min=1)
             weight = counts.sum() / (len(label_names) * counts)
         return nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
 
-    def predict(self, logits: torch.Tensor, label_names: list[str]) -> Predictions:
+    def predict(self, logits: Outputs, label_names: list[str], split: EncodedSplit) -> Predictions:
+        assert isinstance(logits, torch.Tensor)  # (N, C): one output row per example
         probs = torch.softmax(logits.float(), dim=-1).numpy()
         ids = probs.argmax(axis=-1)
         return Predictions(values=[label_names[i] for i in ids], scores=probs, raw=ids)
 
-    def metrics(self, targets: torch.Tensor, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+    def metrics(self, split: EncodedSplit, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+        targets = split.targets
+        assert targets is not None
         return classification_metrics(targets.numpy(), np.asarray(predictions.raw), label_names)

@@ -10,12 +10,13 @@ from torch import nn
 from tunelab.config.schema import LossConfig
 from tunelab.data.records import Record
 from tunelab.evaluation.metrics import multilabel_metrics
-from tunelab.tasks.base import Predictions
+from tunelab.data.encoding import EncodedSplit
+from tunelab.tasks.base import Outputs, Predictions, SequenceTask
 
 __all__ = ["MultilabelTask"]
 
 
-class MultilabelTask:
+class MultilabelTask(SequenceTask):
     name = "multilabel"
     metric_names = ("subset_accuracy", "micro_f1", "macro_f1", "micro_precision", "micro_recall")
     hf_problem_type = "multi_label_classification"
@@ -33,18 +34,22 @@ class MultilabelTask:
                 out[row, index[name]] = 1.0
         return out
 
-    def loss_fn(self, config: LossConfig, train_targets: torch.Tensor, label_names: list[str]) -> nn.Module:
+    def loss_fn(self, config: LossConfig, train: EncodedSplit, label_names: list[str]) -> nn.Module:
+        train_targets = train.targets
         pos_weight = None
         if config.class_weights == "balanced":
             positives = train_targets.sum(0).clamp(min=1)
             pos_weight = (len(train_targets) - positives).clamp(min=1) / positives
         return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
-    def predict(self, logits: torch.Tensor, label_names: list[str]) -> Predictions:
+    def predict(self, logits: Outputs, label_names: list[str], split: EncodedSplit) -> Predictions:
+        assert isinstance(logits, torch.Tensor)  # (N, C): one output row per example
         probs = torch.sigmoid(logits.float()).numpy()
         chosen = (probs >= self.threshold).astype(int)
         values = [tuple(label_names[j] for j in row.nonzero()[0]) for row in chosen]
         return Predictions(values=values, scores=probs, raw=chosen)
 
-    def metrics(self, targets: torch.Tensor, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+    def metrics(self, split: EncodedSplit, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+        targets = split.targets
+        assert targets is not None
         return multilabel_metrics(targets.numpy().astype(int), predictions.raw, label_names)

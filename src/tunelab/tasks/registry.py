@@ -7,10 +7,13 @@ from tunelab.tasks.base import Task
 from tunelab.tasks.classification import ClassificationTask
 from tunelab.tasks.multilabel import MultilabelTask
 from tunelab.tasks.regression import RegressionTask
+from tunelab.tasks.token_classification import TokenClassificationTask
+from tunelab.tasks.image_classification import ImageClassificationTask
 
 __all__ = ["TASKS", "get_task", "task_names"]
 
-TASKS: dict[str, Task] = {t.name: t for t in (ClassificationTask(), MultilabelTask(), RegressionTask())}
+TASKS: dict[str, Task] = {t.name: t for t in (ClassificationTask(), MultilabelTask(), RegressionTask(),
+                                              TokenClassificationTask(), ImageClassificationTask())}
 
 
 def task_names() -> list[str]:

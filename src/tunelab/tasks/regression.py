@@ -10,7 +10,8 @@ from torch import nn
 from tunelab.config.schema import LossConfig
 from tunelab.data.records import Record
 from tunelab.evaluation.metrics import regression_metrics
-from tunelab.tasks.base import Predictions
+from tunelab.data.encoding import EncodedSplit
+from tunelab.tasks.base import Outputs, Predictions, SequenceTask
 
 __all__ = ["RegressionTask"]
 
@@ -26,7 +27,7 @@ class _SqueezedLoss(nn.Module):
         return self.inner(logits.squeeze(-1).float(), targets)
 
 
-class RegressionTask:
+class RegressionTask(SequenceTask):
     name = "regression"
     metric_names = ("mse", "rmse", "mae", "r2")
     hf_problem_type = "regression"
@@ -38,12 +39,15 @@ class RegressionTask:
     def targets(self, records: list[Record], label_names: list[str]) -> torch.Tensor:
         return torch.tensor([float(r.label) for r in records], dtype=torch.float32)
 
-    def loss_fn(self, config: LossConfig, train_targets: torch.Tensor, label_names: list[str]) -> nn.Module:
+    def loss_fn(self, config: LossConfig, train: EncodedSplit, label_names: list[str]) -> nn.Module:
         return _SqueezedLoss(nn.HuberLoss() if config.regression == "huber" else nn.MSELoss())
 
-    def predict(self, logits: torch.Tensor, label_names: list[str]) -> Predictions:
+    def predict(self, logits: Outputs, label_names: list[str], split: EncodedSplit) -> Predictions:
+        assert isinstance(logits, torch.Tensor)  # (N, C): one output row per example
         values = logits.float().squeeze(-1).numpy()
         return Predictions(values=[float(v) for v in values], scores=values[:, None], raw=values)
 
-    def metrics(self, targets: torch.Tensor, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+    def metrics(self, split: EncodedSplit, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+        targets = split.targets
+        assert targets is not None
         return regression_metrics(targets.numpy(), predictions.raw)

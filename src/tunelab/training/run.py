@@ -27,11 +27,11 @@ from tunelab.artifacts.model_io import save_task_model
 from tunelab.artifacts.rundir import RunDirectory
 from tunelab.config.loading import config_to_yaml
 from tunelab.config.schema import RunConfig, TrainConfig
-from tunelab.data.encoding import EncodedSplit, encode_texts
+from tunelab.data.encoding import EncodedSplit
 from tunelab.data.records import Record
 from tunelab.data.sources import load_data
 from tunelab.errors import RunInterrupted
-from tunelab.models.loading import build_task_model, count_parameters, hash_model_dir, load_tokenizer, resolve_model_dir
+from tunelab.models.loading import count_parameters, hash_model_dir, resolve_model_dir
 from tunelab.strategies.plan import apply_trainable
 from tunelab.strategies.registry import compile_strategy
 from tunelab.tasks.base import Predictions, Task
@@ -90,23 +90,24 @@ def peak_rss_mb() -> float:
 
 
 def encode_split(records: list[Record], tokenizer: Any, max_length: int, task: Task, label_names: list[str],
-                 with_targets: bool = True) -> EncodedSplit:
-    ids = encode_texts([r.text for r in records], tokenizer, max_length) if records else []
-    targets = task.targets(records, label_names) if with_targets and records else None
-    return EncodedSplit(input_ids=ids, targets=targets, records=records)
+                 with_targets: bool = True, train: bool = False) -> EncodedSplit:
+    """The task encodes its own examples (token ids, per-token targets, pixels, ...); `train` turns on the
+    task's training-time augmentation, if it has one."""
+    return task.encode(records, tokenizer, max_length, label_names, with_targets=with_targets, train=train)
 
 
-def predictions_table(records: list[Record], predictions: Predictions, label_names: list[str], task_name: str) -> str:
-    """CSV: where, text, label (if known), prediction, and one probability column per class."""
+def predictions_table(records: list[Record], predictions: Predictions, label_names: list[str], task: Task) -> str:
+    """CSV: where, text, label (if known), prediction, and one probability column per class (if the task
+    scores classes)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    score_cols = [f"prob_{n}" for n in label_names] if task_name != "regression" else []
+    with_scores = predictions.scores is not None and task.name != "regression"
+    score_cols = [f"prob_{n}" for n in label_names] if with_scores else []
     writer.writerow(["where", "text", "label", "prediction", *score_cols])
-    for record, value, scores in zip(records, predictions.values, predictions.scores):
-        shown = "|".join(value) if isinstance(value, tuple) else value
-        label = "|".join(record.label) if isinstance(record.label, tuple) else record.label
-        probs = [f"{s:.6f}" for s in scores] if score_cols else []
-        writer.writerow([record.where, record.text, label, shown, *probs])
+    scores = predictions.scores if with_scores else [()] * len(records)
+    for record, value, row in zip(records, predictions.values, scores):
+        probs = [f"{s:.6f}" for s in row] if score_cols else []
+        writer.writerow([record.where, record.text, task.show(record.label), task.show(value), *probs])
     return buffer.getvalue()
 
 
@@ -125,17 +126,16 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
     device = select_device(config.train)
     config = _resolve_precision(config, device, console)
 
-    data = load_data(config.data, config.task, config.train.seed)
+    data = load_data(config.data, task, config.train.seed)
     splits, label_names = data.splits, data.label_names
     model_dir = resolve_model_dir(config.model.name, trust_pickle)
     data_hashes = {name: hash_records(getattr(splits, name)) for name in ("train", "validation", "test")}
     identity = run_identity(config, data_hashes, hash_model_dir(model_dir))
     store = checkpoint_store(run_dir, config)
     checkpoint = select_checkpoint(store, identity, lambda m: console.print(f"[yellow]warning:[/] {escape(m)}")) if resume else None
-    tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
+    tokenizer = task.load_preprocessor(model_dir, config)
     seed_everything(config.train.seed)
-    model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=label_names,
-                             num_outputs=task.num_outputs(label_names), model_dir=model_dir)
+    model = task.build_model(config.model, config.head, label_names, model_dir)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     apply_trainable(model, plan.trainable_at(0))
     if checkpoint is not None:
@@ -148,8 +148,8 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
     console.print(f"data: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test, "
                   f"{len(label_names) or 'regression'} classes")
 
-    encoded = {name: encode_split(getattr(splits, name), tokenizer, config.data.max_length, task, label_names)
-               for name in ("train", "validation", "test")}
+    encoded = {name: encode_split(getattr(splits, name), tokenizer, config.data.max_length, task, label_names,
+                                  train=name == "train") for name in ("train", "validation", "test")}
     staging = run_dir.open(resume)
     try:
         if checkpoint is None:
@@ -160,9 +160,11 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
             position = checkpoint.state["position"]
             console.print(f"resuming from {checkpoint.path} (epoch {position['epoch'] + 1}, batch {position['batch']}, "
                           f"step {position['step']})")
-        loss_fn = task.loss_fn(config.loss, encoded["train"].targets, label_names)
+        loss_fn = task.loss_fn(config.loss, encoded["train"], label_names)
         callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console)]
-        cache = activation_cache_for(config.train, tokenizer, config.data.max_length)
+        cache = activation_cache_for(config.train, tokenizer, config.data.max_length) if task.supports_cache else None
+        if config.train.cache == "auto" and not task.supports_cache:
+            console.print(f"activation cache: not offered for task {task.name}; the frozen blocks are recomputed")
         if config.train.compile:
             console.print(f"torch.compile: {compile_blocks(model)} blocks")
         trainer = Trainer(config, task, label_names, loss_fn, device, tokenizer.pad_token_id or 0, callbacks,
@@ -179,7 +181,7 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
             test_metrics = result.metrics
             atomic_write_json(staging / "test_metrics.json", test_metrics)
             atomic_write_text(staging / "predictions.csv",
-                              predictions_table(splits.test, result.predictions, label_names, config.task))
+                              predictions_table(splits.test, result.predictions, label_names, task))
         if cache is not None:
             for line in [*cache.stats.notes, cache.summary()]:
                 console.print(line)

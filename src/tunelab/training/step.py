@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from tunelab.data.encoding import Batch
+from tunelab.tasks.base import Outputs
 
 __all__ = ["train_step", "optimizer_step", "predict_logits", "autocast_for"]
 
@@ -43,16 +44,34 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_s
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, batches: Iterable[Batch], n: int, device: torch.device,
-                   precision: str = "fp32") -> torch.Tensor:
-    """Logits for a whole split in the split's original order; the model is left in eval mode."""
+                   precision: str = "fp32", loss_fn: Optional[nn.Module] = None) -> tuple[Outputs, float]:
+    """Outputs for a whole split in the split's original order, and the mean loss over its batches (NaN
+    without `loss_fn` or targets); the model is left in eval mode.
+
+    Per-example outputs `(B, C)` are gathered into one `(N, C)` tensor; per-token outputs `(B, T, C)` into
+    a list of `(T_i, C)` tensors with the padding cut off (their lengths differ between batches).
+    """
     model.eval()
-    out: Optional[torch.Tensor] = None
+    rows: list[Optional[torch.Tensor]] = [None] * n
+    stacked: Optional[torch.Tensor] = None
+    loss_sum, loss_weight = 0.0, 0
     for batch in batches:
         batch = batch.to(device)
         with autocast_for(device, precision):
             args, kwargs = batch.model_inputs()
-            logits = model(*args, **kwargs).float().cpu()
-        if out is None:
-            out = torch.empty((n, logits.shape[-1]))
-        out[batch.indices] = logits
-    return out if out is not None else torch.empty((0, 0))
+            logits = model(*args, **kwargs).float()
+        if loss_fn is not None and batch.targets is not None:
+            loss_sum += float(loss_fn(logits, batch.targets)) * len(batch)
+            loss_weight += len(batch)
+        logits = logits.cpu()
+        if logits.dim() == 2:
+            stacked = torch.empty((n, logits.shape[-1])) if stacked is None else stacked
+            stacked[batch.indices] = logits
+        else:
+            lengths = batch.attention_mask.sum(1).tolist()
+            for row, i, length in zip(logits, batch.indices.tolist(), lengths):
+                rows[i] = row[:length]  # (T_i, C)
+    loss = loss_sum / loss_weight if loss_weight else float("nan")
+    if stacked is not None or n == 0:
+        return (stacked if stacked is not None else torch.empty((0, 0))), loss
+    return [r if r is not None else torch.empty(0) for r in rows], loss

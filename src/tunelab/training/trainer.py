@@ -13,6 +13,7 @@ from torch import nn
 from tunelab.config.schema import RunConfig
 from tunelab.data.encoding import Batch, EncodedSplit, iterate_batches
 from tunelab.strategies.plan import Plan, apply_trainable
+from tunelab.strategies.registry import peft_method
 from tunelab.tasks.base import Predictions, Task
 from tunelab.errors import RunInterrupted
 from tunelab.training.accel import adamw_implementation
@@ -63,10 +64,11 @@ class Trainer:
     def evaluate(self, model: nn.Module, split: EncodedSplit) -> EvalResult:
         batch_size = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
         batches = self._batches(model, split, batch_size, shuffle=False)
-        logits = predict_logits(model, batches, len(split), self.device, self.config.train.precision)
-        predictions = self.task.predict(logits, self.label_names)
-        loss = float(self.loss_fn(logits.to(self.device), split.targets.to(self.device))) if split.targets is not None else float("nan")
-        metrics = self.task.metrics(split.targets, predictions, self.label_names) if split.targets is not None else {}
+        labelled = split.targets is not None or split.token_targets is not None
+        outputs, loss = predict_logits(model, batches, len(split), self.device, self.config.train.precision,
+                                       loss_fn=self.loss_fn if labelled else None)
+        predictions = self.task.predict(outputs, self.label_names, split)
+        metrics = self.task.metrics(split, predictions, self.label_names) if labelled else {}
         return EvalResult(loss=loss, metrics={"loss": loss, **metrics}, predictions=predictions)
 
     # -- training ---------------------------------------------------------------------------------
@@ -205,6 +207,8 @@ class Trainer:
         both the cached and the recomputing path, so the two give the same model."""
         model.train()
         eval_frozen_prefix(model, k)
+        if peft_method(self.config.strategy.name) is not None:
+            keep_norm_statistics(model)
         self.frozen_k = k
 
     def _start_cache(self, model: nn.Module, schedule: list[Optional[int]], splits: list[Optional[EncodedSplit]]) -> None:
@@ -246,6 +250,16 @@ class Trainer:
                 batch.start_block = k
                 cache.stats.served_batches += 1
             yield batch
+
+
+def keep_norm_statistics(model: nn.Module) -> None:
+    """Batch-norm layers of the backbone keep their pre-trained running statistics (eval mode) under a PEFT
+    method: a PEFT result is saved as the base model plus its declared parameters, so statistics that moved
+    during training would be lost on reload and the saved model would predict differently."""
+    network = getattr(model, "network", model)
+    for module in network.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm):
+            module.eval()
 
 
 def _events_at(loop: LoopState) -> tuple[str, ...]:

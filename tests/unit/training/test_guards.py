@@ -51,7 +51,7 @@ def build(raw: dict, bad: set[int]):
                              num_outputs=task.num_outputs(data.label_names))
     enc = {k: encode_split(getattr(data.splits, k), tokenizer, config.data.max_length, task, data.label_names)
            for k in ("train", "validation")}
-    loss_fn = NaNOnCalls(task.loss_fn(config.loss, enc["train"].targets, data.label_names), bad)
+    loss_fn = NaNOnCalls(task.loss_fn(config.loss, enc["train"], data.label_names), bad)
     snapshots = Snapshots(model)
     trainer = Trainer(config, task, data.label_names, loss_fn, torch.device("cpu"), 0, [snapshots])
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)

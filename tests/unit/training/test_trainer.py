@@ -28,7 +28,7 @@ def setup(raw: dict):
                              num_outputs=task.num_outputs(data.label_names))
     enc = {k: encode_split(getattr(data.splits, k), tokenizer, config.data.max_length, task, data.label_names)
            for k in ("train", "validation", "test")}
-    loss_fn = task.loss_fn(config.loss, enc["train"].targets, data.label_names)
+    loss_fn = task.loss_fn(config.loss, enc["train"], data.label_names)
     return config, task, data, model, enc, loss_fn
 
 

@@ -175,8 +175,11 @@ class LoraMethod(PeftMethod):
         s = config.lora
         paths = self.targets(model, config)
         if not paths:
+            kinds = sorted({k for _, m in model.network.named_modules() if (k := _kind(m))})
+            example = next((n for n, m in model.network.named_modules() if _kind(m)), "?")
             raise ConfigError(f"strategy.lora.target_modules: {s.target_modules} (types {s.target_types}) match no "
-                              "module of the base model; names look like encoder.layer.0.attention.self.query")
+                              f"module of the base model; its adaptable modules are of types {kinds} with names like "
+                              f"{example}: name some in target_modules or their type in target_types")
         layers: dict[str, PeftLayer] = {}
         for path in paths:
             layer = LoraLayer(model.get_submodule(path), rank=s.rank, alpha=s.alpha, dropout=s.dropout,
