@@ -135,3 +135,28 @@ def adapter_run(tiny_bert: Path, sentiment_csv: Path, build_tiny, tmp_path: Path
         save_task_model(model, AutoTokenizer.from_pretrained(tiny_bert), run_dir / "model", config)
         return (run_dir, model) if with_model else run_dir
     return make
+
+
+def _build_training(raw: dict):
+    """Config mapping -> (config, task, data, model, encoded splits, loss_fn), as `run_training` builds them."""
+    from tunelab.config import parse_config
+    from tunelab.data.sources import load_data
+    from tunelab.models import build_task_model, load_tokenizer
+    from tunelab.tasks import get_task
+    from tunelab.training.run import encode_split, seed_everything
+
+    config = parse_config(raw)
+    task = get_task(config.task)
+    data = load_data(config.data, config.task, config.train.seed)
+    tokenizer = load_tokenizer(Path(config.model.name))
+    seed_everything(0)
+    model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=data.label_names,
+                             num_outputs=task.num_outputs(data.label_names))
+    enc = {k: encode_split(getattr(data.splits, k), tokenizer, config.data.max_length, task, data.label_names)
+           for k in ("train", "validation", "test")}
+    return config, task, data, model, enc, task.loss_fn(config.loss, enc["train"], data.label_names)
+
+
+@pytest.fixture
+def build_training():
+    return _build_training

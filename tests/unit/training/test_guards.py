@@ -8,16 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from tunelab.config import parse_config
-from tunelab.data.sources import load_data
 from tunelab.errors import TrainingError
-from tunelab.models import build_task_model, load_tokenizer
 from tunelab.strategies import compile_strategy
-from tunelab.tasks import get_task
 from tunelab.training import Trainer
 from tunelab.training.callbacks import Callback
 from tunelab.training.checkpoint import CheckpointStore, verify
-from tunelab.training.run import encode_split, seed_everything
 
 
 class NaNOnCalls(nn.Module):
@@ -41,26 +36,18 @@ class Snapshots(Callback):
         self.after_step[state.step] = [p.detach().clone() for p in self.model.parameters()]
 
 
-def build(raw: dict, bad: set[int]):
-    config = parse_config(raw)
-    task = get_task(config.task)
-    data = load_data(config.data, config.task, config.train.seed)
-    tokenizer = load_tokenizer(Path(config.model.name))
-    seed_everything(0)
-    model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=data.label_names,
-                             num_outputs=task.num_outputs(data.label_names))
-    enc = {k: encode_split(getattr(data.splits, k), tokenizer, config.data.max_length, task, data.label_names)
-           for k in ("train", "validation")}
-    loss_fn = NaNOnCalls(task.loss_fn(config.loss, enc["train"], data.label_names), bad)
+def build(build_training, raw: dict, bad: set[int]):
+    config, task, data, model, enc, loss_fn = build_training(raw)
+    loss_fn = NaNOnCalls(loss_fn, bad)
     snapshots = Snapshots(model)
     trainer = Trainer(config, task, data.label_names, loss_fn, torch.device("cpu"), 0, [snapshots])
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     return config, trainer, model, plan, enc, snapshots
 
 
-def test_a_bad_step_is_skipped_and_training_goes_on(tiny_config: dict) -> None:
+def test_a_bad_step_is_skipped_and_training_goes_on(tiny_config: dict, build_training) -> None:
     tiny_config["train"].update(epochs=1, max_bad_steps=2)
-    config, trainer, model, plan, enc, snapshots = build(tiny_config, bad={3})
+    config, trainer, model, plan, enc, snapshots = build(build_training, tiny_config, bad={3})
     result = trainer.fit(model, plan, enc["train"], enc["validation"])
     assert result.steps == 9
     unchanged = all(torch.equal(a, b) for a, b in zip(snapshots.after_step[2], snapshots.after_step[3]))
@@ -69,9 +56,9 @@ def test_a_bad_step_is_skipped_and_training_goes_on(tiny_config: dict) -> None:
     assert all(torch.isfinite(p).all() for p in model.parameters())
 
 
-def test_consecutive_bad_steps_stop_the_run_and_keep_the_last_good_checkpoint(tiny_config: dict, tmp_path: Path) -> None:
+def test_consecutive_bad_steps_stop_the_run_and_keep_the_last_good_checkpoint(tiny_config: dict, tmp_path: Path, build_training) -> None:
     tiny_config["train"].update(epochs=2, max_bad_steps=3, checkpoint_every_steps=2)
-    config, trainer, model, plan, enc, snapshots = build(tiny_config, bad=set(range(5, 100)))
+    config, trainer, model, plan, enc, snapshots = build(build_training, tiny_config, bad=set(range(5, 100)))
     store = CheckpointStore(tmp_path / "checkpoints", keep=5)
     with pytest.raises(TrainingError) as err:
         trainer.fit(model, plan, enc["train"], enc["validation"], checkpoints=store)

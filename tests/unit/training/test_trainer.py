@@ -3,33 +3,13 @@
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 
-from tunelab.config import parse_config
-from tunelab.data.sources import load_data
-from tunelab.models import build_task_model, load_tokenizer
 from tunelab.strategies import compile_strategy
-from tunelab.tasks import get_task
 from tunelab.training import Trainer
 from tunelab.training.callbacks import Callback
-from tunelab.training.run import encode_split, seed_everything
-
-
-def setup(raw: dict):
-    config = parse_config(raw)
-    task = get_task(config.task)
-    data = load_data(config.data, config.task, config.train.seed)
-    tokenizer = load_tokenizer(Path(config.model.name))
-    seed_everything(0)
-    model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=data.label_names,
-                             num_outputs=task.num_outputs(data.label_names))
-    enc = {k: encode_split(getattr(data.splits, k), tokenizer, config.data.max_length, task, data.label_names)
-           for k in ("train", "validation", "test")}
-    loss_fn = task.loss_fn(config.loss, enc["train"], data.label_names)
-    return config, task, data, model, enc, loss_fn
 
 
 class Recorder(Callback):
@@ -47,9 +27,9 @@ class Recorder(Callback):
     def on_fit_end(self, state, control): self.events.append("fit_end")
 
 
-def test_fit_learns_the_toy_task(tiny_config: dict) -> None:
+def test_fit_learns_the_toy_task(tiny_config: dict, build_training) -> None:
     tiny_config["train"]["epochs"] = 6
-    config, task, data, model, enc, loss_fn = setup(tiny_config)
+    config, task, data, model, enc, loss_fn = build_training(tiny_config)
     trainer = Trainer(config, task, data.label_names, loss_fn, torch.device("cpu"), 0)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     result = trainer.fit(model, plan, enc["train"], enc["validation"])
@@ -57,11 +37,11 @@ def test_fit_learns_the_toy_task(tiny_config: dict) -> None:
     assert trainer.evaluate(model, enc["test"]).metrics["accuracy"] >= 0.9
 
 
-def test_gradient_accumulation_matches_one_big_batch(tiny_config: dict) -> None:
+def test_gradient_accumulation_matches_one_big_batch(tiny_config: dict, build_training) -> None:
     tiny_config["train"].update(epochs=1, batch_size=72)
     tiny_config["optim"] = {"lr": 1e-3, "weight_decay": 0.0}
     tiny_config["early_stopping"] = {"restore_best": False}
-    config, task, data, model, enc, loss_fn = setup(tiny_config)
+    config, task, data, model, enc, loss_fn = build_training(tiny_config)
     for module in model.modules():
         if isinstance(module, torch.nn.Dropout):
             module.p = 0.0
@@ -75,10 +55,10 @@ def test_gradient_accumulation_matches_one_big_batch(tiny_config: dict) -> None:
         assert torch.allclose(a, b, atol=1e-5), name
 
 
-def test_events_and_gradual_unfreezing(tiny_config: dict) -> None:
+def test_events_and_gradual_unfreezing(tiny_config: dict, build_training) -> None:
     tiny_config["strategy"] = {"name": "gradual"}
     tiny_config["train"]["epochs"] = 4
-    config, task, data, model, enc, loss_fn = setup(tiny_config)
+    config, task, data, model, enc, loss_fn = build_training(tiny_config)
     recorder = Recorder()
     recorder.model = model
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
@@ -88,11 +68,11 @@ def test_events_and_gradual_unfreezing(tiny_config: dict) -> None:
     assert recorder.trainable == sorted(recorder.trainable) and len(set(recorder.trainable)) == 4
 
 
-def test_early_stopping_restores_best(tiny_config: dict) -> None:
+def test_early_stopping_restores_best(tiny_config: dict, build_training) -> None:
     tiny_config["train"]["epochs"] = 8
     tiny_config["optim"] = {"lr": 0.5}  # diverges after the first epochs, so validation stops improving
     tiny_config["early_stopping"] = {"metric": "loss", "patience": 1}
-    config, task, data, model, enc, loss_fn = setup(tiny_config)
+    config, task, data, model, enc, loss_fn = build_training(tiny_config)
     trainer = Trainer(config, task, data.label_names, loss_fn, torch.device("cpu"), 0)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     result = trainer.fit(model, plan, enc["train"], enc["validation"])
