@@ -26,7 +26,7 @@ def test_bf16_on_cpu_only_where_native(monkeypatch) -> None:
 
 
 def test_compile_blocks_keeps_parameter_names(tiny_config: dict) -> None:
-    from .test_trainer import setup
+    from tests.conftest import _build_training as setup
 
     model = setup(tiny_config)[3]
     names = [n for n, _ in model.named_parameters()]

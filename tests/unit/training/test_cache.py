@@ -12,7 +12,7 @@ from tunelab.strategies import compile_strategy
 from tunelab.training import Trainer
 from tunelab.training.cache import ActivationCache, prefix_schedule
 
-from .test_trainer import setup
+from tests.conftest import _build_training as setup
 
 CPU = torch.device("cpu")
 

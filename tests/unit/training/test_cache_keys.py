@@ -14,7 +14,7 @@ from tunelab.data.encoding import EncodedSplit
 from tunelab.training.cache import ActivationCache, CacheKey
 from tunelab.training.run import run_training
 
-from .test_trainer import setup
+from tests.conftest import _build_training as setup
 
 CPU = torch.device("cpu")
 
