@@ -145,7 +145,9 @@ def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory
                                               "adapters share one loaded base; each row names its adapter."),
             output: Optional[Path] = typer.Option(None, "--output", help="Write predictions here (.csv or .jsonl).")) -> None:
     """Predict with a trained run (or several adapters on one base); probabilities for every class."""
+    from tunelab.artifacts.model_io import load_run
     from tunelab.serving.inference import predict_rows, write_predictions
+    from tunelab.tasks.registry import get_task
 
     if (input is None) == (not text):
         raise TunelabError("predict: give --input FILE or one or more --text T (one of them)")
@@ -160,12 +162,13 @@ def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory
         for name, run in load_adapters(parse_adapter_specs(adapter)).items():
             rows += [{"adapter": name, **row} for row in predict_rows(run, input_path=input, texts=text)]
     else:
-        rows = predict_rows(run_dir, input_path=input, texts=text)
+        run = load_run(run_dir)
+        rows = predict_rows(run, input_path=input, texts=text)
     if output is None:
         for row in rows:
             out_console.print(json.dumps(row), highlight=False, markup=False, soft_wrap=True)
     else:
-        write_predictions(rows, output)
+        write_predictions(rows, output, get_task(run.config.task))
         err_console.print(f"wrote {len(rows)} predictions to {output}")
 
 

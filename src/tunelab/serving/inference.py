@@ -16,7 +16,7 @@ from tunelab.data.encoding import iterate_batches
 from tunelab.data.labels import check_known_labels, missing_label
 from tunelab.data.records import Record
 from tunelab.errors import DataError
-from tunelab.tasks.base import Predictions
+from tunelab.tasks.base import Predictions, Task
 from tunelab.tasks.registry import get_task
 from tunelab.training.run import encode_split
 from tunelab.training.step import predict_logits
@@ -66,8 +66,9 @@ def evaluate_file(run_dir: Path, data_path: Path) -> dict[str, Any]:
     return task.metrics(split, task.predict(outputs, run.label_names, split), run.label_names)
 
 
-def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
-    """`.jsonl`: one object per line; anything else: CSV with one probability column per class."""
+def write_predictions(rows: list[dict[str, Any]], path: Path, task: Task) -> None:
+    """`.jsonl`: one object per line; anything else: CSV with one probability column per class, the prediction
+    shown as the task shows it in the run's own predictions.csv."""
     if path.suffix.lower() in (".jsonl", ".json"):
         atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
         return
@@ -76,7 +77,5 @@ def write_predictions(rows: list[dict[str, Any]], path: Path) -> None:
     writer = csv.writer(buffer)
     writer.writerow(["where", "text", "prediction", *[f"prob_{c}" for c in classes]])
     for row in rows:
-        value = row["prediction"]
-        shown = "|".join(value) if isinstance(value, (tuple, list)) else value
-        writer.writerow([row["where"], row["text"], shown, *[row["probabilities"][c] for c in classes]])
+        writer.writerow([row["where"], row["text"], task.show(row["prediction"]), *[row["probabilities"][c] for c in classes]])
     atomic_write_text(path, buffer.getvalue())

@@ -94,3 +94,6 @@ def test_token_task_trains_saves_and_predicts(case: str, tiny_bert: Path, tmp_pa
     assert all(len(r["prediction"].split()) == len(r["text"].split()) for r in saved)
     again = predict_rows(run, texts=[r["text"] for r in saved])
     assert [" ".join(r["prediction"]) for r in again] == [r["prediction"] for r in saved]
+    out = tmp_path / "tags.csv"  # `predict --output x.csv` writes tags as the run's predictions.csv does
+    assert runner.invoke(app, ["predict", str(run), "--input", str(train), "--output", str(out)]).exit_code == 0
+    assert all(len(r["prediction"].split()) == len(r["text"].split()) for r in csv.DictReader(out.open(encoding="utf-8")))
