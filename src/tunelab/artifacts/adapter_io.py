@@ -98,11 +98,14 @@ def save_adapter(model: TaskModel, out_dir: Path, config: RunConfig, method: Pef
 
 
 def _peft_config(model: TaskModel, config: RunConfig, method: PeftMethod, adaptation: Adaptation, base_dir: str) -> dict[str, Any]:
+    from tunelab.tasks.registry import get_task
+
     native = model.is_native
     return {
         "peft_type": method.peft_type,
-        # a native head means a sequence-classification model; a tunelab head sits outside the HF model
-        "task_type": "SEQ_CLS" if native else "FEATURE_EXTRACTION",
+        # a native head means the HF task model (sequence classification, or the task's own: CAUSAL_LM);
+        # a tunelab head sits outside the HF model
+        "task_type": getattr(get_task(config.task), "peft_task_type", "SEQ_CLS") if native else "FEATURE_EXTRACTION",
         "base_model_name_or_path": base_dir,
         "inference_mode": True,
         "modules_to_save": _head_modules(model) if native else None,

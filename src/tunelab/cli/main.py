@@ -1,4 +1,4 @@
-"""`tunelab` command line: train, eval, predict, validate, export."""
+"""`tunelab` command line: train, eval, predict, generate, validate, export."""
 
 from __future__ import annotations
 
@@ -170,6 +170,35 @@ def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory
     else:
         write_predictions(rows, output, get_task(run.config.task))
         err_console.print(f"wrote {len(rows)} predictions to {output}")
+
+
+@app.command()
+@user_errors
+def generate(run_dir: Path = typer.Argument(..., help="A run directory of task instruction_tuning."),
+             prompt: list[str] = typer.Option(..., "--prompt", help="The user's message (repeatable: one reply each)."),
+             system: Optional[str] = typer.Option(None, "--system", help="A system message before the prompt."),
+             max_new_tokens: Optional[int] = typer.Option(None, "--max-new-tokens", min=1,
+                                                          help="Default: the run's generation.max_new_tokens.")) -> None:
+    """Write the fine-tuned model's reply to a prompt (greedy decoding, the model's chat template)."""
+    from tunelab.artifacts.model_io import load_run
+    from tunelab.data.chat import instruction_record
+    from tunelab.serving.inference import generate_replies
+    from tunelab.tasks.registry import get_task
+
+    run = load_run(run_dir)
+    if not getattr(get_task(run.config.task), "generative", False):
+        raise TunelabError(f"generate: {run_dir} is a {run.config.task} run; generate needs an instruction_tuning run "
+                           "(use `tunelab predict` for this one)")
+    for i, text in enumerate(prompt, start=1):
+        if not text.strip():
+            raise TunelabError(f"--prompt #{i}: the prompt is empty; give the message to answer")
+    records = [instruction_record(text, "", f"--prompt #{i}", system) for i, text in enumerate(prompt, start=1)]
+    texts, stopped = generate_replies(run, records, max_new_tokens=max_new_tokens)
+    for text, done in zip(texts, stopped):
+        out_console.print(text, highlight=False, markup=False, soft_wrap=True)
+        if not done:
+            err_console.print(f"(stopped at {max_new_tokens or run.config.generation.max_new_tokens} new tokens "
+                              "without an end-of-turn token)")
 
 
 @app.command()

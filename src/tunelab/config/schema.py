@@ -15,7 +15,7 @@ from tunelab.config.peft import AdapterSection, BitFitSection, IA3Section, LoraS
 
 __all__ = [
     "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
-    "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig",
+    "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig",
 ]
 
 
@@ -205,10 +205,19 @@ class TrainConfig(_Section):
 
 
 class EarlyStoppingConfig(_Section):
-    metric: str = "macro_f1"
+    metric: Optional[str] = Field(None, description="validation metric to select the best epoch; default: the task's "
+                                                    "(macro_f1, mse, entity_f1, loss, ...)")
     patience: Optional[int] = Field(None, ge=1, description="epochs without improvement; null: never stop early")
     mode: Literal["auto", "max", "min"] = "auto"
     restore_best: bool = True
+
+
+class GenerationConfig(_Section):
+    """Generation with decoder LMs (task instruction_tuning): test-split scoring and `tunelab generate`."""
+
+    max_new_tokens: int = Field(48, ge=1, le=4096, description="Greedy decoding stops here if no end-of-turn came.")
+    compare_base: bool = Field(True, description="Also score the model before training on the test split "
+                                                 "(base_exact_match, base_rouge_l): what fine-tuning changed.")
 
 
 class RunConfig(_Section):
@@ -225,6 +234,7 @@ class RunConfig(_Section):
     schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
     output: str = "runs/latest"
 
     @field_validator("model", mode="before")
@@ -246,6 +256,8 @@ class RunConfig(_Section):
         from tunelab.tasks.registry import get_task
 
         task = get_task(self.task)
+        if self.early_stopping.metric is None:
+            self.early_stopping.metric = task.default_metric
         metric = self.early_stopping.metric
         if metric not in task.metric_names and metric != "loss":
             raise ValueError(
@@ -263,4 +275,22 @@ class RunConfig(_Section):
         if not images and not self.model.pretrained:
             raise ValueError("model.pretrained: false (random initialisation) is implemented for image models only; "
                              "remove it or use task image_classification")
+        if self.task == "instruction_tuning":
+            self._decoder_rules()
         return self
+
+    def _decoder_rules(self) -> None:
+        """Combinations that make no sense for a decoder LM, with the reason."""
+        if self.head.type != "native":
+            raise ValueError("head.type: instruction_tuning writes text with the model's own LM head; set head.type: native")
+        refused = {
+            "head": "the LM head is tied to the input embeddings, so 'head only' would train just the final norm; "
+                    "use lora, or partial to train the top blocks",
+            "prompt_tuning": "soft tokens shift every position of a decoder's output and of generation; use lora or ia3",
+            "prefix_tuning": "its attention wrapper is written for BERT-style self-attention, not rotary/grouped-query "
+                             "attention; use lora or ia3",
+        }
+        if self.strategy.name in refused:
+            raise ValueError(f"strategy.name: {self.strategy.name} with task instruction_tuning: {refused[self.strategy.name]}")
+        if self.loss.class_weights != "none":
+            raise ValueError("loss.class_weights has no meaning for task instruction_tuning (no classes)")

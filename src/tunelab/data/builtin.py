@@ -56,6 +56,51 @@ def load_bbc_news() -> list[Record]:
     return records
 
 
+BODY_WORDS = 80  # article words in an instruction prompt: the lede carries the headline and the section
+
+
+def _bbc_articles() -> list[tuple[str, str, str, str]]:
+    """(section, file name, headline, body) per BBC article: the first line of each file is its headline."""
+    data_dir = _bbc_data_dir()
+    out = []
+    for class_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
+        for file in sorted(class_dir.glob("*.txt")):
+            raw = file.read_bytes()
+            try:
+                text = raw.decode("utf-8")  # most files are UTF-8 ("£"); a few are latin-1
+            except UnicodeDecodeError:
+                text = raw.decode("latin-1")
+            lines = [line.strip() for line in text.splitlines() if line.strip()]
+            if len(lines) < 2:
+                raise DataError(f"bbc-news:{class_dir.name}/{file.name}: expected a headline line and a body ({file}); "
+                                f"reinstall {_BBC_PACKAGE}")
+            out.append((class_dir.name, file.name, lines[0], " ".join(" ".join(lines[1:]).split())))
+    return out
+
+
+def _truncated(body: str, words: int = BODY_WORDS) -> str:
+    parts = body.split()
+    return " ".join(parts[:words]) + (" ..." if len(parts) > words else "")
+
+
+def load_bbc_headlines() -> list[Record]:
+    """Headline writing: prompt = the article body (its first BODY_WORDS words), response = its headline."""
+    from tunelab.data.chat import instruction_record
+
+    return [instruction_record(f"Write a headline for this BBC News article.\n\n{_truncated(body)}", headline,
+                               f"bbc-headlines:{section}/{name}")
+            for section, name, headline, body in _bbc_articles()]
+
+
+def load_bbc_sections() -> list[Record]:
+    """The section question answered in one word: business, entertainment, politics, sport or tech."""
+    from tunelab.data.chat import instruction_record
+
+    return [instruction_record(f"{_truncated(body)}\n\nWhich section: business, entertainment, politics, sport or "
+                               "tech? Answer with one word.", section, f"bbc-sections:{section}/{name}")
+            for section, name, _, body in _bbc_articles()]
+
+
 def load_hironsan_ner() -> list[Record]:
     """hironsancorpus: 500 Japanese sentences tagged in IOB2 (ART, DAT, LOC, MON, ORG, PER, PSN, TIM), one
     morpheme per line with the tag in the last tab-separated column. `where` is `"<file>:line n"`."""
@@ -76,6 +121,8 @@ def load_digits() -> list[Record]:
 
 
 BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news, "hironsan-ner": load_hironsan_ner,
-                                                           "digits": load_digits}
+                                                           "digits": load_digits, "bbc-headlines": load_bbc_headlines,
+                                                           "bbc-sections": load_bbc_sections}
 BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification", "hironsan-ner": "token_classification",
-                                 "digits": "image_classification"}  # the task each built-in set is labelled for
+                                 "digits": "image_classification", "bbc-headlines": "instruction_tuning",
+                                 "bbc-sections": "instruction_tuning"}  # the task each built-in set is labelled for

@@ -37,6 +37,9 @@ class EncodedSplit:
     word_ids: Optional[list[list[int]]] = None       # token tasks: word index per token id, -1 for special tokens
     features: dict[str, torch.Tensor] = field(default_factory=dict)  # (N, ...) fixed-shape inputs, e.g. pixel_values
     augment: Optional[Augment] = None  # applied to training batches only (the train split carries it)
+    # causal LM: the padded token targets also go to the model as `labels`, so it computes logits only
+    # where a target is predicted (models/causal_lm.py)
+    targets_in_inputs: bool = False
 
     def __len__(self) -> int:
         return len(self.records) if self.records else len(self.input_ids)
@@ -124,6 +127,8 @@ def collate(split: EncodedSplit, indices: np.ndarray, pad_id: int) -> Batch:
         inputs["attention_mask"] = _pad([[1] * len(r) for r in rows], 0)
         if split.token_targets is not None:
             targets = _pad([split.token_targets[i] for i in indices], IGNORE_INDEX)
+            if split.targets_in_inputs:
+                inputs["labels"] = targets
     return Batch(inputs, targets, index)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from tunelab.data.records import Label, Record, TaskKind
 from tunelab.errors import DataError
 
-__all__ = ["build_label_map", "check_known_labels", "parse_label", "missing_label", "is_missing"]
+__all__ = ["build_label_map", "check_known_labels", "parse_label", "missing_label", "is_missing", "UNLABELLED_TASKS"]
 
 _DEFAULT_DELIMITER = "|"
 _MAX_LISTED = 20
@@ -31,12 +31,17 @@ def is_missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
+UNLABELLED_TASKS = ("regression", "instruction_tuning")  # targets are numbers or free text: no label map
+
+
 def missing_label(task: TaskKind) -> Label:
     """The placeholder label of a prediction-input record that has none ("", (), nan)."""
     if task in ("classification", "image_classification"):
         return ""
     if task in ("multilabel", "token_classification"):
         return ()
+    if task == "instruction_tuning":
+        return ""
     return math.nan
 
 
@@ -144,9 +149,10 @@ def build_label_map(records: list[Record], task: TaskKind) -> list[str]:
     """Sorted unique class names: index ``i`` of this list is output unit ``i`` of the head.
 
     Built from the training split only, so that the head size does not depend on held-out data.
-    Returns ``[]`` for regression. Whether there are enough classes to learn is the caller's check.
+    Returns ``[]`` for regression and instruction tuning (free text, no classes). Whether there are enough
+    classes to learn is the caller's check.
     """
-    if task == "regression":
+    if task in UNLABELLED_TASKS:
         return []
     return sorted({name for r in records for name in _labels_of(r, task)})
 
@@ -154,7 +160,7 @@ def build_label_map(records: list[Record], task: TaskKind) -> list[str]:
 def check_known_labels(records: list[Record], label_names: list[str], task: TaskKind,
                        split_name: str) -> None:
     """Refuse labels of a held-out split that training never saw: the head has no unit for them."""
-    if task == "regression":
+    if task in UNLABELLED_TASKS:
         return
     known = set(label_names)
     first_seen: dict[str, str] = {}

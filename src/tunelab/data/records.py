@@ -12,9 +12,10 @@ from typing import Any, Literal, Optional, Union
 __all__ = ["Record", "Label", "TaskKind", "Splits"]
 
 TaskKind = Literal["classification", "multilabel", "regression", "token_classification",
-                   "image_classification"]
+                   "image_classification", "instruction_tuning"]
 # classification: str (ints are turned into their string form so the label map is uniform);
-# multilabel: tuple of str; regression: float; token_classification: one tag per word (tuple of str).
+# multilabel: tuple of str; regression: float; token_classification: one tag per word (tuple of str);
+# instruction_tuning: the response text ("" when unknown).
 Label = Union[str, tuple[str, ...], float]
 
 
@@ -28,6 +29,9 @@ class Record:
     words: Optional[tuple[str, ...]] = None
     # image tasks: an (H, W[, C]) array in [0, 1] or the image file's path; not part of equality or repr
     image: Any = field(default=None, compare=False, repr=False)
+    # instruction tasks: the conversation before the response, as (role, content) pairs; `text` is its last
+    # user message (for display), `label` the response the model learns to write
+    messages: Optional[tuple[tuple[str, str], ...]] = None
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 from tunelab.config.schema import DataConfig
 from tunelab.data.builtin import BUILTIN_DATASETS, BUILTIN_TASKS
-from tunelab.data.labels import build_label_map, check_known_labels
+from tunelab.data.labels import UNLABELLED_TASKS, build_label_map, check_known_labels
 from tunelab.data.readers import read_records
 from tunelab.data.records import Record, Splits, TaskKind
 from tunelab.data.splits import stratified_split
@@ -47,7 +47,7 @@ def load_data(config: DataConfig, task: TaskKind | "Task", seed: int) -> LoadedD
     if not splits.train:
         raise DataError(f"data: no training examples are left after holding out validation/test from {_source(config)}")
     label_names = build_label_map(splits.train, task)
-    if task != "regression" and len(label_names) < 2:
+    if task not in UNLABELLED_TASKS and len(label_names) < 2:
         raise DataError(f"data: the training data of {_source(config)} has {len(label_names)} class(es) {label_names}; "
                         "classification needs at least 2")
     check_known_labels(splits.validation, label_names, task, "validation")

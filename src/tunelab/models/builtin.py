@@ -24,4 +24,11 @@ def _efficientnet_lite0() -> Path:
     return efficientnet_lite0_dir()
 
 
-BUILTIN_MODELS: dict[str, Callable[[], Path]] = {"minilm": _minilm, "efficientnet-lite0": _efficientnet_lite0}
+def _smollm2() -> Path:
+    from tunelab.models.gguf import smollm2_dir
+
+    return smollm2_dir()
+
+
+BUILTIN_MODELS: dict[str, Callable[[], Path]] = {"minilm": _minilm, "efficientnet-lite0": _efficientnet_lite0,
+                                                 "smollm2": _smollm2}

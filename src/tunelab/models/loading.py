@@ -23,7 +23,7 @@ from tunelab.models.builtin import BUILTIN_MODELS
 from tunelab.models.heads import PoolingHead
 from tunelab.models.task_model import TaskModel
 
-__all__ = ["resolve_model_dir", "load_tokenizer", "build_task_model", "hash_model_dir", "quiet_transformers", "count_parameters"]
+__all__ = ["resolve_model_dir", "load_tokenizer", "build_task_model", "build_causal_lm", "hash_model_dir", "quiet_transformers", "count_parameters"]
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -113,6 +113,27 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
     head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling="none" if per_token else head_cfg.pooling,
                        dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size)
     return TaskModel(network, head)
+
+
+def build_causal_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> TaskModel:
+    """A decoder LM with its own LM head (`AutoModelForCausalLM`), for instruction tuning."""
+    from transformers import AutoModelForCausalLM
+
+    from tunelab.models.causal_lm import CausalLMTaskModel
+
+    quiet_transformers()
+    model_dir = model_dir or resolve_model_dir(model_cfg.name)
+    try:
+        with _silence():
+            network = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True, use_safetensors=True,
+                                                           trust_remote_code=model_cfg.trust_remote_code)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+        advice = _load_advice(model_dir, err)
+        if "Unrecognized configuration class" in str(err):
+            advice = "give a decoder language model directory (Llama, Mistral, GPT-2, ...)"
+        raise ModelError(f"model: cannot load {model_dir} as a causal language model: {_short(err)}; {advice}") from None
+    network.generation_config.pad_token_id = network.generation_config.pad_token_id or network.config.eos_token_id
+    return CausalLMTaskModel(network)
 
 
 def hash_model_dir(model_dir: Path) -> str:

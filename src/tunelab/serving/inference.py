@@ -21,11 +21,26 @@ from tunelab.tasks.registry import get_task
 from tunelab.training.run import encode_split
 from tunelab.training.step import predict_logits
 
-__all__ = ["predict_records", "predict_rows", "evaluate_file", "write_predictions"]
+__all__ = ["predict_records", "predict_rows", "evaluate_file", "write_predictions", "generate_replies"]
+
+
+def generate_replies(run: LoadedRun, records: list[Record], *, with_targets: bool = False,
+                     max_new_tokens: Optional[int] = None) -> tuple[list[str], list[bool]]:
+    """Greedy replies of a generative run (instruction tuning) to the records' prompts."""
+    task: Any = get_task(run.config.task)
+    split = task.encode(records, run.tokenizer, run.config.data.max_length, run.label_names, with_targets=with_targets)
+    generation = run.config.generation
+    if max_new_tokens is not None:
+        generation = generation.model_copy(update={"max_new_tokens": max_new_tokens})
+    return task.generate(run.model, split, run.tokenizer, generation, device=torch.device("cpu"),
+                         batch_size=run.config.train.eval_batch_size or 16)
 
 
 def predict_records(run: LoadedRun, records: list[Record]) -> Predictions:
     task = get_task(run.config.task)
+    if getattr(task, "generative", False):
+        texts, _ = generate_replies(run, records)
+        return Predictions(values=texts, scores=None, raw=texts)
     split = encode_split(records, run.tokenizer, run.config.data.max_length, task, run.label_names, with_targets=False)
     batches = iterate_batches(split, run.config.train.eval_batch_size or 64, pad_id=run.tokenizer.pad_token_id or 0, shuffle=False)
     outputs, _ = predict_logits(run.model, batches, len(split), torch.device("cpu"))
@@ -42,7 +57,7 @@ def predict_rows(run_dir: Path | LoadedRun, *, input_path: Optional[Path] = None
             if not text.strip():
                 raise DataError(f"--text #{i}: the text is empty; give the text to classify")
             records.append(Record(text=text, label=missing_label(run.config.task), where=f"--text #{i}",
-                                  words=tuple(text.split())))
+                                  words=tuple(text.split()), messages=(("user", text),)))
     predictions = predict_records(run, records)
     rows = []
     all_scores = predictions.scores if predictions.scores is not None else [None] * len(records)
@@ -62,8 +77,12 @@ def evaluate_file(run_dir: Path, data_path: Path) -> dict[str, Any]:
     split = task.encode(records, run.tokenizer, run.config.data.max_length, run.label_names)
     outputs, _ = predict_logits(run.model, iterate_batches(split, run.config.train.eval_batch_size or 64,
                                                            pad_id=run.tokenizer.pad_token_id or 0, shuffle=False),
-                                len(split), torch.device("cpu"))
-    return task.metrics(split, task.predict(outputs, run.label_names, split), run.label_names)
+                                len(split), torch.device("cpu"), reduce=getattr(task, "reduce_outputs", None))
+    metrics = task.metrics(split, task.predict(outputs, run.label_names, split), run.label_names)
+    if getattr(task, "generative", False):  # teacher-forced perplexity, plus the replies it really writes
+        texts, stopped = generate_replies(run, records, with_targets=True)
+        metrics.update(task.generation_metrics(records, texts, stopped))  # type: ignore[attr-defined]
+    return metrics
 
 
 def write_predictions(rows: list[dict[str, Any]], path: Path, task: Task) -> None:

@@ -9,11 +9,13 @@ from tunelab.tasks.multilabel import MultilabelTask
 from tunelab.tasks.regression import RegressionTask
 from tunelab.tasks.token_classification import TokenClassificationTask
 from tunelab.tasks.image_classification import ImageClassificationTask
+from tunelab.tasks.instruction import InstructionTuningTask
 
 __all__ = ["TASKS", "get_task", "task_names"]
 
 TASKS: dict[str, Task] = {t.name: t for t in (ClassificationTask(), MultilabelTask(), RegressionTask(),
-                                              TokenClassificationTask(), ImageClassificationTask())}
+                                              TokenClassificationTask(), ImageClassificationTask(),
+                                              InstructionTuningTask())}
 
 
 def task_names() -> list[str]:

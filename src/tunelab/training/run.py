@@ -43,9 +43,11 @@ from tunelab.training.checkpoint import CheckpointStore
 from tunelab.training.loop_state import check_weights
 from tunelab.training.resume import check_resumable, checkpoint_store, run_identity, select_checkpoint
 from tunelab.training.signals import graceful_stop
+from tunelab.training.step import autocast_for
 from tunelab.training.trainer import Trainer
 
-__all__ = ["run_training", "RunSummary", "seed_everything", "select_device", "encode_split", "predictions_table"]
+__all__ = ["run_training", "RunSummary", "seed_everything", "select_device", "encode_split", "predictions_table",
+           "generate_test"]
 
 
 @dataclass
@@ -111,6 +113,25 @@ def predictions_table(records: list[Record], predictions: Predictions, label_nam
     return buffer.getvalue()
 
 
+def _targets_kind(task: Task, label_names: list[str]) -> str:
+    if label_names:
+        return f"{len(label_names)} classes"
+    return "free-text responses" if getattr(task, "generative", False) else "regression targets"
+
+
+def _generates(task: Task, split: EncodedSplit) -> bool:
+    return bool(getattr(task, "generative", False)) and len(split) > 0
+
+
+def generate_test(task: Any, model: Any, split: EncodedSplit, tokenizer: Any, config: RunConfig,
+                  device: torch.device) -> tuple[list[str], dict[str, float]]:
+    """Greedy replies to the split's prompts and their scores against its responses (generative tasks)."""
+    texts, stopped = task.generate(model, split, tokenizer, config.generation, device=device,
+                                   batch_size=config.train.eval_batch_size or 2 * config.train.batch_size,
+                                   autocast=autocast_for(device, config.train.precision))
+    return texts, task.generation_metrics(split.records, texts, stopped)
+
+
 def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: bool = False,
                  console: Optional[Console] = None, resume: bool = False, trust_pickle: bool = False) -> RunSummary:
     """Train as `config` says into `out` (default: config.output). With `resume`, continue the unfinished run
@@ -146,7 +167,7 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
     console.print(f"[bold]{config.strategy.name}[/]: {trainable:,} of {total:,} parameters trainable "
                   f"({100 * trainable / total:.2f}%){later}; {model.layer_stack.num_blocks} blocks; device {device.type}")
     console.print(f"data: {len(splits.train)} train / {len(splits.validation)} validation / {len(splits.test)} test, "
-                  f"{len(label_names) or 'regression'} classes")
+                  f"{_targets_kind(task, label_names)}")
 
     encoded = {name: encode_split(getattr(splits, name), tokenizer, config.data.max_length, task, label_names,
                                   train=name == "train") for name in ("train", "validation", "test")}
@@ -169,6 +190,10 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
             console.print(f"torch.compile: {compile_blocks(model)} blocks")
         trainer = Trainer(config, task, label_names, loss_fn, device, tokenizer.pad_token_id or 0, callbacks,
                           activation_cache=cache)
+        base_generation: dict[str, Any] = {}
+        if _generates(task, encoded["test"]) and config.generation.compare_base and checkpoint is None:
+            console.print(f"generating {len(encoded['test'])} test replies with the model before training ...")
+            _, base_generation = generate_test(task, model.to(device), encoded["test"], tokenizer, config, device)
         with graceful_stop(lambda r: console.print(f"{r.name} received: finishing the current step, then writing "
                                                    "a checkpoint (press Ctrl-C again to stop at once)")) as stop:
             fit = trainer.fit(model, plan, encoded["train"], encoded["validation"], checkpoints=store,
@@ -179,6 +204,12 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
         if len(encoded["test"]):
             result = trainer.evaluate(model, encoded["test"])
             test_metrics = result.metrics
+            if _generates(task, encoded["test"]):
+                console.print(f"generating {len(encoded['test'])} test replies with the trained model ...")
+                texts, generated = generate_test(task, model, encoded["test"], tokenizer, config, device)
+                test_metrics.update(generated)
+                test_metrics.update({f"base_{k}": v for k, v in base_generation.items()})
+                result.predictions = Predictions(values=texts, scores=None, raw=texts)
             atomic_write_json(staging / "test_metrics.json", test_metrics)
             atomic_write_text(staging / "predictions.csv",
                               predictions_table(splits.test, result.predictions, label_names, task))

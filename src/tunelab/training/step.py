@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Iterable, Optional
+from typing import Callable, Iterable, Optional
 
 import torch
 from torch import nn
@@ -44,12 +44,15 @@ def optimizer_step(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_s
 
 @torch.no_grad()
 def predict_logits(model: nn.Module, batches: Iterable[Batch], n: int, device: torch.device,
-                   precision: str = "fp32", loss_fn: Optional[nn.Module] = None) -> tuple[Outputs, float]:
+                   precision: str = "fp32", loss_fn: Optional[nn.Module] = None,
+                   reduce: Optional[Callable[[torch.Tensor, Batch], torch.Tensor]] = None) -> tuple[Outputs, float]:
     """Outputs for a whole split in the split's original order, and the mean loss over its batches (NaN
     without `loss_fn` or targets); the model is left in eval mode.
 
     Per-example outputs `(B, C)` are gathered into one `(N, C)` tensor; per-token outputs `(B, T, C)` into
-    a list of `(T_i, C)` tensors with the padding cut off (their lengths differ between batches).
+    a list of `(T_i, C)` tensors with the padding cut off (their lengths differ between batches). A task whose
+    outputs are too large to keep (a causal LM's vocabulary-sized logits) passes `reduce`, which turns each
+    batch's outputs into `(B, C)` per-example values after the loss is taken.
     """
     model.eval()
     rows: list[Optional[torch.Tensor]] = [None] * n
@@ -63,6 +66,8 @@ def predict_logits(model: nn.Module, batches: Iterable[Batch], n: int, device: t
         if loss_fn is not None and batch.targets is not None:
             loss_sum += float(loss_fn(logits, batch.targets)) * len(batch)
             loss_weight += len(batch)
+        if reduce is not None:
+            logits = reduce(logits, batch)  # (B, C)
         logits = logits.cpu()
         if logits.dim() == 2:
             stacked = torch.empty((n, logits.shape[-1])) if stacked is None else stacked

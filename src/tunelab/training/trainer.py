@@ -66,7 +66,8 @@ class Trainer:
         batches = self._batches(model, split, batch_size, shuffle=False)
         labelled = split.targets is not None or split.token_targets is not None
         outputs, loss = predict_logits(model, batches, len(split), self.device, self.config.train.precision,
-                                       loss_fn=self.loss_fn if labelled else None)
+                                       loss_fn=self.loss_fn if labelled else None,
+                                       reduce=getattr(self.task, "reduce_outputs", None) if labelled else None)
         predictions = self.task.predict(outputs, self.label_names, split)
         metrics = self.task.metrics(split, predictions, self.label_names) if labelled else {}
         return EvalResult(loss=loss, metrics={"loss": loss, **metrics}, predictions=predictions)

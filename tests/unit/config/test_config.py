@@ -85,7 +85,12 @@ def test_contradictory_warmup() -> None:
 
 def test_metric_must_fit_task() -> None:
     with pytest.raises(ConfigError, match="early_stopping.metric 'macro_f1' is not computed for task regression"):
-        parse_config({"task": "regression", "data": {"train": "x.csv"}})
+        parse_config({"task": "regression", "data": {"train": "x.csv"}, "early_stopping": {"metric": "macro_f1"}})
+
+
+def test_default_metric_is_the_tasks_own() -> None:
+    assert parse_config({"task": "regression", "data": {"train": "x.csv"}}).early_stopping.metric == "mse"
+    assert parse_config({"data": {"train": "x.csv"}}).early_stopping.metric == "macro_f1"
 
 
 def test_data_source_required_and_exclusive() -> None:

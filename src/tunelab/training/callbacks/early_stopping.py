@@ -8,7 +8,7 @@ from tunelab.training.callbacks.base import Callback, Control, TrainState
 
 __all__ = ["EarlyStoppingCallback", "metric_mode"]
 
-LOWER_IS_BETTER = {"loss", "mse", "rmse", "mae"}
+LOWER_IS_BETTER = {"loss", "mse", "rmse", "mae", "perplexity"}
 
 
 def metric_mode(metric: str, mode: Literal["auto", "max", "min"]) -> Literal["max", "min"]:
