@@ -31,7 +31,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import torch
 from safetensors.torch import load as st_load
-from safetensors.torch import save as st_save
+from safetensors.torch import save_file as st_save_file
 
 __all__ = ["Checkpoint", "CheckpointStore", "checkpoint_name", "MANIFEST", "FORMAT_VERSION"]
 
@@ -66,6 +66,18 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(handle.fileno())
 
 
+def _write_tensors_synced(path: Path, tensors: dict[str, torch.Tensor]) -> dict[str, Any]:
+    """Stream `tensors` into a safetensors file (never the whole file in memory: a full fine-tune's weights and
+    AdamW moments are hundreds of MB), fsync it, and return its sha256 and size read back in chunks."""
+    st_save_file(tensors, str(path), metadata={"format": "pt"})
+    digest = hashlib.sha256()
+    with path.open("rb+") as handle:
+        os.fsync(handle.fileno())
+        for chunk in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(chunk)
+    return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
+
+
 @dataclass
 class Checkpoint:
     """A verified checkpoint: `state` is the JSON part; `tensors(kind)` reads one safetensors file."""
@@ -97,9 +109,8 @@ class CheckpointStore:
         tmp.mkdir()
         files: dict[str, dict[str, Any]] = {}
         for kind, group in tensors.items():
-            data = st_save({k: v.detach().cpu().contiguous() for k, v in group.items()}, metadata={"format": "pt"})
-            _write_synced(tmp / f"{kind}.safetensors", data)
-            files[f"{kind}.safetensors"] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
+            files[f"{kind}.safetensors"] = _write_tensors_synced(
+                tmp / f"{kind}.safetensors", {k: v.detach().cpu().contiguous() for k, v in group.items()})
         manifest = {"format_version": FORMAT_VERSION, "name": name, "created": time.time(), "files": files,
                     "sidecars": {p.name: p.stat().st_size if p.exists() else 0 for p in self.sidecars},
                     "state": state}

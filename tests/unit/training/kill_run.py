@@ -37,15 +37,29 @@ def arm(spec: str) -> None:
                 die() if kind == "step" else os.kill(os.getpid(), signal.SIGTERM)
         trainer.optimizer_step = killing_update
     elif kind == "write":
-        def killing_write(path: Path, data: bytes) -> None:
+        write_tensors = checkpoint._write_tensors_synced
+
+        def due() -> bool:
             calls["n"] += 1
-            if calls["n"] == int(n):
+            return calls["n"] == int(n)
+
+        def killing_write(path: Path, data: bytes) -> None:
+            if due():
                 with path.open("wb") as handle:
                     handle.write(data[: len(data) // 2])
                 die()
             with path.open("wb") as handle:
                 handle.write(data)
+
+        def killing_tensors(path: Path, tensors: dict) -> dict:
+            written = write_tensors(path, tensors)
+            if due():
+                with path.open("rb+") as handle:
+                    handle.truncate(written["bytes"] // 2)
+                die()
+            return written
         checkpoint._write_synced = killing_write
+        checkpoint._write_tensors_synced = killing_tensors
 
 
 if __name__ == "__main__":
