@@ -18,22 +18,18 @@ from tunelab.data.records import Record
 from tunelab.errors import DataError
 from tunelab.tasks.base import Predictions, Task
 from tunelab.tasks.registry import get_task
-from tunelab.training.run import encode_split
+from tunelab.training.run import encode_split, generate_split
 from tunelab.training.step import predict_logits
 
 __all__ = ["predict_records", "predict_rows", "evaluate_file", "write_predictions", "generate_replies"]
 
 
-def generate_replies(run: LoadedRun, records: list[Record], *, with_targets: bool = False,
+def generate_replies(run: LoadedRun, records: list[Record], *,
                      max_new_tokens: Optional[int] = None) -> tuple[list[str], list[bool]]:
     """Greedy replies of a generative run (instruction tuning) to the records' prompts."""
-    task: Any = get_task(run.config.task)
-    split = task.encode(records, run.tokenizer, run.config.data.max_length, run.label_names, with_targets=with_targets)
-    generation = run.config.generation
-    if max_new_tokens is not None:
-        generation = generation.model_copy(update={"max_new_tokens": max_new_tokens})
-    return task.generate(run.model, split, run.tokenizer, generation, device=torch.device("cpu"),
-                         batch_size=run.config.train.eval_batch_size or 16)
+    task = get_task(run.config.task)
+    split = encode_split(records, run.tokenizer, run.config.data.max_length, task, run.label_names, with_targets=False)
+    return generate_split(task, run.model, split, run.tokenizer, run.config, torch.device("cpu"), max_new_tokens)
 
 
 def predict_records(run: LoadedRun, records: list[Record]) -> Predictions:
@@ -80,7 +76,7 @@ def evaluate_file(run_dir: Path, data_path: Path) -> dict[str, Any]:
                                 len(split), torch.device("cpu"), reduce=getattr(task, "reduce_outputs", None))
     metrics = task.metrics(split, task.predict(outputs, run.label_names, split), run.label_names)
     if getattr(task, "generative", False):  # teacher-forced perplexity, plus the replies it really writes
-        texts, stopped = generate_replies(run, records, with_targets=True)
+        texts, stopped = generate_split(task, run.model, split, run.tokenizer, run.config, torch.device("cpu"))
         metrics.update(task.generation_metrics(records, texts, stopped))  # type: ignore[attr-defined]
     return metrics
 

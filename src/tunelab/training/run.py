@@ -47,7 +47,7 @@ from tunelab.training.step import autocast_for
 from tunelab.training.trainer import Trainer
 
 __all__ = ["run_training", "RunSummary", "seed_everything", "select_device", "encode_split", "predictions_table",
-           "generate_test"]
+           "generate_split", "generate_test"]
 
 
 @dataclass
@@ -123,12 +123,22 @@ def _generates(task: Task, split: EncodedSplit) -> bool:
     return bool(getattr(task, "generative", False)) and len(split) > 0
 
 
+def generate_split(task: Any, model: Any, split: EncodedSplit, tokenizer: Any, config: RunConfig, device: torch.device,
+                   max_new_tokens: Optional[int] = None) -> tuple[list[str], list[bool]]:
+    """Greedy replies to the split's prompts and whether each stopped on its own (generative tasks); the run's
+    batch size and precision, so a served run generates exactly as its test split did."""
+    generation = config.generation
+    if max_new_tokens is not None:
+        generation = generation.model_copy(update={"max_new_tokens": max_new_tokens})
+    return task.generate(model, split, tokenizer, generation, device=device,
+                         batch_size=config.train.eval_batch_size or 2 * config.train.batch_size,
+                         autocast=autocast_for(device, config.train.precision))
+
+
 def generate_test(task: Any, model: Any, split: EncodedSplit, tokenizer: Any, config: RunConfig,
                   device: torch.device) -> tuple[list[str], dict[str, float]]:
-    """Greedy replies to the split's prompts and their scores against its responses (generative tasks)."""
-    texts, stopped = task.generate(model, split, tokenizer, config.generation, device=device,
-                                   batch_size=config.train.eval_batch_size or 2 * config.train.batch_size,
-                                   autocast=autocast_for(device, config.train.precision))
+    """Greedy replies to the split's prompts and their scores against its responses."""
+    texts, stopped = generate_split(task, model, split, tokenizer, config, device)
     return texts, task.generation_metrics(split.records, texts, stopped)
 
 
