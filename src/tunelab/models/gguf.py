@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -48,7 +49,8 @@ def _file_key(path: Path) -> str:
 
 def dequantized_dir(gguf: Path, name: str) -> Path:
     """The cached fp32 Hugging Face directory of `gguf`, built on first use (atomically: temp folder + rename)."""
-    out = cache_root() / "models" / f"{name}-{_file_key(gguf)}"
+    key = _file_key(gguf)
+    out = cache_root() / "models" / f"{name}-{key}"
     if (out / _DONE).is_file():
         return out
     try:
@@ -77,7 +79,7 @@ def dequantized_dir(gguf: Path, name: str) -> Path:
                              f"unexpected {unexpected[:5]}); reinstall the package that ships it")
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        (tmp / _DONE).write_text(f'{{"source": "{gguf.name}", "sha256_16": "{_file_key(gguf)}"}}\n', encoding="utf-8")
+        (tmp / _DONE).write_text(json.dumps({"source": gguf.name, "sha256_16": key}) + "\n", encoding="utf-8")
         if out.exists():  # an interrupted earlier conversion
             shutil.rmtree(out)
         tmp.rename(out)
