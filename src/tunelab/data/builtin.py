@@ -42,18 +42,24 @@ def load_bbc_news() -> list[Record]:
     to one space. Files are latin-1. Records come in sorted (class, file) order so that a seeded split
     is the same on every machine; ``where`` is ``"bbc-news:<class>/<file>"``.
     """
-    data_dir = _bbc_data_dir()
     records: list[Record] = []
-    for class_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
-        for file in sorted(class_dir.glob("*.txt")):
-            where = f"bbc-news:{class_dir.name}/{file.name}"
-            text = " ".join(file.read_text(encoding="latin-1").split())
-            if not text:
-                raise DataError(f"{where}: the article is empty ({file}); reinstall {_BBC_PACKAGE}")
-            records.append(Record(text=text, label=class_dir.name, where=where))
-    if not records:
-        raise DataError(f"{data_dir}: no articles found; reinstall {_BBC_PACKAGE}")
+    for section, file in _bbc_files():
+        where = f"bbc-news:{section}/{file.name}"
+        text = " ".join(file.read_text(encoding="latin-1").split())
+        if not text:
+            raise DataError(f"{where}: the article is empty ({file}); reinstall {_BBC_PACKAGE}")
+        records.append(Record(text=text, label=section, where=where))
     return records
+
+
+def _bbc_files() -> list[tuple[str, Path]]:
+    """(section, file) of every article in sorted (section, file) order, so seeded splits agree across machines."""
+    data_dir = _bbc_data_dir()
+    files = [(class_dir.name, file) for class_dir in sorted(p for p in data_dir.iterdir() if p.is_dir())
+             for file in sorted(class_dir.glob("*.txt"))]
+    if not files:
+        raise DataError(f"{data_dir}: no articles found; reinstall {_BBC_PACKAGE}")
+    return files
 
 
 BODY_WORDS = 80  # article words in an instruction prompt: the lede carries the headline and the section
@@ -61,20 +67,18 @@ BODY_WORDS = 80  # article words in an instruction prompt: the lede carries the 
 
 def _bbc_articles() -> list[tuple[str, str, str, str]]:
     """(section, file name, headline, body) per BBC article: the first line of each file is its headline."""
-    data_dir = _bbc_data_dir()
     out = []
-    for class_dir in sorted(p for p in data_dir.iterdir() if p.is_dir()):
-        for file in sorted(class_dir.glob("*.txt")):
-            raw = file.read_bytes()
-            try:
-                text = raw.decode("utf-8")  # most files are UTF-8 ("£"); a few are latin-1
-            except UnicodeDecodeError:
-                text = raw.decode("latin-1")
-            lines = [line.strip() for line in text.splitlines() if line.strip()]
-            if len(lines) < 2:
-                raise DataError(f"bbc-news:{class_dir.name}/{file.name}: expected a headline line and a body ({file}); "
-                                f"reinstall {_BBC_PACKAGE}")
-            out.append((class_dir.name, file.name, lines[0], " ".join(" ".join(lines[1:]).split())))
+    for section, file in _bbc_files():
+        raw = file.read_bytes()
+        try:
+            text = raw.decode("utf-8")  # most files are UTF-8 ("£"); a few are latin-1
+        except UnicodeDecodeError:
+            text = raw.decode("latin-1")
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if len(lines) < 2:
+            raise DataError(f"bbc-news:{section}/{file.name}: expected a headline line and a body ({file}); "
+                            f"reinstall {_BBC_PACKAGE}")
+        out.append((section, file.name, lines[0], " ".join(" ".join(lines[1:]).split())))
     return out
 
 
