@@ -65,6 +65,26 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     return path
 
 
+REPO = Path(__file__).resolve().parents[1]
+
+
+def train_via_cli(config: Path | dict, *args: str, folder: Path | None = None) -> None:
+    """`tunelab train` through the CLI, asserting it succeeds: on a config file (a shipped one under
+    `REPO / "configs"`), or on a raw mapping written to `folder/c.yaml`."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from tunelab.cli import app
+
+    if isinstance(config, dict):
+        assert folder is not None, "a raw config needs a folder to be written to"
+        path = folder / "c.yaml"
+        path.write_text(yaml.safe_dump(config), encoding="utf-8")
+        config = path
+    result = CliRunner().invoke(app, ["train", str(config), *args])
+    assert result.exit_code == 0, result.output
+
+
 @pytest.fixture(scope="session")
 def tiny_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))

@@ -8,20 +8,16 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from tunelab.cli import app
+from tests.conftest import REPO, train_via_cli
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_digits_config_on_a_subset(tmp_path: Path) -> None:
     out = tmp_path / "digits"
-    result = CliRunner().invoke(app, ["train", str(REPO / "configs" / "digits-efficientnet.yaml"), "--out", str(out),
-                                      "--set", "data.limit=300", "--set", "data.image_size=32",
-                                      "--set", "train.epochs=2", "--set", "strategy.name=head"])
-    assert result.exit_code == 0, result.output
+    train_via_cli(REPO / "configs" / "digits-efficientnet.yaml", "--out", str(out), "--set", "data.limit=300",
+                  "--set", "data.image_size=32", "--set", "train.epochs=2", "--set", "strategy.name=head")
     preprocessor = json.loads((out / "model" / "preprocessor.json").read_text())
     assert preprocessor["image_size"] == 32 and preprocessor["mean"][0] == pytest.approx(127 / 255)
     manifest = json.loads((out / "manifest.json").read_text())

@@ -9,20 +9,16 @@ import json
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from tunelab.cli import app
+from tests.conftest import REPO, train_via_cli
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_ner_config_on_a_subset(tmp_path: Path) -> None:
     out = tmp_path / "ner"
-    result = CliRunner().invoke(app, ["train", str(REPO / "configs" / "ner-hironsan.yaml"), "--out", str(out),
-                                      "--set", "data.limit=150", "--set", "train.epochs=3",
-                                      "--set", "data.max_length=96", "--set", "optim.lr=3e-4"])
-    assert result.exit_code == 0, result.output
+    train_via_cli(REPO / "configs" / "ner-hironsan.yaml", "--out", str(out), "--set", "data.limit=150",
+                  "--set", "train.epochs=3", "--set", "data.max_length=96", "--set", "optim.lr=3e-4")
     for name in ("config.yaml", "manifest.json", "metrics.jsonl", "test_metrics.json", "predictions.csv", "model/config.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "test_metrics.json").read_text())

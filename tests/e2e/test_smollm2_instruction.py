@@ -14,10 +14,10 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from tests.conftest import REPO, train_via_cli
 from tunelab.cli import app
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
 
 
 def test_dequantised_directory_matches_the_gguf() -> None:
@@ -42,11 +42,8 @@ def test_dequantised_directory_matches_the_gguf() -> None:
 
 def test_sections_config_on_a_subset(tmp_path: Path) -> None:
     out = tmp_path / "sections"
-    runner = CliRunner()
-    result = runner.invoke(app, ["train", str(REPO / "configs" / "smollm2-sections.yaml"), "--out", str(out),
-                                 "--set", "data.limit=40", "--set", "data.max_length=128",
-                                 "--set", "generation.max_new_tokens=4"])
-    assert result.exit_code == 0, result.output
+    train_via_cli(REPO / "configs" / "smollm2-sections.yaml", "--out", str(out), "--set", "data.limit=40",
+                  "--set", "data.max_length=128", "--set", "generation.max_new_tokens=4")
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert math.isfinite(metrics["perplexity"]) and metrics["target_tokens"] > 0
     for key in ("exact_match", "rouge_l", "stop_rate", "base_exact_match", "base_rouge_l", "base_stop_rate"):
@@ -55,6 +52,6 @@ def test_sections_config_on_a_subset(tmp_path: Path) -> None:
     assert adapter["task_type"] == "CAUSAL_LM" and adapter["r"] == 8
     rows = list(csv.DictReader((out / "predictions.csv").open(encoding="utf-8")))
     prompt = rows[0]["text"]
-    served = runner.invoke(app, ["generate", str(out), "--prompt", prompt, "--max-new-tokens", "4"])
+    served = CliRunner().invoke(app, ["generate", str(out), "--prompt", prompt, "--max-new-tokens", "4"])
     assert served.exit_code == 0, served.output
     assert served.stdout.strip() == rows[0]["prediction"]

@@ -9,14 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from tunelab.cli import app
+from tests.conftest import train_via_cli
 from tunelab.serving.inference import predict_records
 
 pytest.importorskip("efficientnet_lite_pytorch")
-runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +49,7 @@ def test_digits_train_save_predict(strategy: str, tiny_vision_dir: Path, tmp_pat
            "data": {"builtin": "digits", "limit": 100, "augment": {"enabled": True}}, "strategy": STRATEGIES[strategy],
            "optim": {"lr": 3e-3}, "train": {"epochs": 1, "batch_size": 16}, "early_stopping": {"metric": "accuracy"},
            "output": str(tmp_path / "run")}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    result = runner.invoke(app, ["train", str(tmp_path / "c.yaml")])
-    assert result.exit_code == 0, result.output
+    train_via_cli(raw, folder=tmp_path)
     run = tmp_path / "run"
     assert "accuracy" in json.loads((run / "test_metrics.json").read_text())
     saved = list(csv.DictReader((run / "predictions.csv").open(encoding="utf-8")))

@@ -9,13 +9,9 @@ import random
 from pathlib import Path
 
 import pytest
-import yaml
-from typer.testing import CliRunner
 
-from tunelab.cli import app
+from tests.conftest import train_via_cli
 from tunelab.serving.inference import predict_rows
-
-runner = CliRunner()
 
 
 def multilabel_rows(n: int) -> list[dict]:
@@ -57,9 +53,7 @@ def test_task_and_head_round_trip(case: str, tiny_bert: Path, sentiment_csv: Pat
            "data": {"train": str(train), "label_column": label_column, "max_length": 16},
            "optim": {"lr": 3e-3}, "train": {"epochs": 2, "batch_size": 8}, "early_stopping": {"metric": metric},
            "output": str(tmp_path / "run")}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    result = runner.invoke(app, ["train", str(tmp_path / "c.yaml")])
-    assert result.exit_code == 0, result.output
+    train_via_cli(raw, folder=tmp_path)
     run = tmp_path / "run"
     metrics = json.loads((run / "test_metrics.json").read_text())
     assert metric in metrics

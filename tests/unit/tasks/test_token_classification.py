@@ -9,9 +9,9 @@ import random
 from pathlib import Path
 
 import pytest
-import yaml
 from typer.testing import CliRunner
 
+from tests.conftest import train_via_cli
 from tunelab.cli import app
 from tunelab.data.encoding import IGNORE_INDEX, collate
 from tunelab.data.records import Record
@@ -82,9 +82,7 @@ def test_token_task_trains_saves_and_predicts(case: str, tiny_bert: Path, tmp_pa
            "data": {"train": str(train), "max_length": 16}, "optim": {"lr": 1e-2},
            "train": {"epochs": 3, "batch_size": 8}, "early_stopping": {"metric": "entity_f1"},
            "output": str(tmp_path / "run")}
-    (tmp_path / "c.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
-    result = runner.invoke(app, ["train", str(tmp_path / "c.yaml")])
-    assert result.exit_code == 0, result.output
+    train_via_cli(raw, folder=tmp_path)
     run = tmp_path / "run"
     metrics = json.loads((run / "test_metrics.json").read_text())
     assert {"entity_f1", "token_accuracy", "baseline_entity_f1", "per_type"} <= set(metrics)
