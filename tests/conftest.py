@@ -18,6 +18,15 @@ def _activation_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Runs in tests write their activation cache to a temporary folder, never to ~/.cache."""
     os.environ["TUNELAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("activation-cache"))
 
+@pytest.fixture(autouse=True)
+def _fp32_on_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`train.precision: auto` means bf16 on CPUs with bf16 units: tests that compare numbers at fp32
+    tolerance see the same precision on every machine. Tests of the bf16 choice patch this back."""
+    from tunelab.training import accel
+
+    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: False)
+
+
 WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "a", "movie", "film", "was", "is",
          "very", "really", "plot", "acting", "story", "and"]
 POSITIVE, NEGATIVE = WORDS[:4], WORDS[4:8]

@@ -187,7 +187,8 @@ class TrainConfig(_Section):
     max_grad_norm: Optional[float] = Field(1.0, gt=0.0, description="null disables clipping")
     seed: int = 0
     precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on a GPU with bf16, fp32 on CPU; bf16 on CPU needs AVX512-BF16 or AMX.")
+        "auto", description="auto: bf16 autocast where the device has bf16 units (a GPU with bf16, a CPU with "
+                    "AVX512-BF16 or AMX), fp32 elsewhere; bf16 on a CPU without them runs fp32.")
     device: Literal["auto", "cpu", "cuda"] = "auto"
     num_threads: Optional[int] = Field(None, ge=1, description="torch threads; default: the cores available")
     cache: Literal["auto", "off"] = Field(

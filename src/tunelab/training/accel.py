@@ -26,12 +26,14 @@ def cpu_has_native_bf16() -> bool:
 
 
 def resolve_precision(device: torch.device, requested: Requested) -> tuple[Precision, str]:
-    """(precision to run, note for the user): bf16 only where the device computes it natively; `auto`
-    is bf16 on a GPU that has it (the usual GPU recipe) and fp32 on CPU (exact, and no slower for
-    inference-heavy runs on CPUs without bf16 units)."""
+    """(precision to run, note for the user): bf16 only where the device computes it natively. `auto` is
+    bf16 autocast wherever the hardware has bf16 units (a GPU with bf16, a CPU with AVX512-BF16 or AMX):
+    on such a CPU a MiniLM training step ran 1.5x and inference 1.9x faster than fp32 with the same test
+    accuracy (benchmarks/README.md); elsewhere bf16 is emulated and slower, so `auto` is fp32 there."""
     if requested == "auto":
-        bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
-        return ("bf16" if bf16_gpu else "fp32"), ""
+        if device.type == "cuda":
+            return ("bf16" if torch.cuda.is_bf16_supported() else "fp32"), ""
+        return ("bf16" if device.type == "cpu" and cpu_has_native_bf16() else "fp32"), ""
     if requested != "bf16":
         return requested, ""
     if device.type == "cuda":

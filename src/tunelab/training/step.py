@@ -10,14 +10,18 @@ from torch import nn
 
 from tunelab.data.encoding import Batch
 from tunelab.tasks.base import Outputs
+from tunelab.training.accel import resolve_precision
 
 __all__ = ["train_step", "optimizer_step", "predict_logits", "autocast_for"]
 
 
 def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
-    """bf16 autocast on CPU or CUDA when asked (`auto`: on CUDA); fp32 otherwise. run.py resolves
-    `auto` and unsupported bf16 beforehand (training/accel.py)."""
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda" and torch.cuda.is_bf16_supported()):
+    """bf16 autocast on CPU or CUDA when asked; fp32 otherwise. run.py resolves `auto` and unsupported
+    bf16 beforehand (training/accel.py), so `auto` here is only a caller that skipped that: it follows
+    the same rule."""
+    if precision == "auto":
+        precision = resolve_precision(device, "auto")[0]
+    if precision == "bf16":
         return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
