@@ -6,6 +6,7 @@ import csv
 import os
 import random
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
@@ -18,13 +19,17 @@ def _activation_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Runs in tests write their activation cache to a temporary folder, never to ~/.cache."""
     os.environ["TUNELAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("activation-cache"))
 
-@pytest.fixture(autouse=True)
-def _fp32_on_every_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
-    """`train.precision: auto` means bf16 on CPUs with bf16 units: tests that compare numbers at fp32
-    tolerance see the same precision on every machine. Tests of the bf16 choice patch this back."""
+@pytest.fixture(scope="session", autouse=True)
+def _fp32_on_every_cpu() -> Iterator[None]:
+    """`train.precision: auto` means bf16 on CPUs with bf16 units: in this process tests that compare numbers
+    at fp32 tolerance see the same precision on every machine (session-wide, so module fixtures too). Tests
+    of the bf16 choice patch it back; tests that train in a subprocess write `precision: fp32`."""
     from tunelab.training import accel
 
-    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: False)
+    patch = pytest.MonkeyPatch()
+    patch.setattr(accel, "cpu_has_native_bf16", lambda: False)
+    yield
+    patch.undo()
 
 
 WORDS = ["good", "great", "fine", "nice", "bad", "awful", "poor", "sad", "the", "a", "movie", "film", "was", "is",

@@ -31,6 +31,7 @@ from tunelab.data.encoding import EncodedSplit
 from tunelab.data.records import Record
 from tunelab.data.sources import load_data
 from tunelab.errors import RunInterrupted
+from tunelab.models.cpu_dropout import use_fast_cpu_dropout
 from tunelab.models.loading import count_parameters, hash_model_dir, resolve_model_dir
 from tunelab.strategies.plan import apply_trainable
 from tunelab.strategies.registry import compile_strategy
@@ -196,6 +197,8 @@ def run_training(config: RunConfig, *, out: Optional[str] = None, overwrite: boo
         cache = activation_cache_for(config.train, tokenizer, config.data.max_length) if task.supports_cache else None
         if config.train.cache == "auto" and not task.supports_cache:
             console.print(f"activation cache: not offered for task {task.name}; the frozen blocks are recomputed")
+        if device.type == "cpu":  # after the strategy: its own dropouts (LoRA's) are swapped too
+            use_fast_cpu_dropout(model)
         if config.train.compile:
             console.print(f"torch.compile: {compile_blocks(model)} blocks")
         trainer = Trainer(config, task, label_names, loss_fn, device, tokenizer.pad_token_id or 0, callbacks,

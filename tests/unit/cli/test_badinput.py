@@ -41,7 +41,8 @@ class Env:
 
     def base(self, **data: object) -> dict:
         return {"model": str(self.model), "data": {"train": str(self.train), "max_length": 16, **data},
-                "train": {"epochs": 2, "batch_size": 8, "seed": 0, "checkpoint_every_steps": 4, "num_threads": 1},
+                "train": {"epochs": 2, "batch_size": 8, "seed": 0, "checkpoint_every_steps": 4, "num_threads": 1,
+                          "precision": "fp32"},  # the killed subprocess and the resume here must agree
                 "output": str(self.out)}
 
     def write(self, raw: dict, name: str = "config.yaml") -> Path:

@@ -39,7 +39,9 @@ def full_reference(tiny_bert: Path, sentiment_csv: Path, tmp_path_factory: pytes
 
 def write_config(tmp_path: Path, tiny_config: dict, strategy: str) -> Path:
     tiny_config["strategy"] = {"name": strategy}
-    tiny_config["train"].update(epochs=EPOCHS, num_threads=1, checkpoint_every_steps=EVERY, keep_checkpoints=2)
+    # precision fixed: runs killed in a subprocess (no conftest there) resume in this process
+    tiny_config["train"].update(epochs=EPOCHS, num_threads=1, checkpoint_every_steps=EVERY, keep_checkpoints=2,
+                                precision="fp32")
     path = tmp_path / f"{strategy}.yaml"
     path.write_text(yaml.safe_dump(tiny_config), encoding="utf-8")
     return path
