@@ -234,7 +234,7 @@ def spawn(tool: str, s: Setting) -> dict[str, Any]:
     return json.loads(lines[-1][len("RESULT "):])
 
 
-def row_for(strategy: str, args: argparse.Namespace, cache_dir: str, peak: float) -> dict[str, Any]:
+def row_for(strategy: str, args: argparse.Namespace, cache_dir: str) -> dict[str, Any]:
     epochs = max(1, round(EPOCHS[strategy] * args.epochs_scale))
     s = Setting(strategy=strategy, epochs=epochs, limit=args.limit, max_length=args.max_length,
                 batch_size=args.batch_size, lr=LR[strategy], seed=args.seed, threads=args.threads, cache_dir=cache_dir,
@@ -310,7 +310,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         parser.error(f"--strategies: unknown {unknown}; choose from {', '.join(STRATEGIES)}")
     peak, peak_bf16 = gemm_peak_gflops(args.threads), gemm_peak_gflops(args.threads, dtype="bf16")
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="tunelab-bench-cache-")
-    rows = [row_for(strategy, args, cache_dir, peak) for strategy in strategies]
+    rows = [row_for(strategy, args, cache_dir) for strategy in strategies]
     print_table(rows, peak, peak_bf16)
     print(json.dumps({"benchmark": "vs_hf", "gemm_peak_gflops": round(peak, 1),
                       "gemm_peak_gflops_bf16": round(peak_bf16, 1), "threads": args.threads,

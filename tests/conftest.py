@@ -19,6 +19,7 @@ def _activation_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Runs in tests write their activation cache to a temporary folder, never to ~/.cache."""
     os.environ["TUNELAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("activation-cache"))
 
+
 @pytest.fixture(scope="session", autouse=True)
 def _fp32_on_every_cpu() -> Iterator[None]:
     """`train.precision: auto` means bf16 on CPUs with bf16 units: in this process tests that compare numbers

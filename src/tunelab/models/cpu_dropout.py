@@ -20,6 +20,7 @@ fused kernels are kept.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Optional
 
 import torch
@@ -33,9 +34,7 @@ _LANES = 4  # int16 lanes per int64 word
 
 def keep_mask(shape: torch.Size | tuple[int, ...], p: float, device: torch.device | str = "cpu") -> torch.Tensor:
     """Bool mask, True with probability 1 - p (to 1/65536), independent per element."""
-    n = 1
-    for size in shape:
-        n *= int(size)
+    n = math.prod(shape)
     words = torch.empty(-(-n // _LANES), dtype=torch.int64, device=device).random_(-2 ** 63, None)  # every bit random
     lanes = words.view(torch.int16)[:n].view(tuple(shape))  # uniform over [-32768, 32767]
     return lanes >= -32768 + round(p * 65536)
@@ -79,11 +78,12 @@ def attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: 
     computed here; everything else (evaluation, causal or grouped-query attention, other options) is SDPA."""
     from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
-    plain = (query.device.type == "cpu" and not is_causal and kwargs.get("position_bias") is None
-             and kwargs.get("cache") is None and kwargs.get("softcap") is None
-             and getattr(module, "num_key_value_groups", 1) == 1 and key.shape[1] == query.shape[1]
-             and (attention_mask is None or attention_mask.dtype == torch.bool or attention_mask.is_floating_point()))
-    if dropout == 0.0 or not plain or dropout >= 1.0:
+    # evaluation (dropout 0) returns at the first test: this runs for every layer of every forward pass
+    ours = (0.0 < dropout < 1.0 and query.device.type == "cpu" and not is_causal
+            and kwargs.get("position_bias") is None and kwargs.get("cache") is None and kwargs.get("softcap") is None
+            and getattr(module, "num_key_value_groups", 1) == 1 and key.shape[1] == query.shape[1]
+            and (attention_mask is None or attention_mask.dtype == torch.bool or attention_mask.is_floating_point()))
+    if not ours:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     scale = scaling if scaling is not None else query.shape[-1] ** -0.5
