@@ -6,7 +6,7 @@ import random
 
 import numpy as np
 
-from tunelab.data.encoding import EncodedSplit, batch_order, iterate_batches
+from tunelab.data.encoding import IGNORE_INDEX, EncodedSplit, batch_order, collate, iterate_batches, padded_length
 
 
 def split_of(n: int, seed: int = 0) -> EncodedSplit:
@@ -45,3 +45,22 @@ def test_eval_order_is_length_sorted_and_indices_restore_order() -> None:
         assert batch.attention_mask.sum(1).tolist() == [len(split.input_ids[i]) for i in batch.indices.tolist()]
         seen.extend(batch.indices.tolist())
     assert sorted(seen) == list(range(50))
+
+
+def test_padded_widths_are_few_and_cost_at_most_a_quarter() -> None:
+    widths = {padded_length(n, 10_000) for n in range(1, 1025)}
+    assert widths == {8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256,
+                      320, 384, 448, 512, 640, 768, 896, 1024}
+    for n in range(1, 1025):
+        assert n <= padded_length(n, 10_000) <= max(n + 7, n * 1.25)  # a multiple of 8, or a quarter more
+    assert padded_length(200, 210) == 210 and padded_length(215, 210) == 215  # capped, never narrower than a row
+
+
+def test_batches_pad_to_a_width_class_but_not_past_the_longest_example() -> None:
+    ids = [[5] * n for n in (130, 100, 7)]
+    split = EncodedSplit(input_ids=ids, targets=None, records=[], token_targets=[[1] * len(r) for r in ids])
+    assert collate(split, np.array([1, 2]), pad_id=0).input_ids.shape == (2, 112)  # 100 rounds up to 112
+    batch = collate(split, np.array([0, 2]), pad_id=0)
+    assert batch.input_ids.shape == (2, 130)  # 130 would round to 160: capped at the split's longest example
+    assert batch.attention_mask[1].tolist() == [1] * 7 + [0] * 123
+    assert batch.targets[1, 7:].eq(IGNORE_INDEX).all() and batch.input_ids[1, 7:].eq(0).all()
