@@ -2,7 +2,9 @@
 
 Each task encodes its own examples (tasks/base.py) into an :class:`EncodedSplit` once, so epochs,
 evaluation and prediction never tokenise again. Batches group examples of similar length (shuffled
-between buckets, deterministic per seed) so padding, and the wasted compute it costs, stays small.
+between buckets, deterministic per seed) so padding, and the wasted compute it costs, stays small. A
+batch is padded to one of four widths per octave rather than to its exact longest row, so the allocator
+sees a few tensor sizes again and again instead of a new one in every short batch (`padded_length`).
 
 A split holds token ids (text tasks), optional per-token targets (token tasks: -100 where the loss
 ignores a position) and optional fixed-shape per-example features (image tasks: `pixel_values`); a
@@ -124,7 +126,8 @@ def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: in
 
 
 def collate(split: EncodedSplit, indices: np.ndarray, pad_id: int) -> Batch:
-    """Pad token ids (pad_id), masks (0) and per-token targets (IGNORE_INDEX) to the batch's longest row."""
+    """Pad token ids (pad_id), masks (0) and per-token targets (IGNORE_INDEX) to the batch's width class
+    (`padded_length` of its longest row)."""
     index = torch.as_tensor(indices, dtype=torch.long)
     inputs: dict[str, torch.Tensor] = {name: values[index] for name, values in split.features.items()}
     targets = None if split.targets is None else split.targets[index]
