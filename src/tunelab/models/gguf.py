@@ -10,8 +10,6 @@ GGUF file's hash. Every later run loads that directory like any other Hugging Fa
 
 from __future__ import annotations
 
-import functools
-import hashlib
 import importlib.util
 import json
 import shutil
@@ -19,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from tunelab.errors import ModelError
+from tunelab.hashing import hash_files
 from tunelab.models.pickle_weights import cache_root
 
 __all__ = ["dequantized_dir", "smollm2_dir", "SMOLLM2_PACKAGE", "SMOLLM2_FILE"]
@@ -40,20 +39,10 @@ def smollm2_dir() -> Path:
 
 
 def _file_key(path: Path) -> str:
-    """sha256 of the file, cut short: the cache folder changes whenever the weights do."""
-    stat = path.stat()
-    return _hash_file(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _hash_file(path: str, size: int, mtime_ns: int) -> str:
-    """Hashed once per process for a given (path, size, mtime): a run resolves its model directory several
-    times (config check, tokenizer, model, manifest) and the 98 MB GGUF took ~0.3 s to hash each time."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
-    return digest.hexdigest()[:16]
+    """sha256 of the file, cut short: the cache folder changes whenever the weights do. Hashed once per
+    process while the file is unchanged (`hash_files`): a run resolves `smollm2` more than once (the run
+    itself, then saving or loading a PEFT result) and the 98 MB GGUF took ~0.3 s to hash each time."""
+    return hash_files([path])[:16]
 
 
 def dequantized_dir(gguf: Path, name: str) -> Path:

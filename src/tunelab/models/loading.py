@@ -7,7 +7,6 @@ config says so. Every failure names the directory and what is missing.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -19,6 +18,7 @@ from torch import nn
 
 from tunelab.config.schema import HeadConfig, ModelConfig
 from tunelab.errors import ModelError
+from tunelab.hashing import hash_files
 from tunelab.models.builtin import BUILTIN_MODELS
 from tunelab.models.heads import PoolingHead
 from tunelab.models.task_model import TaskModel
@@ -137,14 +137,9 @@ def build_causal_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> Ta
 
 
 def hash_model_dir(model_dir: Path) -> str:
-    """sha256 over the weight files, so a run records exactly which base weights it started from."""
-    digest = hashlib.sha256()
-    for path in sorted(model_dir.glob("*.safetensors")):
-        digest.update(path.name.encode())
-        with path.open("rb") as handle:
-            for chunk in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(chunk)
-    return digest.hexdigest()
+    """sha256 over the weight files (name, then bytes, in name order), so a run records exactly which base
+    weights it started from; hashed once per process while the files are unchanged (`hash_files`)."""
+    return hash_files(sorted(model_dir.glob("*.safetensors")), with_names=True)
 
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:

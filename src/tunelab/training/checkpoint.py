@@ -33,6 +33,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save_file as st_save_file
 
+from tunelab.hashing import update_with_file
+
 __all__ = ["Checkpoint", "CheckpointStore", "checkpoint_name", "MANIFEST", "FORMAT_VERSION"]
 
 MANIFEST = "checkpoint.json"
@@ -73,8 +75,7 @@ def _write_tensors_synced(path: Path, tensors: dict[str, torch.Tensor]) -> dict[
     digest = hashlib.sha256()
     with path.open("rb+") as handle:
         os.fsync(handle.fileno())
-        for chunk in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(chunk)
+        update_with_file(digest, handle)
     return {"sha256": digest.hexdigest(), "bytes": path.stat().st_size}
 
 
@@ -207,8 +208,7 @@ def verify(path: Path) -> Optional[str]:
 
 
 def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256()  # read again on every verification: this check exists to catch changed files
     with path.open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
+        update_with_file(digest, handle)
     return digest.hexdigest()
