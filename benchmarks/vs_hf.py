@@ -73,8 +73,10 @@ def load_splits(s: Setting):
     """The same stratified train/validation/test split for both tools (tunelab's reader, seeded)."""
     from tunelab.config.schema import DataConfig
     from tunelab.data.sources import load_data
+    from tunelab.tasks.registry import get_task
 
-    data = load_data(DataConfig(builtin="bbc-news", limit=s.limit, max_length=s.max_length), "classification", s.seed)
+    data = load_data(DataConfig(builtin="bbc-news", limit=s.limit, max_length=s.max_length), get_task("classification"),
+                     s.seed)
     return data.splits, data.label_names
 
 
@@ -171,7 +173,7 @@ def tunelab_config(s: Setting) -> dict[str, Any]:
 def run_tunelab(s: Setting) -> dict[str, Any]:
     from rich.console import Console
 
-    from tunelab.config import parse_config
+    from tunelab.catalog import parse_config
     from tunelab.strategies.registry import strategy_names
     from tunelab.training.run import run_training
 

@@ -151,7 +151,8 @@ def adapter_run(tiny_bert: Path, sentiment_csv: Path, build_tiny, tmp_path: Path
         from transformers import AutoTokenizer
 
         from tunelab.artifacts.model_io import save_task_model
-        from tunelab.config.loading import config_to_yaml, parse_config
+        from tunelab.catalog import parse_config
+        from tunelab.config.loading import config_to_yaml
         from tunelab.strategies import compile_strategy
 
         config = parse_config({"model": str(tiny_bert), "data": {"train": str(sentiment_csv)}, "strategy": strategy,
@@ -174,7 +175,7 @@ def adapter_run(tiny_bert: Path, sentiment_csv: Path, build_tiny, tmp_path: Path
 
 def _build_training(raw: dict):
     """Config mapping -> (config, task, data, model, encoded splits, loss_fn), as `run_training` builds them."""
-    from tunelab.config import parse_config
+    from tunelab.catalog import parse_config
     from tunelab.data.sources import load_data
     from tunelab.models import build_task_model, load_tokenizer
     from tunelab.tasks import get_task
@@ -182,7 +183,7 @@ def _build_training(raw: dict):
 
     config = parse_config(raw)
     task = get_task(config.task)
-    data = load_data(config.data, config.task, config.train.seed)
+    data = load_data(config.data, task, config.train.seed)
     tokenizer = load_tokenizer(Path(config.model.name))
     seed_everything(0)
     model = build_task_model(config.model, config.head, problem_type=task.hf_problem_type, label_names=data.label_names,

@@ -105,7 +105,7 @@ def _peft_config(model: TaskModel, config: RunConfig, method: PeftMethod, adapta
         "peft_type": method.peft_type,
         # a native head means the HF task model (sequence classification, or the task's own: CAUSAL_LM);
         # a tunelab head sits outside the HF model
-        "task_type": getattr(get_task(config.task), "peft_task_type", "SEQ_CLS") if native else "FEATURE_EXTRACTION",
+        "task_type": get_task(config.task).peft_task_type if native else "FEATURE_EXTRACTION",
         "base_model_name_or_path": base_dir,
         "inference_mode": True,
         "modules_to_save": _head_modules(model) if native else None,

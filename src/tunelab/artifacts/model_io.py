@@ -15,7 +15,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from tunelab.artifacts.atomic import atomic_write_json, atomic_write_with
-from tunelab.config.loading import parse_config
+from tunelab.catalog import parse_config
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ModelError, TunelabError
 from tunelab.artifacts.adapter_io import is_adapter_dir, load_adapter, read_meta, save_adapter

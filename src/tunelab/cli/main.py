@@ -52,7 +52,7 @@ def train(
                                       help="Accept pickle weights (.bin/.pt/.ckpt), loaded with weights_only=True."),
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
-    from tunelab.config.loading import load_config
+    from tunelab.catalog import load_config
     from tunelab.configs import DEMO_CONFIG
     from tunelab.errors import RunInterrupted
     from tunelab.training.run import run_training
@@ -109,7 +109,8 @@ def _resume_paths(config: Optional[Path], out: Optional[str], resume: Optional[s
 def validate(config: Path = typer.Argument(..., help="YAML run config."),
              set_: list[str] = typer.Option([], "--set", help="Override a key (repeatable).")) -> None:
     """Check a config without running anything; print the resolved form."""
-    from tunelab.config.loading import config_to_yaml, load_config
+    from tunelab.catalog import load_config
+    from tunelab.config.loading import config_to_yaml
 
     resolved = load_config(config, set_)
     out_console.print(f"[green]{config}: valid[/]")

@@ -1,10 +1,15 @@
-"""Read a YAML config, apply `--set key.path=value` overrides, validate, and report every error at once."""
+"""Read a YAML config, apply `--set key.path=value` overrides, validate its schema, and describe every error.
+
+The rules that need a task or a strategy are not here (this package imports nothing of tunelab but errors):
+`tunelab.catalog.load_config` / `parse_config` run these schema checks and those rules and report every
+problem at once.
+"""
 
 from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -12,7 +17,8 @@ from pydantic import BaseModel, ValidationError
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError
 
-__all__ = ["load_config", "parse_config", "apply_overrides", "config_to_yaml"]
+__all__ = ["read_config_file", "validate_schema", "describe_errors", "problems_error", "apply_overrides",
+           "config_to_yaml"]
 
 
 # Names other tools use for our keys: a user coming from HF Trainer or Axolotl gets pointed at ours.
@@ -25,8 +31,9 @@ ALIASES = {
 }
 
 
-def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Load and validate the config at `path`; relative data paths resolve against the config's folder."""
+def read_config_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """The mapping in the YAML file at `path` with the overrides applied; relative data paths resolve against
+    the config's folder."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found; give the path of a YAML file (see configs/ for examples)")
@@ -45,17 +52,25 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
         raise ConfigError(f"{path}: the top level must be a mapping of sections (model:, data:, ...), got {type(raw).__name__}")
     raw = apply_overrides(raw, overrides or [])
     _resolve_data_paths(raw, path.parent)
-    return parse_config(raw, source=str(path))
+    return raw
 
 
-def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
-    """Validate a plain mapping; every problem is listed with its key path and what to do."""
+def validate_schema(raw: dict[str, Any]) -> tuple[Optional[RunConfig], list[str]]:
+    """The typed config (None if the schema refuses it) and one line per schema problem."""
     try:
-        return RunConfig.model_validate(raw)
+        return RunConfig.model_validate(raw), []
     except ValidationError as err:
-        lines = [_describe(e, raw) for e in err.errors()]
-        noun = "problem" if len(lines) == 1 else "problems"
-        raise ConfigError(f"{source}: {len(lines)} config {noun}:\n" + "\n".join(f"  - {line}" for line in lines)) from None
+        return None, describe_errors(err, RunConfig)
+
+
+def describe_errors(err: ValidationError, model: type[BaseModel], prefix: str = "") -> list[str]:
+    """One line per validation error: its key path (under `prefix`), what is wrong and what to do."""
+    return [_describe(e, model, prefix) for e in err.errors()]
+
+
+def problems_error(source: str, lines: list[str]) -> ConfigError:
+    noun = "problem" if len(lines) == 1 else "problems"
+    return ConfigError(f"{source}: {len(lines)} config {noun}:\n" + "\n".join(f"  - {line}" for line in lines))
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -110,12 +125,13 @@ def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
                 data[key] = str(candidate)
 
 
-def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
-    loc = ".".join(str(p) for p in error["loc"] if not str(p).startswith("function-"))
+def _describe(error: Any, model: type[BaseModel], prefix: str) -> str:
+    parts = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
+    loc = ".".join([prefix, *parts] if prefix else parts)
     kind = error["type"]
     msg = error["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
-        return f"{loc}: unknown key{_did_you_mean(error['loc'])}; remove it or fix the spelling"
+        return f"{loc}: unknown key{_did_you_mean(model, error['loc'])}; remove it or fix the spelling"
     if kind == "missing":
         return f"{loc}: required key is missing; add it"
     value = error.get("input")
@@ -123,9 +139,9 @@ def _describe(error: dict[str, Any], raw: dict[str, Any]) -> str:
     return f"{loc or 'config'}: {msg}{shown}"
 
 
-def _did_you_mean(loc: tuple[Any, ...]) -> str:
+def _did_you_mean(root: type[BaseModel], loc: tuple[Any, ...]) -> str:
     """Suggest the closest valid key for an unknown one, by walking the schema along `loc`."""
-    model: type[BaseModel] | None = RunConfig
+    model: type[BaseModel] | None = root
     for part in loc[:-1]:
         field = model.model_fields.get(str(part)) if model else None
         annotation = getattr(field, "annotation", None)

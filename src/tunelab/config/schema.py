@@ -1,8 +1,10 @@
 """The typed run configuration: one document describes a whole run.
 
 Every section forbids unknown keys so that a typo (`learning_rate` for `lr`) is an error with a
-did-you-mean instead of a silently ignored setting. Cross-field rules live in model validators so
-that all problems are reported together with their key paths.
+did-you-mean instead of a silently ignored setting. Cross-field rules within a section live in model
+validators; rules that need to know a task or a strategy live with it (`check_config`) and are collected
+with these by `tunelab.catalog`, so that all problems are reported together with their key paths. This
+module imports nothing of tunelab: validating a config needs no model code.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from tunelab.config.peft import AdapterSection, BitFitSection, IA3Section, LoraSection, PrefixSection, PromptSection
 
 __all__ = [
     "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
@@ -109,54 +110,19 @@ class StrategyConfig(_Section):
     unfreeze_every: int = Field(1, ge=1, description="gradual: epochs between unfreezing one more block.")
     layerwise_lr_decay: float = Field(1.0, gt=0.0, le=1.0, description="LR of a block = lr * decay^(distance from the head).")
     head_lr_multiplier: float = Field(1.0, gt=0.0, description="LR of the head = lr * this.")
-    # one section per PEFT method; only the chosen method's section may be given (see strategies/peft/)
-    # filled with its defaults when the strategy uses it, null otherwise
-    lora: Optional[LoraSection] = None
-    adapter: Optional[AdapterSection] = None
-    prompt: Optional[PromptSection] = None
-    prefix: Optional[PrefixSection] = None
-    ia3: Optional[IA3Section] = None
-    bitfit: Optional[BitFitSection] = None
+    # A PEFT method's section (`strategy.lora: {...}`) is declared with the method (strategies/peft/*.py), so it
+    # is an extra key here; the catalog validates it with the method's schema and refuses any other extra key.
+    model_config = ConfigDict(extra="allow", validate_assignment=True)
 
-    @model_validator(mode="before")
-    @classmethod
-    def _default_section(cls, raw: object) -> object:
-        """The chosen PEFT method's section appears with its defaults, so the resolved config shows them."""
-        if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-            from tunelab.strategies.registry import peft_method
-
-            method = peft_method(raw["name"])
-            if method is not None and raw.get(method.section) is None:
-                raw = {**raw, method.section: {}}
-        return raw
-
-    @field_validator("name")
-    @classmethod
-    def _registered(cls, value: str) -> str:
-        from tunelab.strategies.registry import strategy_names
-
-        names = strategy_names()
-        if value not in names:
-            raise ValueError(f"unknown strategy {value!r}; choose one of: {', '.join(names)}")
-        return value
-
-    @model_validator(mode="after")
-    def _options_fit_strategy(self) -> "StrategyConfig":
-        if self.name == "partial" and self.freeze_blocks is None and not self.freeze_patterns:
-            raise ValueError("strategy partial needs freeze_blocks (an int) or freeze_patterns (globs)")
-        from tunelab.strategies.registry import peft_method
-
-        method = peft_method(self.name)
-        if method is not None:
-            method.check_strategy(self)
-        elif self.name != "partial" and (self.freeze_blocks is not None or self.freeze_patterns):
-            raise ValueError(f"freeze_blocks / freeze_patterns apply to strategy partial, not {self.name!r}")
-        for section in ("lora", "adapter", "prompt", "prefix", "ia3", "bitfit"):
-            if getattr(self, section) is not None and (method is None or method.section != section):
-                wanted = f"strategy.{method.section}" if method else "no method section"
-                raise ValueError(f"strategy.{section} is given but strategy {self.name!r} reads {wanted}; "
-                                 f"remove strategy.{section} or choose a strategy that uses it")
-        return self
+    def __getattr__(self, name: str) -> object:
+        """A method section that was not given reads as None (`strategy.ia3` under lora), as an optional
+        field would; a given one is what the catalog resolved."""
+        try:
+            return super().__getattr__(name)  # type: ignore[misc]
+        except AttributeError:
+            if name.startswith("_"):
+                raise
+            return None
 
 
 class OptimConfig(_Section):
@@ -204,6 +170,12 @@ class TrainConfig(_Section):
     keep_checkpoints: int = Field(2, ge=1, description="keep the last K checkpoints, plus the best one")
     max_bad_steps: int = Field(5, ge=1, description="stop after this many consecutive steps with NaN/Inf loss or gradients")
 
+    @property
+    def evaluation_batch_size(self) -> int:
+        """The one default for every pass without gradients (validation, test, prediction, generation,
+        serving): twice the training batch, which fits because no activations are kept for backward."""
+        return self.eval_batch_size or 2 * self.batch_size
+
 
 class EarlyStoppingConfig(_Section):
     metric: Optional[str] = Field(None, description="validation metric to select the best epoch; default: the task's "
@@ -242,56 +214,3 @@ class RunConfig(_Section):
     @classmethod
     def _model_shorthand(cls, value: object) -> object:
         return {"name": value} if isinstance(value, str) else value
-
-    @field_validator("task")
-    @classmethod
-    def _known_task(cls, value: str) -> str:
-        from tunelab.tasks.registry import task_names
-
-        if value not in task_names():
-            raise ValueError(f"unknown task {value!r}; choose one of: {', '.join(task_names())}")
-        return value
-
-    @model_validator(mode="after")
-    def _task_rules(self) -> "RunConfig":
-        from tunelab.tasks.registry import get_task
-
-        task = get_task(self.task)
-        if self.early_stopping.metric is None:
-            self.early_stopping.metric = task.default_metric
-        metric = self.early_stopping.metric
-        if metric not in task.metric_names and metric != "loss":
-            raise ValueError(
-                f"early_stopping.metric {metric!r} is not computed for task {self.task}; "
-                f"choose one of: loss, {', '.join(task.metric_names)}"
-            )
-        if self.task != "classification" and self.loss.label_smoothing > 0:
-            raise ValueError("loss.label_smoothing applies to task classification only")
-        if self.task == "regression" and self.loss.class_weights != "none":
-            raise ValueError("loss.class_weights has no meaning for task regression")
-        images = self.task == "image_classification"
-        if not images and (self.data.image_size is not None or self.data.augment.enabled):
-            raise ValueError(f"data.image_size / data.augment apply to task image_classification, not {self.task}; "
-                             "remove them")
-        if not images and not self.model.pretrained:
-            raise ValueError("model.pretrained: false (random initialisation) is implemented for image models only; "
-                             "remove it or use task image_classification")
-        if self.task == "instruction_tuning":
-            self._decoder_rules()
-        return self
-
-    def _decoder_rules(self) -> None:
-        """Combinations that make no sense for a decoder LM, with the reason."""
-        if self.head.type != "native":
-            raise ValueError("head.type: instruction_tuning writes text with the model's own LM head; set head.type: native")
-        refused = {
-            "head": "the LM head is tied to the input embeddings, so 'head only' would train just the final norm; "
-                    "use lora, or partial to train the top blocks",
-            "prompt_tuning": "soft tokens shift every position of a decoder's output and of generation; use lora or ia3",
-            "prefix_tuning": "its attention wrapper is written for BERT-style self-attention, not rotary/grouped-query "
-                             "attention; use lora or ia3",
-        }
-        if self.strategy.name in refused:
-            raise ValueError(f"strategy.name: {self.strategy.name} with task instruction_tuning: {refused[self.strategy.name]}")
-        if self.loss.class_weights != "none":
-            raise ValueError("loss.class_weights has no meaning for task instruction_tuning (no classes)")

@@ -13,10 +13,10 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from tunelab.data.records import Label, Record, TaskKind
+from tunelab.data.records import UNLABELLED_KINDS, Label, LabelKind, Record
 from tunelab.errors import DataError
 
-__all__ = ["build_label_map", "check_known_labels", "parse_label", "missing_label", "is_missing", "UNLABELLED_TASKS"]
+__all__ = ["build_label_map", "check_known_labels", "parse_label", "missing_label", "is_missing"]
 
 _DEFAULT_DELIMITER = "|"
 _MAX_LISTED = 20
@@ -31,17 +31,12 @@ def is_missing(value: Any) -> bool:
     return isinstance(value, str) and not value.strip()
 
 
-UNLABELLED_TASKS = ("regression", "instruction_tuning")  # targets are numbers or free text: no label map
-
-
-def missing_label(task: TaskKind) -> Label:
+def missing_label(kind: LabelKind) -> Label:
     """The placeholder label of a prediction-input record that has none ("", (), nan)."""
-    if task in ("classification", "image_classification"):
+    if kind in ("class", "text"):
         return ""
-    if task in ("multilabel", "token_classification"):
+    if kind in ("classes", "tags"):
         return ()
-    if task == "instruction_tuning":
-        return ""
     return math.nan
 
 
@@ -114,9 +109,9 @@ def _regression_target(value: Any, where: str, column: str) -> float:
     return number
 
 
-def parse_label(value: Any, task: TaskKind, *, where: str, column: str,
+def parse_label(value: Any, kind: LabelKind, *, where: str, column: str,
                 delimiter: str | None = None) -> Label:
-    """Normalise one raw cell to the label type of ``task``; raises DataError naming ``where``.
+    """Normalise one raw cell to the label type ``kind``; raises DataError naming ``where``.
 
     A missing value (None, NaN, empty string) is an error here; callers that accept unlabelled rows
     (prediction input) check :func:`is_missing` first and use :func:`missing_label`. An explicit empty
@@ -124,17 +119,17 @@ def parse_label(value: Any, task: TaskKind, *, where: str, column: str,
     """
     if is_missing(value):
         raise DataError(f"{where}: label in column {column!r} is missing; fill it in or remove the row")
-    if task == "classification":
+    if kind == "class":
         return _class_name(value, where, column)
-    if task == "multilabel":
+    if kind == "classes":
         return _multilabel(value, where, column, delimiter)
-    if task == "regression":
+    if kind == "number":
         return _regression_target(value, where, column)
-    raise ValueError(f"unknown task kind {task!r}")
+    raise ValueError(f"table cells hold no {kind!r} labels")
 
 
-def _labels_of(record: Record, task: TaskKind) -> tuple[str, ...]:
-    if task in ("multilabel", "token_classification"):  # a set of classes / one tag per word
+def _labels_of(record: Record, kind: LabelKind) -> tuple[str, ...]:
+    if kind in ("classes", "tags"):  # a set of classes / one tag per word
         return tuple(record.label)  # type: ignore[arg-type]
     return (str(record.label),)
 
@@ -145,27 +140,27 @@ def _listing(names: Sequence[str]) -> str:
     return shown + more
 
 
-def build_label_map(records: list[Record], task: TaskKind) -> list[str]:
+def build_label_map(records: list[Record], kind: LabelKind) -> list[str]:
     """Sorted unique class names: index ``i`` of this list is output unit ``i`` of the head.
 
     Built from the training split only, so that the head size does not depend on held-out data.
     Returns ``[]`` for regression and instruction tuning (free text, no classes). Whether there are enough
     classes to learn is the caller's check.
     """
-    if task in UNLABELLED_TASKS:
+    if kind in UNLABELLED_KINDS:
         return []
-    return sorted({name for r in records for name in _labels_of(r, task)})
+    return sorted({name for r in records for name in _labels_of(r, kind)})
 
 
-def check_known_labels(records: list[Record], label_names: list[str], task: TaskKind,
+def check_known_labels(records: list[Record], label_names: list[str], kind: LabelKind,
                        split_name: str) -> None:
     """Refuse labels of a held-out split that training never saw: the head has no unit for them."""
-    if task in UNLABELLED_TASKS:
+    if kind in UNLABELLED_KINDS:
         return
     known = set(label_names)
     first_seen: dict[str, str] = {}
     for record in records:
-        for name in _labels_of(record, task):
+        for name in _labels_of(record, kind):
             if name not in known and name not in first_seen:
                 first_seen[name] = record.where
     if not first_seen:

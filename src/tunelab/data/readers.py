@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from tunelab.data.labels import is_missing, missing_label, parse_label
-from tunelab.data.records import Record, TaskKind
+from tunelab.data.records import LabelKind, Record
 from tunelab.errors import DataError
 
 __all__ = ["read_records", "SUPPORTED_SUFFIXES"]
@@ -39,9 +39,9 @@ class _Row(NamedTuple):
     label: Any  # a raw cell value, or _ABSENT
 
 
-def read_records(path: str | Path, *, text_column: str, label_column: str | None, task: TaskKind,
+def read_records(path: str | Path, *, text_column: str, label_column: str | None, label_kind: LabelKind,
                  label_delimiter: str | None = None, require_labels: bool = True) -> list[Record]:
-    """Read every row of ``path`` as a :class:`Record`, with the label typed for ``task``.
+    """Read every row of ``path`` as a :class:`Record`, with the label typed as ``label_kind`` says.
 
     The format follows the suffix: ``.csv``, ``.tsv``, ``.jsonl``/``.json`` (JSON Lines), ``.parquet``.
     Labels become ``str`` (classification; ``3`` and ``3.0`` become ``"3"``), ``tuple[str, ...]``
@@ -63,9 +63,9 @@ def read_records(path: str | Path, *, text_column: str, label_column: str | None
     for row in reader(file, fmt, text_column, label_column, require_labels):
         text = _check_text(row.text, row.where, text_column)
         if row.label is _ABSENT or (not require_labels and is_missing(row.label)):
-            label = missing_label(task)
+            label = missing_label(label_kind)
         else:
-            label = parse_label(row.label, task, where=row.where, column=str(label_column),
+            label = parse_label(row.label, label_kind, where=row.where, column=str(label_column),
                                 delimiter=label_delimiter)
         records.append(Record(text=text, label=label, where=row.where))
     if not records:

@@ -9,13 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
-__all__ = ["Record", "Label", "TaskKind", "Splits"]
+__all__ = ["Record", "Label", "LabelKind", "Splits", "UNLABELLED_KINDS"]
 
-TaskKind = Literal["classification", "multilabel", "regression", "token_classification",
-                   "image_classification", "instruction_tuning"]
-# classification: str (ints are turned into their string form so the label map is uniform);
-# multilabel: tuple of str; regression: float; token_classification: one tag per word (tuple of str);
-# instruction_tuning: the response text ("" when unknown).
+# What a label is, which is all the data layer needs to know about a task (a task declares its kind; data
+# never sees task names): "class": one class name, a str (ints are turned into their string form so the label
+# map is uniform); "classes": a tuple of class names (multi-label); "number": a float (regression); "tags": one
+# tag per word (tuple of str); "text": a free-text response ("" when unknown).
+LabelKind = Literal["class", "classes", "number", "tags", "text"]
+UNLABELLED_KINDS: tuple[LabelKind, ...] = ("number", "text")  # targets are numbers or free text: no label map
 Label = Union[str, tuple[str, ...], float]
 
 

@@ -12,7 +12,7 @@ import math
 import random
 from collections import defaultdict
 
-from tunelab.data.records import Record, Splits, TaskKind
+from tunelab.data.records import LabelKind, Record, Splits
 from tunelab.errors import ConfigError, DataError
 
 __all__ = ["stratified_split"]
@@ -22,25 +22,25 @@ _NO_LABEL = ""  # the stratum of a multilabel record with no labels
 
 
 def stratified_split(records: list[Record], *, validation: float, test: float, seed: int,
-                     task: TaskKind) -> Splits:
+                     label_kind: LabelKind) -> Splits:
     """Split ``records`` into train / validation / test with the given fractions of the whole.
 
-    Classification is stratified by label: each class is split in the requested proportions and has
+    One class per record ("class") is stratified by label: each class is split in the requested proportions and has
     at least one example in every non-empty split, so a class needs 3 examples when both validation
-    and test are requested (2 with one of them), else DataError. Multilabel is stratified by the first
+    and test are requested (2 with one of them), else DataError. Multi-label ("classes") is stratified by the first
     label of the sorted label tuple, falling back to a random split when a stratum is too small.
-    Regression is a random split. A fraction of 0 gives an empty split. Each split keeps the records'
+    Every other kind (numbers, tags, text) is a random split. A fraction of 0 gives an empty split. Each split keeps the records'
     original order, which makes it easy to trace a record back to its file.
     """
     _check_fractions(validation, test)
     if not records:
         raise DataError("no records to split; the data file(s) contain no examples")
     needed = 1 + (validation > 0) + (test > 0)  # one example per non-empty split
-    strata = _strata(records, task)
+    strata = _strata(records, label_kind)
     small = {key: len(idx) for key, idx in strata.items() if len(idx) < needed}
-    if small and task in ("classification", "image_classification"):
+    if small and label_kind == "class":
         raise DataError(_too_few_message(small, records, strata, needed, validation, test))
-    if small or task == "regression":
+    if small:
         strata = {_ALL: list(range(len(records)))}
     if len(records) < needed:
         raise DataError(f"only {len(records)} record(s) (first: {records[0].where}), too few for a split "
@@ -74,13 +74,13 @@ def _check_fractions(validation: float, test: float) -> None:
                           f"{validation} + {test} = {validation + test}")
 
 
-def _strata(records: list[Record], task: TaskKind) -> dict[str, list[int]]:
-    """Record indices grouped by the key the split is stratified on."""
+def _strata(records: list[Record], kind: LabelKind) -> dict[str, list[int]]:
+    """Record indices grouped by the key the split is stratified on (the label kind decides it)."""
     groups: dict[str, list[int]] = defaultdict(list)
     for i, record in enumerate(records):
-        if task in ("classification", "image_classification"):
+        if kind == "class":
             key = str(record.label)
-        elif task == "multilabel":
+        elif kind == "classes":
             labels = sorted(record.label)  # type: ignore[arg-type]
             key = labels[0] if labels else _NO_LABEL
         else:

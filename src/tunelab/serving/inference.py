@@ -34,11 +34,12 @@ def generate_replies(run: LoadedRun, records: list[Record], *,
 
 def predict_records(run: LoadedRun, records: list[Record]) -> Predictions:
     task = get_task(run.config.task)
-    if getattr(task, "generative", False):
+    if task.generative:
         texts, _ = generate_replies(run, records)
         return Predictions(values=texts, scores=None, raw=texts)
     split = encode_split(records, run.tokenizer, run.config.data.max_length, task, run.label_names, with_targets=False)
-    batches = iterate_batches(split, run.config.train.eval_batch_size or 64, pad_id=run.tokenizer.pad_token_id or 0, shuffle=False)
+    batches = iterate_batches(split, run.config.train.evaluation_batch_size, pad_id=run.tokenizer.pad_token_id or 0,
+                               shuffle=False)
     outputs, _ = predict_logits(run.model, batches, len(split), torch.device("cpu"))
     return task.predict(outputs, run.label_names, split)
 
@@ -52,14 +53,15 @@ def predict_rows(run_dir: Path | LoadedRun, *, input_path: Optional[Path] = None
         for i, text in enumerate(texts or [], start=1):
             if not text.strip():
                 raise DataError(f"--text #{i}: the text is empty; give the text to classify")
-            records.append(Record(text=text, label=missing_label(run.config.task), where=f"--text #{i}",
+            records.append(Record(text=text, label=missing_label(get_task(run.config.task).label_kind), where=f"--text #{i}",
                                   words=tuple(text.split()), messages=(("user", text),)))
     predictions = predict_records(run, records)
+    columns = get_task(run.config.task).score_columns(run.label_names)
     rows = []
     all_scores = predictions.scores if predictions.scores is not None else [None] * len(records)
     for record, value, scores in zip(records, predictions.values, all_scores):
         row: dict[str, Any] = {"where": record.where, "text": record.text, "prediction": value}
-        if scores is not None and run.config.task != "regression":
+        if scores is not None and columns:
             row["probabilities"] = {name: round(float(s), 6) for name, s in zip(run.label_names, scores)}
         rows.append(row)
     return rows
@@ -69,15 +71,15 @@ def evaluate_file(run_dir: Path, data_path: Path) -> dict[str, Any]:
     run = load_run(run_dir)
     task = get_task(run.config.task)
     records = task.read(data_path, run.config.data)
-    check_known_labels(records, run.label_names, run.config.task, str(data_path))
+    check_known_labels(records, run.label_names, task.label_kind, str(data_path))
     split = task.encode(records, run.tokenizer, run.config.data.max_length, run.label_names)
-    outputs, _ = predict_logits(run.model, iterate_batches(split, run.config.train.eval_batch_size or 64,
+    outputs, _ = predict_logits(run.model, iterate_batches(split, run.config.train.evaluation_batch_size,
                                                            pad_id=run.tokenizer.pad_token_id or 0, shuffle=False),
-                                len(split), torch.device("cpu"), reduce=getattr(task, "reduce_outputs", None))
+                                len(split), torch.device("cpu"), reduce=task.reduce_outputs)
     metrics = task.metrics(split, task.predict(outputs, run.label_names, split), run.label_names)
-    if getattr(task, "generative", False):  # teacher-forced perplexity, plus the replies it really writes
+    if task.generative:  # teacher-forced perplexity, plus the replies it really writes
         texts, stopped = generate_split(task, run.model, split, run.tokenizer, run.config, torch.device("cpu"))
-        metrics.update(task.generation_metrics(records, texts, stopped))  # type: ignore[attr-defined]
+        metrics.update(task.generation_metrics(records, texts, stopped))
     return metrics
 
 

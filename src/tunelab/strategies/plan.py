@@ -7,10 +7,24 @@ function (:func:`apply_trainable`), so counting, saving and freezing all agree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Callable
 
+import torch
 from torch import nn
 
-__all__ = ["Plan", "ParamGroup", "UnfreezeEvent", "apply_trainable", "build_param_groups"]
+from tunelab.data.encoding import Batch
+
+__all__ = ["Plan", "ParamGroup", "UnfreezeEvent", "LossTerm", "apply_trainable", "build_param_groups"]
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """A term a strategy adds to the task's loss (a forgetting guard's penalty, a distillation loss):
+    `weight * compute(model, batch)`, a scalar tensor, differentiated with the task loss in the same step."""
+
+    name: str
+    compute: Callable[[nn.Module, Batch], torch.Tensor]
+    weight: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +51,10 @@ class Plan:
     groups: list[ParamGroup]                           # every parameter that trains at any time
     events: list[UnfreezeEvent] = field(default_factory=list)
     inserted: dict[str, nn.Module] = field(default_factory=dict)  # modules a PEFT method added, by path
+    loss_terms: list[LossTerm] = field(default_factory=list)       # added to the task loss at every step
+    callbacks: list[Any] = field(default_factory=list)             # training callbacks the strategy needs
+    # batch-norm layers keep their pre-trained statistics (PEFT: the saved result is base + declared params)
+    keep_norm_statistics: bool = False
 
     @property
     def ever_trainable(self) -> frozenset[str]:

@@ -3,7 +3,9 @@ register here too, one entry each."""
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
+
+from pydantic import BaseModel, ValidationError
 
 from tunelab.config.schema import OptimConfig, StrategyConfig
 from tunelab.errors import ConfigError
@@ -18,7 +20,8 @@ from tunelab.strategies.peft.prefix import PrefixTuningMethod
 from tunelab.strategies.peft.prompt import PromptTuningMethod
 from tunelab.strategies.plan import Plan
 
-__all__ = ["STRATEGIES", "PEFT_METHODS", "strategy_names", "compile_strategy", "peft_method"]
+__all__ = ["STRATEGIES", "PEFT_METHODS", "strategy_names", "compile_strategy", "peft_method", "check_strategy",
+           "resolve_sections"]
 
 Compiler = Callable[[StrategyConfig, TaskModel, OptimConfig, int], Plan]
 
@@ -52,3 +55,63 @@ def compile_strategy(config: StrategyConfig, model: TaskModel, optim: OptimConfi
     except KeyError:
         raise ConfigError(f"strategy.name: unknown strategy {config.name!r}; choose one of: {', '.join(STRATEGIES)}") from None
     return compiler(config, model, optim, epochs)
+
+
+def section_names() -> dict[str, str]:
+    """Every PEFT section key and the first method that reads it (houlsby and pfeiffer share `adapter`)."""
+    names: dict[str, str] = {}
+    for method in PEFT_METHODS.values():
+        names.setdefault(method.section, method.name)
+    return names
+
+
+def check_strategy(config: StrategyConfig) -> list[str]:
+    """The rules that need the registry: a known name, the options that fit it, and no section of another
+    method. One line per problem, with its key path and the fix."""
+    if config.name not in STRATEGIES:
+        return [f"strategy.name: unknown strategy {config.name!r}; choose one of: {', '.join(STRATEGIES)}"]
+    errors: list[str] = []
+    method = peft_method(config.name)
+    if config.name == "partial" and config.freeze_blocks is None and not config.freeze_patterns:
+        errors.append("strategy: strategy partial needs freeze_blocks (an int) or freeze_patterns (globs)")
+    if method is not None:
+        errors += method.check_config(config)
+    elif config.name != "partial" and (config.freeze_blocks is not None or config.freeze_patterns):
+        errors.append(f"strategy: freeze_blocks / freeze_patterns apply to strategy partial, not {config.name!r}")
+    sections = section_names()
+    for key, value in (config.model_extra or {}).items():
+        if value is None:  # `lora: null`, as configs saved before sections moved to their methods spell it
+            continue
+        if key not in sections:
+            errors.append(f"strategy.{key}: unknown key{_did_you_mean(key, [*StrategyConfig.model_fields, *sections])}; "
+                          "remove it or fix the spelling")
+        elif method is None or method.section != key:
+            wanted = f"strategy.{method.section}" if method else "no method section"
+            errors.append(f"strategy.{key}: strategy.{key} is given but strategy {config.name!r} reads {wanted}; "
+                          f"remove strategy.{key} or choose a strategy that uses it")
+    return errors
+
+
+def resolve_sections(config: StrategyConfig) -> tuple[StrategyConfig, list[tuple[str, ValidationError]]]:
+    """The chosen method's section, validated by the schema declared with the method and filled with its
+    defaults (so the resolved config shows them); the validation errors, with the section's key path."""
+    method = peft_method(config.name)
+    if method is None:
+        return config, []
+    raw: Any = (config.model_extra or {}).get(method.section)
+    if isinstance(raw, BaseModel):
+        raw = raw.model_dump()
+    try:
+        section = method.Section.model_validate(raw or {})
+    except ValidationError as err:
+        return config, [(f"strategy.{method.section}", err)]
+    resolved = config.model_copy()
+    setattr(resolved, method.section, section)
+    return resolved, []
+
+
+def _did_you_mean(key: str, valid: list[str]) -> str:
+    import difflib
+
+    close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
+    return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(valid)})"

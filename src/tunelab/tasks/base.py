@@ -16,14 +16,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Protocol, Un
 import numpy as np
 import torch
 
-from tunelab.config.schema import DataConfig, HeadConfig, LossConfig, ModelConfig, RunConfig
-from tunelab.data.encoding import EncodedSplit, encode_texts
-from tunelab.data.records import Record
+from tunelab.config.schema import DataConfig, GenerationConfig, HeadConfig, LossConfig, ModelConfig, RunConfig
+from tunelab.data.encoding import Batch, EncodedSplit, encode_texts
+from tunelab.data.records import LabelKind, Record
+from tunelab.errors import ConfigError
 
 if TYPE_CHECKING:
     from tunelab.models.task_model import TaskModel
 
-__all__ = ["Task", "Predictions", "Outputs", "SequenceTask", "NativeModel"]
+__all__ = ["Task", "TaskBase", "Predictions", "Outputs", "SequenceTask", "NativeModel"]
 
 # a 2-D output `(N, C)` for per-example tasks; a list of `(T_i, C)` (padding removed) for per-token tasks
 Outputs = Union[torch.Tensor, list[torch.Tensor]]
@@ -41,11 +42,19 @@ class Predictions:
 
 
 class Task(Protocol):
+    """Everything a caller may ask of a task. Callers use these names only (no `getattr` probing): a new
+    task is one file that provides them (mostly by subclassing :class:`TaskBase`) plus one registry line."""
+
     name: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
     hf_problem_type: ClassVar[str]
     default_metric: ClassVar[str]
-    supports_cache: ClassVar[bool]  # False: the activation cache is not offered (run.py says so)
+    supports_cache: ClassVar[bool]  # False: the activation cache is not offered (the run says so)
+    label_kind: ClassVar[LabelKind]  # what the data layer parses, maps and stratifies by
+    generative: ClassVar[bool]       # writes text: the test split is also scored by generation
+    peft_task_type: ClassVar[str]    # peft's task_type when a native-head adapter is saved in peft's format
+
+    def check_config(self, config: "RunConfig") -> list[str]: ...
 
     def num_outputs(self, label_names: list[str]) -> int: ...
 
@@ -61,14 +70,76 @@ class Task(Protocol):
 
     def loss_fn(self, config: LossConfig, train: EncodedSplit, label_names: list[str]) -> torch.nn.Module: ...
 
+    def reduce_outputs(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor: ...
+
     def predict(self, outputs: Outputs, label_names: list[str], split: EncodedSplit) -> Predictions: ...
 
     def metrics(self, split: EncodedSplit, predictions: Predictions, label_names: list[str]) -> dict[str, Any]: ...
 
+    def score_columns(self, label_names: list[str]) -> list[str]: ...
+
+    def generate(self, model: "TaskModel", split: EncodedSplit, tokenizer: Any, config: GenerationConfig, *,
+                 device: torch.device, batch_size: int, autocast: Any = None) -> tuple[list[str], list[bool]]: ...
+
+    def generation_metrics(self, records: list[Record], texts: list[str], stopped: list[bool]) -> dict[str, float]: ...
+
     def show(self, value: Any) -> str: ...
 
 
-class SequenceTask:
+class TaskBase:
+    """Defaults of the Task protocol for a task that classifies or scores (not generative): class
+    probabilities as score columns, outputs kept as the model returns them, and the config rules every task
+    shares. A task overrides what differs, and widens `check_config` with its own rules."""
+
+    generative: ClassVar[bool] = False
+    peft_task_type: ClassVar[str] = "SEQ_CLS"
+    takes_label_smoothing: ClassVar[bool] = False
+    takes_class_weights: ClassVar[bool] = True
+    takes_images: ClassVar[bool] = False   # data.image_size / data.augment / model.pretrained: false apply
+    name: ClassVar[str]
+    metric_names: ClassVar[tuple[str, ...]]
+
+    def check_config(self, config: "RunConfig") -> list[str]:
+        """Rules that need to know the task; each line names its key and the fix."""
+        errors = []
+        metric = config.early_stopping.metric
+        if metric is not None and metric not in self.metric_names and metric != "loss":
+            errors.append(f"early_stopping.metric {metric!r} is not computed for task {self.name}; "
+                          f"choose one of: loss, {', '.join(self.metric_names)}")
+        if not self.takes_label_smoothing and config.loss.label_smoothing > 0:
+            errors.append("loss.label_smoothing applies to task classification only")
+        if not self.takes_class_weights and config.loss.class_weights != "none":
+            errors.append(f"loss.class_weights has no meaning for task {self.name}")
+        if not self.takes_images and (config.data.image_size is not None or config.data.augment.enabled):
+            errors.append(f"data.image_size / data.augment apply to task image_classification, not {self.name}; "
+                          "remove them")
+        if not self.takes_images and not config.model.pretrained:
+            errors.append("model.pretrained: false (random initialisation) is implemented for image models only; "
+                          "remove it or use task image_classification")
+        return errors
+
+    def reduce_outputs(self, outputs: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """Per-batch outputs as kept for prediction: unchanged unless a task's are too large to keep."""
+        return outputs
+
+    def score_columns(self, label_names: list[str]) -> list[str]:
+        """Names of the columns of `Predictions.scores` in a predictions table (one probability per class)."""
+        return [f"prob_{name}" for name in label_names]
+
+    def generate(self, model: "TaskModel", split: EncodedSplit, tokenizer: Any, config: GenerationConfig, *,
+                 device: torch.device, batch_size: int, autocast: Any = None) -> tuple[list[str], list[bool]]:
+        raise ConfigError(f"task: {self.name} does not generate text; generation is for task instruction_tuning")
+
+    def generation_metrics(self, records: list[Record], texts: list[str], stopped: list[bool]) -> dict[str, float]:
+        raise ConfigError(f"task: {self.name} does not generate text; generation is for task instruction_tuning")
+
+    def show(self, value: Any) -> str:
+        """How a label or prediction reads in a CSV cell."""
+        return "|".join(value) if isinstance(value, tuple) else str(value)
+
+
+
+class SequenceTask(TaskBase):
     """Defaults for tasks with one text in and one label out: tabular readers, plain tokenisation,
     `AutoModelForSequenceClassification` for the native head, a pooled head otherwise."""
 
@@ -87,7 +158,7 @@ class SequenceTask:
         from tunelab.data.readers import read_records
 
         return read_records(path, text_column=config.text_column, label_column=config.label_column,
-                            task=self.name, label_delimiter=config.label_delimiter,  # type: ignore[attr-defined]
+                            label_kind=self.label_kind, label_delimiter=config.label_delimiter,
                             require_labels=require_labels)
 
     def load_preprocessor(self, model_dir: Path, config: "RunConfig") -> Any:
@@ -109,7 +180,3 @@ class SequenceTask:
         return build_task_model(model_cfg, head_cfg, problem_type=self.hf_problem_type, label_names=label_names,
                                 num_outputs=self.num_outputs(label_names), model_dir=model_dir,
                                 native=self.native_model, per_token=self.per_token)
-
-    def show(self, value: Any) -> str:
-        """How a label or prediction reads in a CSV cell."""
-        return "|".join(value) if isinstance(value, tuple) else str(value)

@@ -22,6 +22,8 @@ class ClassificationTask(SequenceTask):
     metric_names = ("accuracy", "macro_f1", "micro_f1", "weighted_f1", "macro_precision", "macro_recall")
     hf_problem_type = "single_label_classification"
     default_metric = "macro_f1"
+    label_kind = "class"
+    takes_label_smoothing = True
 
     def num_outputs(self, label_names: list[str]) -> int:
         return len(label_names)

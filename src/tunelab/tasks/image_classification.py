@@ -26,6 +26,8 @@ __all__ = ["ImageClassificationTask"]
 class ImageClassificationTask(ClassificationTask):
     name = "image_classification"
     supports_cache: ClassVar[bool] = False
+    takes_label_smoothing = False  # as before images came: smoothing is offered for text classification
+    takes_images = True
 
     def read(self, path: str | Path, config: DataConfig, *, require_labels: bool = True) -> list[Record]:
         return read_images(path, require_labels=require_labels)

@@ -29,7 +29,7 @@ from tunelab.data.records import Record
 from tunelab.errors import DataError, ModelError
 from tunelab.evaluation.text import text_metrics
 from tunelab.models.causal_lm import CausalLMTaskModel, NextTokenLoss, generate_ids, next_token_nll
-from tunelab.tasks.base import Outputs, Predictions
+from tunelab.tasks.base import Outputs, Predictions, TaskBase
 
 __all__ = ["InstructionTuningTask", "FALLBACK_TEMPLATE", "stop_token_ids"]
 
@@ -51,11 +51,20 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
+_REFUSED_STRATEGIES = {
+    "head": "the LM head is tied to the input embeddings, so 'head only' would train just the final norm; "
+            "use lora, or partial to train the top blocks",
+    "prompt_tuning": "soft tokens shift every position of a decoder's output and of generation; use lora or ia3",
+    "prefix_tuning": "its attention wrapper is written for BERT-style self-attention, not rotary/grouped-query "
+                     "attention; use lora or ia3",
+}
+
+
 def _chat(messages: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
     return [{"role": role, "content": content} for role, content in messages]
 
 
-class InstructionTuningTask:
+class InstructionTuningTask(TaskBase):
     name = "instruction_tuning"
     metric_names = ("perplexity", "exact_match", "rouge_l", "stop_rate")
     hf_problem_type = "causal_lm"
@@ -63,6 +72,18 @@ class InstructionTuningTask:
     supports_cache = False  # every block sees the prompt; rotary positions make the served prefix model-specific
     peft_task_type = "CAUSAL_LM"
     generative = True
+    label_kind = "text"
+    takes_class_weights = False
+
+    def check_config(self, config: RunConfig) -> list[str]:
+        """Combinations that make no sense for a decoder LM, with the reason."""
+        errors = super().check_config(config)
+        if config.head.type != "native":
+            errors.append("head.type: instruction_tuning writes text with the model's own LM head; set head.type: native")
+        if config.strategy.name in _REFUSED_STRATEGIES:
+            errors.append(f"strategy.name: {config.strategy.name} with task instruction_tuning: "
+                          f"{_REFUSED_STRATEGIES[config.strategy.name]}")
+        return errors
 
     def num_outputs(self, label_names: list[str]) -> int:
         return 0
@@ -153,6 +174,9 @@ class InstructionTuningTask:
     def generation_metrics(self, records: list[Record], texts: list[str], stopped: list[bool]) -> dict[str, float]:
         return {**text_metrics(texts, [str(r.label) for r in records]),
                 "stop_rate": sum(stopped) / max(len(stopped), 1)}
+
+    def score_columns(self, label_names: list[str]) -> list[str]:
+        return []
 
     def show(self, value: Any) -> str:
         return str(value)

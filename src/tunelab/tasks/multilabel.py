@@ -21,6 +21,7 @@ class MultilabelTask(SequenceTask):
     metric_names = ("subset_accuracy", "micro_f1", "macro_f1", "micro_precision", "micro_recall")
     hf_problem_type = "multi_label_classification"
     default_metric = "micro_f1"
+    label_kind = "classes"
     threshold = 0.5
 
     def num_outputs(self, label_names: list[str]) -> int:

@@ -32,6 +32,8 @@ class RegressionTask(SequenceTask):
     metric_names = ("mse", "rmse", "mae", "r2")
     hf_problem_type = "regression"
     default_metric = "mse"
+    label_kind = "number"
+    takes_class_weights = False
 
     def num_outputs(self, label_names: list[str]) -> int:
         return 1
@@ -46,6 +48,9 @@ class RegressionTask(SequenceTask):
         assert isinstance(logits, torch.Tensor)  # (N, C): one output row per example
         values = logits.float().squeeze(-1).numpy()
         return Predictions(values=[float(v) for v in values], scores=values[:, None], raw=values)
+
+    def score_columns(self, label_names: list[str]) -> list[str]:
+        return []  # the scores are the predicted values themselves
 
     def metrics(self, split: EncodedSplit, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
         targets = split.targets

@@ -43,6 +43,7 @@ class TokenClassificationTask(SequenceTask):
     metric_names = ("entity_f1", "entity_precision", "entity_recall", "macro_entity_f1", "token_accuracy")
     hf_problem_type = "token_classification"
     default_metric = "entity_f1"
+    label_kind = "tags"
     native_model: ClassVar[NativeModel] = "token"
     per_token: ClassVar[bool] = True
     supports_cache: ClassVar[bool] = True  # the served forward is checked numerically; it falls back if it differs
@@ -105,6 +106,9 @@ class TokenClassificationTask(SequenceTask):
         return {**scores, "majority_tag": majority, "baseline_entity_f1": baseline["entity_f1"],
                 "baseline_token_accuracy": baseline["token_accuracy"],
                 "truncated_words": sum(len(g) for g in gold) - covered}
+
+    def score_columns(self, label_names: list[str]) -> list[str]:
+        return []  # one tag per word: no per-example scores
 
     def show(self, value: Any) -> str:
         return " ".join(value) if isinstance(value, tuple) else str(value)

@@ -44,6 +44,7 @@ class LoopState:
     step: int = 0                  # optimizer steps done (skipped bad steps included)
     seen: int = 0
     loss: float = 0.0
+    grad_norm: Optional[float] = None   # of the last applied step (None after a skipped one)
     history: list[dict[str, Any]] = field(default_factory=list)
     best_state: dict[str, torch.Tensor] = field(default_factory=dict)
     best_is_new: bool = False      # the last evaluation was the best so far: the next epoch-end checkpoint is "best"

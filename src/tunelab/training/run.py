@@ -104,10 +104,9 @@ def predictions_table(records: list[Record], predictions: Predictions, label_nam
     scores classes)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    with_scores = predictions.scores is not None and task.name != "regression"
-    score_cols = [f"prob_{n}" for n in label_names] if with_scores else []
+    score_cols = task.score_columns(label_names) if predictions.scores is not None else []
     writer.writerow(["where", "text", "label", "prediction", *score_cols])
-    scores = predictions.scores if with_scores else [()] * len(records)
+    scores = predictions.scores if score_cols else [()] * len(records)
     for record, value, row in zip(records, predictions.values, scores):
         probs = [f"{s:.6f}" for s in row] if score_cols else []
         writer.writerow([record.where, record.text, task.show(record.label), task.show(value), *probs])
@@ -117,11 +116,11 @@ def predictions_table(records: list[Record], predictions: Predictions, label_nam
 def _targets_kind(task: Task, label_names: list[str]) -> str:
     if label_names:
         return f"{len(label_names)} classes"
-    return "free-text responses" if getattr(task, "generative", False) else "regression targets"
+    return "free-text responses" if task.generative else "regression targets"
 
 
 def _generates(task: Task, split: EncodedSplit) -> bool:
-    return bool(getattr(task, "generative", False)) and len(split) > 0
+    return task.generative and len(split) > 0
 
 
 def generate_split(task: Any, model: Any, split: EncodedSplit, tokenizer: Any, config: RunConfig, device: torch.device,
@@ -132,7 +131,7 @@ def generate_split(task: Any, model: Any, split: EncodedSplit, tokenizer: Any, c
     if max_new_tokens is not None:
         generation = generation.model_copy(update={"max_new_tokens": max_new_tokens})
     return task.generate(model, split, tokenizer, generation, device=device,
-                         batch_size=config.train.eval_batch_size or 2 * config.train.batch_size,
+                         batch_size=config.train.evaluation_batch_size,
                          autocast=autocast_for(device, config.train.precision))
 
 

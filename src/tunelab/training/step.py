@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable, Optional
+from typing import Callable, Iterable, Optional, Sequence
 
 import torch
 from torch import nn
 
 from tunelab.data.encoding import Batch
+from tunelab.strategies.plan import LossTerm
 from tunelab.tasks.base import Outputs
 from tunelab.training.accel import resolve_precision
 
@@ -27,23 +28,32 @@ def autocast_for(device: torch.device, precision: str) -> contextlib.AbstractCon
 
 
 def train_step(model: nn.Module, batch: Batch, loss_fn: nn.Module, *, scale: float,
-               autocast: contextlib.AbstractContextManager) -> float:
-    """Forward, loss, backward (gradients accumulate); returns the unscaled loss of this micro-batch."""
+               autocast: contextlib.AbstractContextManager, loss_terms: Sequence[LossTerm] = ()) -> float:
+    """Forward, loss (the task's plus the plan's terms), backward (gradients accumulate); returns the
+    unscaled loss of this micro-batch."""
     with autocast:
         args, kwargs = batch.model_inputs()
         logits = model(*args, **kwargs)  # (B, C)
     loss = loss_fn(logits.float(), batch.targets)
+    for term in loss_terms:
+        loss = loss + term.weight * term.compute(model, batch).float()
     (loss * scale).backward()
     return float(loss.detach())
 
 
 def optimizer_step(optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                   params: list[nn.Parameter], max_grad_norm: Optional[float]) -> None:
+                   params: list[nn.Parameter], max_grad_norm: Optional[float]) -> float:
+    """Clip (if asked), step, advance the schedule; returns the gradient norm before clipping, which callbacks
+    report (tracking) and which costs one pass over the gradients when clipping is off."""
+    grads = [p for p in params if p.grad is not None]
     if max_grad_norm is not None:
-        torch.nn.utils.clip_grad_norm_([p for p in params if p.grad is not None], max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(grads, max_grad_norm)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in grads]) if grads else torch.zeros(())
     optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
+    return float(norm)
 
 
 @torch.no_grad()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Iterator, Optional
 
 import torch
@@ -13,13 +14,12 @@ from torch import nn
 from tunelab.config.schema import RunConfig
 from tunelab.data.encoding import Batch, EncodedSplit, iterate_batches
 from tunelab.strategies.plan import Plan, apply_trainable
-from tunelab.strategies.registry import peft_method
 from tunelab.tasks.base import Predictions, Task
 from tunelab.errors import RunInterrupted
 from tunelab.training.accel import adamw_implementation
 from tunelab.training.cache import (ActivationCache, CachedPrefixStore, CacheUnsupported, eval_frozen_prefix,
                                     prefix_schedule)
-from tunelab.training.callbacks import Callback, EarlyStoppingCallback, TrainState, dispatch, metric_mode
+from tunelab.training.callbacks import Callback, EarlyStoppingCallback, ModelView, TrainState, dispatch, metric_mode
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore, checkpoint_name
 from tunelab.training.guards import BadStepGuard, skip_step, step_is_finite
 from tunelab.training.loop_state import LoopState, capture, restore
@@ -51,10 +51,11 @@ class FitResult:
 class Trainer:
     def __init__(self, config: RunConfig, task: Task, label_names: list[str], loss_fn: nn.Module,
                  device: torch.device, pad_id: int, callbacks: Optional[list[Callback]] = None,
-                 activation_cache: Optional[ActivationCache] = None) -> None:
+                 activation_cache: Optional[ActivationCache] = None, rank: int = 0) -> None:
         self.config, self.task, self.label_names = config, task, label_names
         self.loss_fn, self.device, self.pad_id = loss_fn.to(device), device, pad_id
         self.callbacks = list(callbacks or [])
+        self.rank = rank
         self.activation_cache = activation_cache
         self.frozen_k: Optional[int] = None  # embeddings + blocks [0, k) frozen in the current epoch
         self._schedule: list[Optional[int]] = []
@@ -62,12 +63,12 @@ class Trainer:
 
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, split: EncodedSplit) -> EvalResult:
-        batch_size = self.config.train.eval_batch_size or 2 * self.config.train.batch_size
+        batch_size = self.config.train.evaluation_batch_size
         batches = self._batches(model, split, batch_size, shuffle=False)
         labelled = split.targets is not None or split.token_targets is not None
         outputs, loss = predict_logits(model, batches, len(split), self.device, self.config.train.precision,
                                        loss_fn=self.loss_fn if labelled else None,
-                                       reduce=getattr(self.task, "reduce_outputs", None) if labelled else None)
+                                       reduce=self.task.reduce_outputs if labelled else None)
         predictions = self.task.predict(outputs, self.label_names, split)
         metrics = self.task.metrics(split, predictions, self.label_names) if labelled else {}
         return EvalResult(loss=loss, metrics={"loss": loss, **metrics}, predictions=predictions)
@@ -117,7 +118,7 @@ class Trainer:
         loop = LoopState(model=model, plan=plan, optimizer=optimizer,
                          scheduler=build_scheduler(optimizer, self.config.schedule, total_steps),
                          params=[p for group in optimizer.param_groups for p in group["params"]], stopper=stopper,
-                         callbacks=[stopper, *self.callbacks] if with_validation else list(self.callbacks),
+                         callbacks=[*([stopper] if with_validation else []), *self.callbacks, *plan.callbacks],
                          guard=BadStepGuard(self.config), total_steps=total_steps, start=time.perf_counter())
         return loop
 
@@ -129,10 +130,12 @@ class Trainer:
 
     def _state(self, loop: LoopState, metrics: Optional[dict] = None, events: tuple[str, ...] = (),
                epoch: Optional[int] = None) -> TrainState:
+        groups = loop.optimizer.param_groups
         return TrainState(epoch=loop.epoch if epoch is None else epoch, epochs=self.config.train.epochs,
                           step=loop.step, total_steps=loop.total_steps, examples_seen=loop.seen, loss=loop.loss,
-                          lr=max(g["lr"] for g in loop.optimizer.param_groups),
-                          elapsed=time.perf_counter() - loop.start, metrics=metrics or {}, events=events)
+                          lr=max(g["lr"] for g in groups), elapsed=time.perf_counter() - loop.start,
+                          metrics=metrics or {}, events=events, lrs=MappingProxyType({g["label"]: g["lr"] for g in groups}),
+                          grad_norm=loop.grad_norm, rank=self.rank, model=ModelView(loop.model))
 
     def _train_epoch(self, loop: LoopState, train: EncodedSplit) -> None:
         """The optimizer steps of `loop.epoch`, from micro-batch `loop.batch` on (0 unless resuming mid-epoch)."""
@@ -140,7 +143,7 @@ class Trainer:
         apply_trainable(loop.model, loop.plan.trainable_at(loop.epoch))
         if loop.batch == 0:
             dispatch(loop.callbacks, "on_epoch_start", self._state(loop, events=_events_at(loop)), loop.control)
-        self._train_mode(loop.model, self._schedule[loop.epoch])
+        self._train_mode(loop.model, self._schedule[loop.epoch], loop.plan.keep_norm_statistics)
         autocast = autocast_for(self.device, cfg.precision)
         pending: list[float] = []
         batches = self._batches(loop.model, train, cfg.batch_size, shuffle=True, epoch=loop.epoch)
@@ -149,7 +152,8 @@ class Trainer:
             batch = batch.to(self.device)
             # scale by the micro-batch's share so accumulated gradients equal one big batch's mean
             pending.append(train_step(loop.model, batch, self.loss_fn, autocast=autocast,
-                                      scale=len(batch) / (cfg.batch_size * cfg.grad_accum_steps)))
+                                      scale=len(batch) / (cfg.batch_size * cfg.grad_accum_steps),
+                                      loss_terms=loop.plan.loss_terms))
             loop.batch, loop.seen = loop.batch + 1, loop.seen + len(batch)
             if len(pending) == cfg.grad_accum_steps:
                 self._optimizer_step(loop, pending)
@@ -161,9 +165,10 @@ class Trainer:
         """Apply the accumulated gradients unless they (or the loss) are NaN/Inf; then checkpoint if due."""
         good = step_is_finite(losses, loop.params)
         if good:
-            optimizer_step(loop.optimizer, loop.scheduler, loop.params, self.config.train.max_grad_norm)
+            loop.grad_norm = optimizer_step(loop.optimizer, loop.scheduler, loop.params, self.config.train.max_grad_norm)
         else:
             skip_step(loop.optimizer, loop.scheduler)
+            loop.grad_norm = None
         loop.step, loop.loss = loop.step + 1, sum(losses) / len(losses)
         loop.guard.record(loop.step, loop.epoch, good, loop.last_checkpoint)
         dispatch(loop.callbacks, "on_step_end", self._state(loop), loop.control)
@@ -203,12 +208,12 @@ class Trainer:
                                  f"batch {loop.batch}); {saved}", self._stop.signum or 2)
 
     # -- frozen prefix and activation cache -------------------------------------------------------
-    def _train_mode(self, model: nn.Module, k: Optional[int]) -> None:
+    def _train_mode(self, model: nn.Module, k: Optional[int], keep_norms: bool) -> None:
         """Train mode, except the frozen prefix (embeddings + blocks [0, k)), which runs in eval mode in
         both the cached and the recomputing path, so the two give the same model."""
         model.train()
         eval_frozen_prefix(model, k)
-        if peft_method(self.config.strategy.name) is not None:
+        if keep_norms:
             keep_norm_statistics(model)
         self.frozen_k = k
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tunelab.config import parse_config
+from tunelab.catalog import parse_config
 from tunelab.strategies.registry import strategy_names
 
 SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "vs_hf.py"

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tunelab.config import apply_overrides, load_config, parse_config
+from tunelab.catalog import load_config, parse_config
+from tunelab.config import apply_overrides
 from tunelab.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]

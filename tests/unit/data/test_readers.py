@@ -23,10 +23,10 @@ def write(path: Path, text: str | bytes) -> Path:
     return path
 
 
-def read(path: Path, task="classification", **kwargs) -> list[Record]:
+def read(path: Path, label_kind="class", **kwargs) -> list[Record]:
     kwargs.setdefault("text_column", "text")
     kwargs.setdefault("label_column", "label")
-    return read_records(path, task=task, **kwargs)
+    return read_records(path, label_kind=label_kind, **kwargs)
 
 
 def raises(path: Path, *fragments: str, **kwargs) -> str:
@@ -57,16 +57,16 @@ def test_csv_with_bom_and_crlf(tmp_path):
 
 def test_tsv_regression(tmp_path):
     path = write(tmp_path / "d.tsv", "label\ttext\n1.5\tgood, fine\n-2\tbad\n")
-    records = read(path, task="regression")
+    records = read(path, label_kind="number")
     assert [(r.text, r.label) for r in records] == [("good, fine", 1.5), ("bad", -2.0)]
 
 
 def test_csv_multilabel_delimiters(tmp_path):
     path = write(tmp_path / "d.csv", 'text,label\nx, a | b ||\ny,c\nz,"[""a"", ""c""]"\n')
-    records = read(path, task="multilabel")
+    records = read(path, label_kind="classes")
     assert [r.label for r in records] == [("a", "b"), ("c",), ("a", "c")]
     path = write(tmp_path / "e.csv", "text,label\nx,a;b\n")
-    assert read(path, task="multilabel", label_delimiter=";")[0].label == ("a", "b")
+    assert read(path, label_kind="classes", label_delimiter=";")[0].label == ("a", "b")
 
 
 def test_jsonl_all_tasks(tmp_path):
@@ -77,8 +77,8 @@ def test_jsonl_all_tasks(tmp_path):
     records = read(path)
     assert [r.label for r in records] == ["3", "neg"]
     assert records[1].where == f"{path}:row 3"  # JSONL rows are line numbers; blank line 2 skipped
-    assert [r.label for r in read(path, task="multilabel", label_column="tags")] == [("x", "y"), ("y", "z")]
-    assert [r.label for r in read(path, task="regression", label_column="score")] == [0.5, 2.0]
+    assert [r.label for r in read(path, label_kind="classes", label_column="tags")] == [("x", "y"), ("y", "z")]
+    assert [r.label for r in read(path, label_kind="number", label_column="score")] == [0.5, 2.0]
 
 
 def test_json_suffix_is_json_lines(tmp_path):
@@ -94,15 +94,15 @@ def test_parquet_all_tasks(tmp_path):
     records = read(path)
     assert [r.label for r in records] == ["3", "1"]
     assert records[0].where == f"{path}:row 1"
-    assert [r.label for r in read(path, task="multilabel", label_column="tags")] == [("x",), ()]
-    assert [r.label for r in read(path, task="regression", label_column="score")] == [0.25, 7.0]
+    assert [r.label for r in read(path, label_kind="classes", label_column="tags")] == [("x",), ()]
+    assert [r.label for r in read(path, label_kind="number", label_column="score")] == [0.25, 7.0]
 
 
 def test_prediction_input_without_labels(tmp_path):
     path = write(tmp_path / "d.csv", "text\nhello\nworld\n")
     assert read(path, require_labels=False)[0].label == ""
-    assert read(path, task="multilabel", require_labels=False)[0].label == ()
-    assert math.isnan(read(path, task="regression", require_labels=False)[0].label)
+    assert read(path, label_kind="classes", require_labels=False)[0].label == ()
+    assert math.isnan(read(path, label_kind="number", require_labels=False)[0].label)
     path = write(tmp_path / "p.jsonl", '{"text": "a"}\n{"text": "b", "label": "x"}\n')
     assert [r.label for r in read(path, require_labels=False)] == ["", "x"]
     assert read(path, label_column=None, require_labels=False)[1].label == ""
@@ -236,12 +236,12 @@ def test_missing_label_value_parquet(tmp_path):
                                             ("-Infinity", "not finite"), ("high", "not a number")])
 def test_bad_regression_target(tmp_path, value, fragment):
     path = write(tmp_path / "d.csv", f"text,label\nfine,1\nbad,{value}\n")
-    raises(path, "row 2", fragment, task="regression")
+    raises(path, "row 2", fragment, label_kind="number")
 
 
 def test_regression_target_bool_jsonl(tmp_path):
     path = write(tmp_path / "d.jsonl", '{"text": "a", "label": true}\n')
-    raises(path, "row 1", "not a number", task="regression")
+    raises(path, "row 1", "not a number", label_kind="number")
 
 
 def test_invalid_json_line(tmp_path):

@@ -12,7 +12,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tunelab.config.loading import apply_overrides, load_config, parse_config
+from tunelab.catalog import load_config, parse_config
+from tunelab.config.loading import apply_overrides
 from tunelab.data.readers import read_records
 from tunelab.errors import TunelabError
 
@@ -65,11 +66,11 @@ jsonl_like = st.lists(st.dictionaries(st.sampled_from(["text", "label", "x"]), t
 @SETTINGS
 @given(suffix=st.sampled_from([".csv", ".tsv", ".jsonl", ".json", ".parquet", ".txt"]),
        data=st.one_of(st.binary(max_size=200), csv_like, jsonl_like),
-       task=st.sampled_from(["classification", "multilabel", "regression"]),
+       label_kind=st.sampled_from(["class", "classes", "number"]),
        require_labels=st.booleans())
-def test_readers_raise_only_data_errors(suffix: str, data: bytes, task: str, require_labels: bool) -> None:
+def test_readers_raise_only_data_errors(suffix: str, data: bytes, label_kind: str, require_labels: bool) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"data{suffix}"
         path.write_bytes(data)
-        only_our_errors(lambda: read_records(path, text_column="text", label_column="label", task=task,
+        only_our_errors(lambda: read_records(path, text_column="text", label_column="label", label_kind=label_kind,
                                              require_labels=require_labels))

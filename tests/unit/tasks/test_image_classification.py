@@ -85,7 +85,7 @@ def test_backbone_equals_the_reference_implementation() -> None:
     ({"data": {"train": "x.csv"}, "model": {"name": "minilm", "pretrained": False}}, "implemented for image models only"),
 ])
 def test_image_options_refused_for_text_tasks(extra: dict, message: str) -> None:
-    from tunelab.config.loading import parse_config
+    from tunelab.catalog import parse_config
     from tunelab.errors import ConfigError
 
     with pytest.raises(ConfigError, match=message):

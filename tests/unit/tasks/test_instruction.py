@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunelab.config.loading import parse_config
+from tunelab.catalog import parse_config
 from tunelab.data.chat import read_instructions
 from tunelab.data.encoding import IGNORE_INDEX, iterate_batches
 from tunelab.errors import DataError, TunelabError

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tunelab.config import parse_config
+from tunelab.catalog import parse_config
 from tunelab.data.encoding import EncodedSplit
 from tunelab.training.cache import ActivationCache, CacheKey
 from tunelab.training.run import run_training

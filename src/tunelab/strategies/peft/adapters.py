@@ -8,7 +8,9 @@ are named relative to each block of the LayerStack, so the same names work for e
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal, Optional
+
+from pydantic import Field
 
 import torch
 from torch import nn
@@ -16,11 +18,26 @@ from torch import nn
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError
 from tunelab.models.task_model import TaskModel
-from tunelab.strategies.peft.base import Adaptation, PeftLayer, PeftMethod, replace_module
+from tunelab.strategies.peft.base import PeftSection, Adaptation, PeftLayer, PeftMethod, replace_module
 
 __all__ = ["BottleneckAdapter", "HoulsbyMethod", "PfeifferMethod"]
 
 ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+
+
+class AdapterSection(PeftSection):
+    """Bottleneck adapters: h + up(act(down(h))), `up` zero-initialised so the model starts equal to the base.
+
+    Targets are block-relative module names (inside each block of the LayerStack): the output projection of
+    attention and of the feed-forward block, before their residual connection and LayerNorm.
+    """
+
+    bottleneck: Optional[int] = Field(None, ge=1, description="Bottleneck width; default hidden / reduction_factor.")
+    reduction_factor: int = Field(16, ge=1, description="Bottleneck = hidden size / this, when bottleneck is not given.")
+    activation: Literal["relu", "gelu", "tanh"] = "relu"
+    residual: bool = Field(True, description="Add the adapter's input back (the identity path that makes zero-init exact).")
+    attention_module: str = Field("attention.output.dense", description="houlsby: block-relative name of the attention output projection.")
+    ffn_module: str = Field("output.dense", description="Block-relative name of the feed-forward output projection.")
 
 
 class BottleneckAdapter(PeftLayer):
@@ -49,11 +66,12 @@ class BottleneckAdapter(PeftLayer):
 
 class _AdapterMethod(PeftMethod):
     section = "adapter"
+    Section = AdapterSection
     default_lr = 5e-4
     places: ClassVar[tuple[str, ...]]
 
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
-        s = config.adapter
+        s = self.settings(config)
         stack = model.layer_stack
         first = config.freeze_blocks or 0
         if first > stack.num_blocks:

@@ -13,6 +13,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar, Optional
 
+from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
 from tunelab.config.schema import OptimConfig, StrategyConfig
@@ -22,8 +23,21 @@ from tunelab.models.task_model import TaskModel
 from tunelab.strategies.depth import depth_lr_multipliers
 from tunelab.strategies.plan import Plan, build_param_groups
 
-__all__ = ["PeftLayer", "Adaptation", "PeftMethod", "adaptation_of", "replace_module", "unwrap_merged",
+__all__ = ["PeftSection", "PeftLayer", "Adaptation", "PeftMethod", "adaptation_of", "replace_module", "unwrap_merged",
            "match_name", "head_names", "blocks_allowed"]
+
+
+class PeftSection(BaseModel):
+    """A method's config section (`strategy.<section>`), declared in the method's own file.
+
+    Each `lr` is the learning rate of the method's parameters and of the head (times
+    `strategy.head_lr_multiplier`); `null` means the method's own default, because PEFT parameters want a
+    learning rate about ten times that of full fine-tuning and `optim.lr` is tuned for the latter.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+    lr: Optional[float] = Field(None, gt=0.0, lt=1.0, description="LR of the method's parameters and the head; null: method default.")
 
 
 class PeftLayer(nn.Module):
@@ -130,7 +144,8 @@ class PeftMethod:
     """A parameter-efficient method. Subclasses set the class facts and implement `_apply`."""
 
     name: ClassVar[str]
-    section: ClassVar[str]                      # the StrategyConfig field it reads
+    section: ClassVar[str]                      # the key of its section under `strategy:`
+    Section: ClassVar[type[PeftSection]]        # that section's schema, declared with the method
     default_lr: ClassVar[float]
     peft_type: ClassVar[Optional[str]] = None   # peft's PeftType when saved in peft's format
     mergeable: ClassVar[bool] = False
@@ -143,16 +158,21 @@ class PeftMethod:
         return f"{self.peft_prefix}{path[len('network.'):]}.{suffix}"
 
     def settings(self, config: StrategyConfig) -> Any:
-        return getattr(config, self.section)
+        """The method's section: as the catalog resolved it, or validated here from the raw mapping (a
+        StrategyConfig built in code may carry a dict or nothing)."""
+        value = (config.model_extra or {}).get(self.section)
+        return value if isinstance(value, self.Section) else self.Section.model_validate(value or {})
 
-    def check_strategy(self, config: StrategyConfig) -> None:
-        """Config-time rules (raise ValueError with the key path and the fix)."""
+    def check_config(self, config: StrategyConfig) -> list[str]:
+        """Config-time rules, one line each with the key path and the fix."""
+        errors = []
         if config.freeze_patterns:
-            raise ValueError(f"strategy.freeze_patterns applies to strategy partial; with {self.name} "
-                             "the base is frozen already (use freeze_blocks to adapt only the upper blocks)")
+            errors.append(f"strategy.freeze_patterns applies to strategy partial; with {self.name} "
+                          "the base is frozen already (use freeze_blocks to adapt only the upper blocks)")
         if config.freeze_blocks is not None and not self.supports_freeze_blocks:
-            raise ValueError(f"strategy.freeze_blocks has no meaning for {self.name}, which acts on the input "
-                             "sequence rather than on blocks; remove it")
+            errors.append(f"strategy.freeze_blocks has no meaning for {self.name}, which acts on the input "
+                          "sequence rather than on blocks; remove it")
+        return errors
 
     def apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
         """Insert the method into `model` (in place) and record what was done."""
@@ -183,4 +203,5 @@ class PeftMethod:
         head_set = set(head)
         lr_of = {n: lr * (config.head_lr_multiplier if n in head_set else multipliers[n]) for n in trainable}
         groups = build_param_groups(model, trainable, lr_of, optim.weight_decay)
-        return Plan(strategy=self.name, trainable=trainable, groups=groups, inserted=dict(adaptation.layers))
+        return Plan(strategy=self.name, trainable=trainable, groups=groups, inserted=dict(adaptation.layers),
+                    keep_norm_statistics=True)

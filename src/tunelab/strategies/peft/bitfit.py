@@ -7,17 +7,24 @@ biases + head in one safetensors file, loaded onto the same base.
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError
 from tunelab.models.task_model import TaskModel
-from tunelab.strategies.peft.base import Adaptation, PeftMethod, blocks_allowed, head_names
+from tunelab.strategies.peft.base import PeftSection, Adaptation, PeftMethod, blocks_allowed, head_names
 
 __all__ = ["BitFitMethod"]
+
+
+class BitFitSection(PeftSection):
+    """BitFit: only the bias terms train (Ben Zaken et al. 2022), plus the head."""
 
 
 class BitFitMethod(PeftMethod):
     name = "bitfit"
     section = "bitfit"
+    Section = BitFitSection
     default_lr = 1e-3
     # training biases changes nothing before the first step, so the model starts equal to the base; the
     # trained biases could be copied into the base, but they *are* base parameters: export is a full save

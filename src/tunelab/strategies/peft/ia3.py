@@ -9,16 +9,27 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from pydantic import Field
+
 import torch
 from torch import nn
 
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError
 from tunelab.models.task_model import TaskModel
-from tunelab.strategies.peft.base import (Adaptation, PeftLayer, PeftMethod, blocks_allowed, head_names, match_name,
+from tunelab.strategies.peft.base import (PeftSection, Adaptation, PeftLayer, PeftMethod, blocks_allowed, head_names, match_name,
                                           replace_module)
 
 __all__ = ["IA3Layer", "IA3Method"]
+
+
+class IA3Section(PeftSection):
+    """IA3: learned per-channel scaling of keys, values and feed-forward activations (Liu et al. 2022), ones-init."""
+
+    target_modules: list[str] = Field(default_factory=lambda: ["key", "value", "output.dense"],
+                                      description="Modules whose output (or input, for feedforward_modules) is scaled.")
+    feedforward_modules: list[str] = Field(default_factory=lambda: ["output.dense"],
+                                           description="Subset of the targets whose input is scaled (feed-forward activations).")
 
 
 class IA3Layer(PeftLayer):
@@ -64,12 +75,13 @@ class IA3Layer(PeftLayer):
 class IA3Method(PeftMethod):
     name = "ia3"
     section = "ia3"
+    Section = IA3Section
     default_lr = 3e-3
     peft_type = "IA3"
     mergeable = True
 
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
-        s = config.ia3
+        s = self.settings(config)
         unknown = [f for f in s.feedforward_modules if f not in s.target_modules]
         if unknown:
             raise ConfigError(f"strategy.ia3.feedforward_modules: {unknown} are not in target_modules; "

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, Optional
 
+from pydantic import Field
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -17,9 +19,17 @@ from torch import nn
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ModelError
 from tunelab.models.task_model import TaskModel
-from tunelab.strategies.peft.base import Adaptation, PeftLayer, PeftMethod, replace_module
+from tunelab.strategies.peft.base import PeftSection, Adaptation, PeftLayer, PeftMethod, replace_module
 
 __all__ = ["PrefixEncoder", "PrefixAttention", "PrefixTuningMethod", "attend"]
+
+
+class PrefixSection(PeftSection):
+    """Prefix tuning: k trainable key/value vectors prepended at every attention layer (Li & Liang 2021)."""
+
+    num_tokens: int = Field(20, ge=1, le=512, description="k, prefix length per layer.")
+    reparameterize: bool = Field(True, description="Produce the prefixes with an MLP over k embeddings (stabler training).")
+    hidden_size: int = Field(128, ge=1, description="reparameterize: hidden width of the MLP.")
 
 
 class PrefixEncoder(PeftLayer):
@@ -94,12 +104,13 @@ def _self_attention(block: nn.Module) -> str:
 class PrefixTuningMethod(PeftMethod):
     name = "prefix_tuning"
     section = "prefix"
+    Section = PrefixSection
     default_lr = 5e-3
     starts_equal = False
     supports_freeze_blocks = False
 
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
-        s = config.prefix
+        s = self.settings(config)
         stack = model.layer_stack
         first_block = model.get_submodule(stack.block_prefix(0)[:-1])
         inner = _self_attention(first_block)

@@ -9,7 +9,9 @@ hidden states before pooling.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal, Optional
+
+from pydantic import Field, model_validator
 
 import torch
 from torch import nn
@@ -17,9 +19,25 @@ from torch import nn
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError, ModelError
 from tunelab.models.task_model import TaskModel
-from tunelab.strategies.peft.base import Adaptation, PeftLayer, PeftMethod
+from tunelab.strategies.peft.base import PeftSection, Adaptation, PeftLayer, PeftMethod
 
 __all__ = ["SoftPrompt", "PromptTuningMethod"]
+
+
+class PromptSection(PeftSection):
+    """Prompt tuning: k trainable soft tokens prepended to the input embeddings (Lester et al. 2021)."""
+
+    num_tokens: int = Field(20, ge=1, le=512, description="k, the number of soft tokens.")
+    init: Literal["random", "words"] = Field("random", description="random, or the embeddings of init_words (repeated to k).")
+    init_words: Optional[str] = Field(None, description="init: words: text whose token embeddings start the prompt.")
+
+    @model_validator(mode="after")
+    def _words(self) -> "PromptSection":
+        if self.init == "words" and not (self.init_words or "").strip():
+            raise ValueError("prompt.init is words but prompt.init_words is empty; give some words (e.g. the class names)")
+        if self.init == "random" and self.init_words:
+            raise ValueError("prompt.init_words is set but prompt.init is random; set prompt.init: words or drop init_words")
+        return self
 
 
 class SoftPrompt(PeftLayer):
@@ -52,6 +70,7 @@ def _init_from_words(model: TaskModel, words: str, k: int) -> torch.Tensor:
 class PromptTuningMethod(PeftMethod):
     name = "prompt_tuning"
     section = "prompt"
+    Section = PromptSection
     default_lr = 3e-2
     peft_type = "PROMPT_TUNING"
     peft_prefix = "base_model."
@@ -62,7 +81,7 @@ class PromptTuningMethod(PeftMethod):
         return suffix   # peft stores the prompt at the top level: `prompt_embeddings`
 
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
-        s = config.prompt
+        s = self.settings(config)
         network = model.network
         embeddings = network.get_input_embeddings()
         init = _init_from_words(model, s.init_words or "", s.num_tokens) if s.init == "words" else None
@@ -95,7 +114,7 @@ class PromptTuningMethod(PeftMethod):
 
     def peft_config(self, model: TaskModel, config: StrategyConfig, adaptation: Adaptation) -> dict[str, Any]:
         hf = model.network.config
-        return {"num_virtual_tokens": config.prompt.num_tokens, "token_dim": model.network.get_input_embeddings().embedding_dim,
+        return {"num_virtual_tokens": self.settings(config).num_tokens, "token_dim": model.network.get_input_embeddings().embedding_dim,
                 "num_transformer_submodules": 1, "num_attention_heads": getattr(hf, "num_attention_heads", None),
                 "num_layers": getattr(hf, "num_hidden_layers", None),
                 # the trained values are in the file; peft needs no tokenizer to load them

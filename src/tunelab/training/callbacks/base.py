@@ -1,18 +1,42 @@
 """Callbacks: a fixed list of events, a read-only state, and control through named signals.
 
-A callback never touches the optimizer or the model directly; it reads `TrainState` and may set
-`Control.stop_training`. An exception inside a callback is re-raised naming the callback and event.
+A callback never touches the optimizer; it reads `TrainState` (the model through a read-only view of its
+parameters) and may set `Control.stop_training`. Tracking reads the per-group learning rates and the gradient
+norm; forgetting guards read the parameters; `rank` is this process's rank (0 in a single process), so a
+callback can write only on rank 0. An exception inside a callback is re-raised naming the callback and event.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping, Optional
 
-__all__ = ["EVENTS", "Callback", "TrainState", "Control", "CallbackError", "dispatch"]
+import torch
+from torch import nn
+
+__all__ = ["EVENTS", "Callback", "TrainState", "Control", "CallbackError", "ModelView", "dispatch"]
 
 EVENTS = ("on_fit_start", "on_epoch_start", "on_step_end", "on_evaluate", "on_epoch_end", "on_fit_end")
+
+
+class ModelView:
+    """Read access to the model being trained: its parameters, detached (no autograd history; a callback that
+    needs them changed asks through `Control`, never by writing)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._model = model
+
+    def named_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        for name, param in self._model.named_parameters():
+            yield name, param.detach()
+
+    def trainable_names(self) -> list[str]:
+        return [name for name, param in self._model.named_parameters() if param.requires_grad]
+
+    @property
+    def training(self) -> bool:
+        return self._model.training
 
 
 @dataclass(frozen=True)
@@ -27,6 +51,10 @@ class TrainState:
     elapsed: float              # seconds since fit start
     metrics: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))  # last evaluation
     events: tuple[str, ...] = ()  # plan events applied at this epoch start ("unfreeze block 4")
+    lrs: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))  # per optimizer group label
+    grad_norm: Optional[float] = None  # norm of the last step's gradients, before clipping
+    rank: int = 0                      # torch.distributed rank; 0 in a single process
+    model: Optional[ModelView] = None
 
 
 @dataclass

@@ -127,7 +127,7 @@ def test_unknown_target_is_a_config_error(build_tiny) -> None:
 
 
 def test_config_rules() -> None:
-    from tunelab.config.loading import parse_config
+    from tunelab.catalog import parse_config
 
     base = {"data": {"builtin": "bbc-news"}}
     with pytest.raises(ConfigError, match="strategy.lora.rank"):

@@ -54,7 +54,7 @@ def test_layerwise_lr_and_head_multiplier_combine_with_lora(build_tiny) -> None:
 
 
 def test_sequence_methods_refuse_freeze_blocks() -> None:
-    from tunelab.config.loading import parse_config
+    from tunelab.catalog import parse_config
     from tunelab.errors import ConfigError
 
     with pytest.raises(ConfigError, match="freeze_blocks has no meaning for prompt_tuning"):

@@ -1,0 +1,78 @@
+"""The one place that knows every task and every strategy: a config is valid when its schema holds and the
+rules of its task and its strategy hold, and every problem of all three is reported at once.
+
+`config/` validates the schema without knowing any task or strategy; each task and each strategy states its
+own rules (`check_config`, `check_strategy`) and, for a PEFT method, its section's schema. This module
+resolves what depends on them (the task's default metric, the method's section with its defaults) and
+collects the lines into one ConfigError.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
+from tunelab.config.schema import RunConfig
+from tunelab.strategies.registry import STRATEGIES, check_strategy, peft_method, resolve_sections
+from tunelab.tasks.registry import TASKS, task_names
+
+__all__ = ["load_config", "parse_config", "resolve_config"]
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Load and validate the config at `path`; relative data paths resolve against the config's folder."""
+    return parse_config(read_config_file(path, overrides), source=str(path))
+
+
+def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
+    """Validate a plain mapping; every problem is listed with its key path and what to do."""
+    config, problems = validate_schema(raw)
+    if config is None:
+        problems += _name_problems(raw)  # the rest of the rules need a config the schema accepts
+    else:
+        config, more = resolve_config(config)
+        problems += more
+    if problems:
+        raise problems_error(source, problems)
+    assert config is not None
+    return config
+
+
+def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
+    """The config with what the task and strategy supply filled in, and the lines of every rule it breaks."""
+    if config.task not in TASKS:
+        return config, [_unknown_task(config.task), *check_strategy(config.strategy)]
+    task = TASKS[config.task]
+    if config.early_stopping.metric is None:
+        early = config.early_stopping.model_copy(update={"metric": task.default_metric})
+        config = config.model_copy(update={"early_stopping": early})
+    strategy, section_errors = resolve_sections(config.strategy)
+    problems = [line for prefix, err in section_errors for line in _section_lines(err, config, prefix)]
+    config = config.model_copy(update={"strategy": strategy})
+    problems += check_strategy(config.strategy)
+    problems += task.check_config(config)
+    return config, problems
+
+
+def _section_lines(err: Any, config: RunConfig, prefix: str) -> list[str]:
+    method = peft_method(config.strategy.name)
+    assert method is not None
+    return describe_errors(err, method.Section, prefix)
+
+
+def _name_problems(raw: dict[str, Any]) -> list[str]:
+    """Unknown task or strategy names, which a schema failure elsewhere must not hide."""
+    problems = []
+    task = raw.get("task", "classification")
+    if isinstance(task, str) and task not in TASKS:
+        problems.append(_unknown_task(task))
+    strategy = raw.get("strategy")
+    name = strategy.get("name") if isinstance(strategy, dict) else None
+    if isinstance(name, str) and name not in STRATEGIES:
+        problems.append(f"strategy.name: unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    return problems
+
+
+def _unknown_task(name: str) -> str:
+    return f"task: unknown task {name!r}; choose one of: {', '.join(task_names())}"
