@@ -175,7 +175,7 @@ def run_tunelab(s: Setting) -> dict[str, Any]:
 
     from tunelab.catalog import parse_config
     from tunelab.strategies.registry import strategy_names
-    from tunelab.training.run import run_training
+    from tunelab.orchestration.train import train as run_training
 
     if s.strategy not in strategy_names():
         return {"skipped": f"tunelab has no '{s.strategy}' strategy registered yet (strategies: {', '.join(strategy_names())})"}

@@ -25,10 +25,10 @@ def _fp32_on_every_cpu() -> Iterator[None]:
     """`train.precision: auto` means bf16 on CPUs with bf16 units: in this process tests that compare numbers
     at fp32 tolerance see the same precision on every machine (session-wide, so module fixtures too). Tests
     of the bf16 choice patch it back; tests that train in a subprocess write `precision: fp32`."""
-    from tunelab.training import accel
+    from tunelab.inference import precision
 
     patch = pytest.MonkeyPatch()
-    patch.setattr(accel, "cpu_has_native_bf16", lambda: False)
+    patch.setattr(precision, "cpu_has_native_bf16", lambda: False)
     yield
     patch.undo()
 
@@ -179,7 +179,8 @@ def _build_training(raw: dict):
     from tunelab.data.sources import load_data
     from tunelab.models import build_task_model, load_tokenizer
     from tunelab.tasks import get_task
-    from tunelab.training.run import encode_split, seed_everything
+    from tunelab.inference.predict import encode_split
+    from tunelab.training.device import seed_everything
 
     config = parse_config(raw)
     task = get_task(config.task)

@@ -55,7 +55,7 @@ def train(
     from tunelab.catalog import load_config
     from tunelab.configs import DEMO_CONFIG
     from tunelab.errors import RunInterrupted
-    from tunelab.training.run import run_training
+    from tunelab.orchestration.train import train as run_training
 
     config, out = _resume_paths(config, out, resume)
     if demo == (config is not None):
@@ -123,7 +123,7 @@ def eval_(run_dir: Path = typer.Argument(..., help="A run directory written by `
           data: Path = typer.Option(..., "--data", help="Labelled CSV/JSONL/Parquet file to score."),
           output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here.")) -> None:
     """Score a trained run on a labelled file."""
-    from tunelab.serving.inference import evaluate_file
+    from tunelab.serving.predict import evaluate_file
 
     metrics = evaluate_file(run_dir, data)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
@@ -147,7 +147,7 @@ def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory
             output: Optional[Path] = typer.Option(None, "--output", help="Write predictions here (.csv or .jsonl).")) -> None:
     """Predict with a trained run (or several adapters on one base); probabilities for every class."""
     from tunelab.artifacts.model_io import load_run
-    from tunelab.serving.inference import predict_rows, write_predictions
+    from tunelab.serving.predict import predict_rows, write_predictions
     from tunelab.tasks.registry import get_task
 
     if (input is None) == (not text):
@@ -183,11 +183,11 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory of task i
     """Write the fine-tuned model's reply to a prompt (greedy decoding, the model's chat template)."""
     from tunelab.artifacts.model_io import load_run
     from tunelab.data.chat import instruction_record
-    from tunelab.serving.inference import generate_replies
+    from tunelab.serving.predict import generate_replies
     from tunelab.tasks.registry import get_task
 
     run = load_run(run_dir)
-    if not getattr(get_task(run.config.task), "generative", False):
+    if not get_task(run.config.task).generative:
         raise TunelabError(f"generate: {run_dir} is a {run.config.task} run; generate needs an instruction_tuning run "
                            "(use `tunelab predict` for this one)")
     for i, text in enumerate(prompt, start=1):

@@ -16,6 +16,8 @@ from tunelab.data.encoding import Batch, EncodedSplit, iterate_batches
 from tunelab.strategies.plan import Plan, apply_trainable
 from tunelab.tasks.base import Predictions, Task
 from tunelab.errors import RunInterrupted
+from tunelab.inference.precision import autocast_for
+from tunelab.inference.predict import predict_logits
 from tunelab.training.accel import adamw_implementation
 from tunelab.training.cache import (ActivationCache, CachedPrefixStore, CacheUnsupported, eval_frozen_prefix,
                                     prefix_schedule)
@@ -25,7 +27,7 @@ from tunelab.training.guards import BadStepGuard, skip_step, step_is_finite
 from tunelab.training.loop_state import LoopState, capture, restore
 from tunelab.training.schedules import build_scheduler
 from tunelab.training.signals import StopRequest
-from tunelab.training.step import autocast_for, optimizer_step, predict_logits, train_step
+from tunelab.training.step import optimizer_step, train_step
 
 __all__ = ["Trainer", "FitResult", "EvalResult"]
 

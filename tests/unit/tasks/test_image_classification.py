@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import train_via_cli
-from tunelab.serving.inference import predict_records
+from tunelab.serving.predict import predict_records
 
 pytest.importorskip("efficientnet_lite_pytorch")
 

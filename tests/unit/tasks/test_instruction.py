@@ -162,7 +162,7 @@ def test_run_learns_replies_that_stop_and_serves_them(tiny_llama: Path, tmp_path
     from typer.testing import CliRunner
 
     from tunelab.cli.main import app
-    from tunelab.training.run import run_training
+    from tunelab.orchestration.train import train as run_training
 
     data = write_jsonl(tmp_path / "qa.jsonl", qa_rows(30))
     summary = run_training(config_for(tiny_llama, data, tmp_path / "run"))
@@ -187,7 +187,7 @@ def test_lora_adapter_loads_in_peft_with_the_same_logits(tiny_llama: Path, tmp_p
     from transformers import AutoModelForCausalLM
 
     from tunelab.artifacts.model_io import load_run
-    from tunelab.training.run import run_training
+    from tunelab.orchestration.train import train as run_training
 
     data = write_jsonl(tmp_path / "qa.jsonl", qa_rows(20))
     cfg = config_for(tiny_llama, data, tmp_path / "run", strategy={"name": "lora", "lora": {

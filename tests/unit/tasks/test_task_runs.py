@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import train_via_cli
-from tunelab.serving.inference import predict_rows
+from tunelab.serving.predict import predict_rows
 
 
 def multilabel_rows(n: int) -> list[dict]:

@@ -15,7 +15,7 @@ from tests.conftest import train_via_cli
 from tunelab.cli import app
 from tunelab.data.encoding import IGNORE_INDEX, collate
 from tunelab.data.records import Record
-from tunelab.serving.inference import predict_rows
+from tunelab.serving.predict import predict_rows
 from tunelab.tasks import get_task
 
 runner = CliRunner()

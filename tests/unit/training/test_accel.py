@@ -6,9 +6,9 @@ from pathlib import Path
 
 import torch
 
-from tunelab.training import accel
-from tunelab.training.accel import compile_blocks, resolve_precision
-from tunelab.training.step import autocast_for
+from tunelab.inference import precision as precision_rules
+from tunelab.inference.precision import autocast_for, resolve_precision
+from tunelab.training.accel import compile_blocks
 
 
 def test_auto_is_fp32_on_a_cpu_without_bf16_units_and_explicit_fp32_stays() -> None:
@@ -20,7 +20,7 @@ def test_auto_is_fp32_on_a_cpu_without_bf16_units_and_explicit_fp32_stays() -> N
 
 def test_auto_is_bf16_on_a_cpu_with_bf16_units_and_explicit_fp32_stays(monkeypatch) -> None:
     cpu = torch.device("cpu")
-    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision_rules, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision(cpu, "auto") == ("bf16", "")
     assert resolve_precision(cpu, "fp32") == ("fp32", "")
     assert isinstance(autocast_for(cpu, "auto"), torch.autocast)
@@ -36,7 +36,7 @@ def test_a_run_with_auto_precision_on_a_bf16_cpu_trains_in_bf16_and_says_so(monk
 
     from tests.conftest import train_via_cli
 
-    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision_rules, "cpu_has_native_bf16", lambda: True)
     train_via_cli({**tiny_config, "train": {**tiny_config["train"], "precision": "auto"}}, folder=tmp_path)
     run = Path(tiny_config["output"])
     assert yaml.safe_load((run / "config.yaml").read_text())["train"]["precision"] == "bf16"
@@ -46,10 +46,10 @@ def test_a_run_with_auto_precision_on_a_bf16_cpu_trains_in_bf16_and_says_so(monk
 
 def test_bf16_on_cpu_only_where_native(monkeypatch) -> None:
     cpu = torch.device("cpu")
-    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(precision_rules, "cpu_has_native_bf16", lambda: False)
     precision, note = resolve_precision(cpu, "bf16")
     assert precision == "fp32" and "AVX512-BF16" in note
-    monkeypatch.setattr(accel, "cpu_has_native_bf16", lambda: True)
+    monkeypatch.setattr(precision_rules, "cpu_has_native_bf16", lambda: True)
     assert resolve_precision(cpu, "bf16") == ("bf16", "")
 
 

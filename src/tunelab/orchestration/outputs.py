@@ -1,0 +1,66 @@
+"""The files of a run directory that the run itself writes (config, labels, test metrics, predictions,
+manifest), and the summary a run returns. Each is written atomically into the staging folder."""
+
+from __future__ import annotations
+
+import resource
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+from tunelab.artifacts.atomic import atomic_write_json, atomic_write_text
+from tunelab.artifacts.manifest import build_manifest
+from tunelab.config.loading import config_to_yaml
+from tunelab.config.schema import RunConfig
+from tunelab.inference.tables import prediction_rows, predictions_csv
+from tunelab.tasks.base import Predictions
+from tunelab.training.cache import ActivationCache
+from tunelab.training.trainer import FitResult
+
+__all__ = ["RunSummary", "peak_rss_mb", "write_run_start", "write_test_outputs", "write_manifest"]
+
+
+@dataclass
+class RunSummary:
+    run_dir: Path
+    test_metrics: dict[str, Any]
+    trainable_params: int
+    total_params: int
+    wall_time_s: float
+    train_time_s: float
+    peak_rss_mb: float
+    epochs_run: int
+    stopped_early: str
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def write_run_start(staging: Path, config: RunConfig, label_names: list[str]) -> None:
+    """What a run directory holds from its first moment: the resolved config and the label map."""
+    atomic_write_text(staging / "config.yaml", config_to_yaml(config))
+    atomic_write_json(staging / "labels.json", {"task": config.task, "labels": label_names})
+
+
+def write_test_outputs(staging: Path, prepared: Any, metrics: dict[str, Any], predictions: Predictions) -> None:
+    """`test_metrics.json` and `predictions.csv` (one row per test example, with its gold label)."""
+    atomic_write_json(staging / "test_metrics.json", metrics)
+    rows = prediction_rows(prepared.splits.test, predictions, prepared.label_names, prepared.task, with_labels=True)
+    atomic_write_text(staging / "predictions.csv", predictions_csv(rows, prepared.task))
+
+
+def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: RunSummary, fit: FitResult,
+                   resumed_from: Optional[str], cache: Optional[ActivationCache]) -> None:
+    """Versions, data and base-model hashes, seed, git state, and what this run did."""
+    manifest = build_manifest(
+        seed=config.train.seed, data_hashes=prepared.data_hashes,
+        base_model=str(prepared.model_dir), base_model_hash=prepared.base_model_hash,
+        extra={"strategy": config.strategy.name, "trainable_params": summary.trainable_params,
+               "total_params": summary.total_params, "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
+               "best_metric": fit.best_metric, "train_time_s": round(fit.wall_time_s, 2),
+               "peak_rss_mb": round(summary.peak_rss_mb, 1), "history": fit.history,
+               "device": prepared.device.type, "precision": config.train.precision, "resumed_from": resumed_from,
+               "activation_cache": None if cache is None else cache.stats.as_dict()},
+    )
+    atomic_write_json(staging / "manifest.json", manifest)

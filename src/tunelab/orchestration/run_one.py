@@ -1,0 +1,215 @@
+"""One strategy on a prepared run: model and plan, fit under signals, test evaluation, run directory.
+
+Everything that can fail on user input (config, data, model directory) was checked by `prepare` before the
+output directory is touched, and the run is written to a staging folder that replaces the target only on
+success (a failed run with checkpoints keeps it, for `--resume`).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Optional, Union
+
+from rich.console import Console
+from rich.markup import escape
+
+from tunelab.artifacts.model_io import save_task_model
+from tunelab.artifacts.rundir import RunDirectory
+from tunelab.config.schema import RunConfig
+from tunelab.errors import RunInterrupted
+from tunelab.inference.generation import generate_test
+from tunelab.models.cpu_dropout import use_fast_cpu_dropout
+from tunelab.models.loading import count_parameters
+from tunelab.models.task_model import TaskModel
+from tunelab.orchestration.outputs import RunSummary, peak_rss_mb, write_manifest, write_run_start, write_test_outputs
+from tunelab.orchestration.prepare import Prepared
+from tunelab.strategies.plan import Plan, apply_trainable
+from tunelab.strategies.registry import compile_strategy
+from tunelab.tasks.base import Predictions
+from tunelab.training.accel import compile_blocks
+from tunelab.training.cache import ActivationCache, activation_cache_for
+from tunelab.training.callbacks import MetricsLogCallback, ProgressCallback
+from tunelab.training.checkpoint import Checkpoint, CheckpointStore
+from tunelab.training.device import seed_everything
+from tunelab.training.loop_state import check_weights
+from tunelab.training.resume import checkpoint_store, run_identity, select_checkpoint
+from tunelab.training.signals import graceful_stop
+from tunelab.training.trainer import Trainer
+
+__all__ = ["run_one", "AUTO_CACHE"]
+
+AUTO_CACHE = "auto"  # run_one's default: the activation cache the config asks for
+
+
+@dataclass
+class _Session:
+    """What one run_one call builds and its steps share."""
+
+    prepared: Prepared
+    config: RunConfig
+    console: Console
+    store: CheckpointStore
+    checkpoint: Optional[Checkpoint]
+    identity: dict[str, Any]
+    run_dir: RunDirectory
+    counts: tuple[int, int] = (0, 0)   # (trainable, total) parameters at the first step
+
+
+def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: RunDirectory, resume: bool = False,
+            console: Optional[Console] = None, cache: Union[ActivationCache, None, str] = AUTO_CACHE,
+            started: Optional[float] = None) -> RunSummary:
+    """Train `config` (default: the prepared config; it may change strategy, optimisation, schedule and epochs)
+    on `prepared` into `run_dir`. `cache`: a shared ActivationCache, None for none, or AUTO_CACHE; `started`:
+    the clock reading the summary's wall time counts from (default: now)."""
+    started = time.perf_counter() if started is None else started
+    config = prepared.settle(config)
+    console = console or Console(stderr=True)
+    session = _open_session(prepared, config, run_dir, resume, console)
+    seed_everything(config.train.seed)
+    model, plan = _build(session)
+    staging = run_dir.open(resume)
+    try:
+        summary = _train_and_write(session, model, plan, staging, cache, started)
+    except BaseException as err:
+        _keep_or_abandon(run_dir, session.store, err, console)
+        raise
+    run_dir.commit()
+    return summary
+
+
+def _open_session(prepared: Prepared, config: RunConfig, run_dir: RunDirectory, resume: bool,
+                  console: Console) -> _Session:
+    identity = run_identity(config, prepared.data_hashes, prepared.base_model_hash)
+    store = checkpoint_store(run_dir, config)
+    warn = lambda m: console.print(f"[yellow]warning:[/] {escape(m)}")  # noqa: E731
+    checkpoint = select_checkpoint(store, identity, warn) if resume else None
+    return _Session(prepared, config, console, store, checkpoint, identity, run_dir)
+
+
+def _build(session: _Session) -> tuple[TaskModel, Plan]:
+    """The task model with the strategy applied, and what it trains; one summary line for the user."""
+    prepared, config = session.prepared, session.config
+    model = prepared.task.build_model(config.model, config.head, prepared.label_names, prepared.model_dir)
+    plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
+    apply_trainable(model, plan.trainable_at(0))
+    if session.checkpoint is not None:
+        check_weights(session.checkpoint, model, plan)
+    trainable, total = session.counts = count_parameters(model)
+    ever = sum(p.numel() for n, p in model.named_parameters() if n in plan.ever_trainable)
+    later = f", {ever:,} once all blocks unfreeze" if ever != trainable else ""
+    splits = prepared.splits
+    session.console.print(f"[bold]{config.strategy.name}[/]: {trainable:,} of {total:,} parameters trainable "
+                          f"({100 * trainable / total:.2f}%){later}; {model.layer_stack.num_blocks} blocks; "
+                          f"device {prepared.device.type}")
+    session.console.print(f"data: {len(splits.train)} train / {len(splits.validation)} validation / "
+                          f"{len(splits.test)} test, {_targets_kind(prepared)}")
+    return model, plan
+
+
+def _targets_kind(prepared: Prepared) -> str:
+    if prepared.label_names:
+        return f"{len(prepared.label_names)} classes"
+    return "free-text responses" if prepared.task.generative else "regression targets"
+
+
+def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: Any, cache: Any,
+                     started: float) -> RunSummary:
+    prepared, config, console = session.prepared, session.config, session.console
+    _start_outputs(session, staging)
+    trainer, cache = _trainer(session, model, staging, cache)
+    base_generation = _base_generation(session, model)
+    with graceful_stop(lambda r: console.print(f"{r.name} received: finishing the current step, then writing "
+                                               "a checkpoint (press Ctrl-C again to stop at once)")) as stop:
+        fit = trainer.fit(model, plan, prepared.encoded["train"], prepared.encoded["validation"],
+                          checkpoints=session.store, resume=session.checkpoint, stop=stop, identity=session.identity)
+    if fit.stopped_early:
+        console.print(fit.stopped_early)
+    test_metrics = _test(session, trainer, model, staging, base_generation)
+    if cache is not None:
+        for line in [*cache.stats.notes, cache.summary()]:
+            console.print(line)
+    model.cpu()
+    save_task_model(model, prepared.tokenizer, staging / "model", config)
+    trainable, total = session.counts
+    summary = RunSummary(run_dir=session.run_dir.target, test_metrics=test_metrics, trainable_params=trainable,
+                         total_params=total, wall_time_s=time.perf_counter() - started, train_time_s=fit.wall_time_s,
+                         peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
+    write_manifest(staging, prepared, config, summary, fit,
+                   session.checkpoint.name if session.checkpoint is not None else None, cache)
+    return summary
+
+
+def _start_outputs(session: _Session, staging: Any) -> None:
+    """A fresh run writes its config and labels first; a resumed one rewinds the files its checkpoint covers."""
+    if session.checkpoint is None:
+        write_run_start(staging, session.config, session.prepared.label_names)
+        return
+    session.store.rewind_sidecars(session.checkpoint)
+    position = session.checkpoint.state["position"]
+    session.console.print(f"resuming from {session.checkpoint.path} (epoch {position['epoch'] + 1}, batch "
+                          f"{position['batch']}, step {position['step']})")
+
+
+def _trainer(session: _Session, model: TaskModel, staging: Any, cache: Any) -> tuple[Trainer, Optional[ActivationCache]]:
+    """The trainer with the run's callbacks and activation cache, after the CPU and compile settings."""
+    prepared, config, console = session.prepared, session.config, session.console
+    task = prepared.task
+    if cache is AUTO_CACHE:
+        cache = activation_cache_for(config.train, prepared.tokenizer, config.data.max_length) if task.supports_cache else None
+        if config.train.cache == "auto" and not task.supports_cache:
+            console.print(f"activation cache: not offered for task {task.name}; the frozen blocks are recomputed")
+    if prepared.device.type == "cpu":  # after the strategy: its own dropouts (LoRA's) are swapped too
+        use_fast_cpu_dropout(model)
+    if config.train.compile:
+        console.print(f"torch.compile: {compile_blocks(model)} blocks")
+    loss_fn = task.loss_fn(config.loss, prepared.encoded["train"], prepared.label_names)
+    callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console)]
+    trainer = Trainer(config, task, prepared.label_names, loss_fn, prepared.device,
+                      prepared.tokenizer.pad_token_id or 0, callbacks, activation_cache=cache)
+    return trainer, cache
+
+
+def _generates(session: _Session) -> bool:
+    return session.prepared.task.generative and len(session.prepared.encoded["test"]) > 0
+
+
+def _base_generation(session: _Session, model: TaskModel) -> dict[str, Any]:
+    """Generative tasks score the model before training too, so the run shows what fine-tuning changed."""
+    prepared, config = session.prepared, session.config
+    if not (_generates(session) and config.generation.compare_base and session.checkpoint is None):
+        return {}
+    test = prepared.encoded["test"]
+    session.console.print(f"generating {len(test)} test replies with the model before training ...")
+    _, scores = generate_test(prepared.task, model.to(prepared.device), test, prepared.tokenizer, config,
+                              prepared.device)
+    return scores
+
+
+def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Any,
+          base_generation: dict[str, Any]) -> dict[str, Any]:
+    """Test metrics and predictions (with generation scores for generative tasks), written to the run."""
+    prepared = session.prepared
+    test = prepared.encoded["test"]
+    if not len(test):
+        return {}
+    result = trainer.evaluate(model, test)
+    metrics, predictions = result.metrics, result.predictions
+    if _generates(session):
+        session.console.print(f"generating {len(test)} test replies with the trained model ...")
+        texts, generated = generate_test(prepared.task, model, test, prepared.tokenizer, session.config,
+                                         prepared.device)
+        metrics.update(generated)
+        metrics.update({f"base_{k}": v for k, v in base_generation.items()})
+        predictions = Predictions(values=texts, scores=None, raw=texts)
+    write_test_outputs(staging, prepared, metrics, predictions)
+    return metrics
+
+
+def _keep_or_abandon(run_dir: RunDirectory, store: CheckpointStore, err: BaseException, console: Console) -> None:
+    """A failed run with checkpoints keeps its staging folder so it can be resumed; one without is removed."""
+    if not store.names():
+        run_dir.abandon()
+    elif not isinstance(err, RunInterrupted):
+        console.print(f"the unfinished run's checkpoints are kept in {store.root}; continue it with --resume "
+                      "(or start over with --overwrite)")

@@ -1,0 +1,33 @@
+"""`tunelab train`: prepare a config's data and model, then run its one strategy."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+from rich.console import Console
+
+from tunelab.artifacts.rundir import RunDirectory
+from tunelab.config.schema import RunConfig
+from tunelab.orchestration.outputs import RunSummary
+from tunelab.orchestration.prepare import prepare
+from tunelab.orchestration.run_one import run_one
+from tunelab.training.resume import check_resumable
+
+__all__ = ["train", "RunSummary"]
+
+
+def train(config: RunConfig, *, out: Optional[str] = None, overwrite: bool = False, console: Optional[Console] = None,
+          resume: bool = False, trust_pickle: bool = False) -> RunSummary:
+    """Train as `config` says into `out` (default: config.output). With `resume`, continue the unfinished run
+    there from its latest valid checkpoint (see training/resume.py). The output folder is checked before any
+    data is read, so a wrong target fails at once."""
+    started = time.perf_counter()
+    console = console or Console(stderr=True)
+    run_dir = RunDirectory(Path(out or config.output), overwrite=overwrite)
+    if resume:
+        check_resumable(run_dir)
+    run_dir.check_target(resume)
+    prepared = prepare(config, trust_pickle=trust_pickle, console=console)
+    return run_one(prepared, run_dir=run_dir, resume=resume, console=console, started=started)
