@@ -53,6 +53,7 @@ class Task(Protocol):
     label_kind: ClassVar[LabelKind]  # what the data layer parses, maps and stratifies by
     generative: ClassVar[bool]       # writes text: the test split is also scored by generation
     peft_task_type: ClassVar[str]    # peft's task_type when a native-head adapter is saved in peft's format
+    takes_images: ClassVar[bool]     # reads images, not text: data.image_size / data.augment apply
 
     def check_config(self, config: "RunConfig") -> list[str]: ...
 
