@@ -31,8 +31,10 @@ from tunelab.models.task_model import TaskModel
 from tunelab.tasks.base import SequenceTask, Task
 from tunelab.tasks.classification import ClassificationTask
 from tunelab.tasks.registry import TASKS, task_names
-from tunelab.training.run import seed_everything
-from tunelab.training.step import autocast_for, predict_logits, train_step
+from tunelab.inference.precision import autocast_for
+from tunelab.inference.predict import predict_logits
+from tunelab.training.device import seed_everything
+from tunelab.training.step import train_step
 
 CPU = torch.device("cpu")
 N_EXAMPLES, BATCH = 8, 4
@@ -178,7 +180,7 @@ def check_read(task: Task, config: RunConfig) -> list[Record]:
 
 
 def pad_of(tokenizer: Any) -> int:
-    """As run.py pads: the preprocessor's pad id (image preprocessors carry an unused 0)."""
+    """As a run pads: the preprocessor's pad id (image preprocessors carry an unused 0)."""
     return tokenizer.pad_token_id or 0
 
 
@@ -252,7 +254,7 @@ def forward(model: TaskModel, batch: Batch) -> torch.Tensor:
 
 def check_round_trip(task: Task, model: TaskModel, tokenizer: Any, config: RunConfig, batch: Batch,
                      label_names: list[str], run_dir: Path) -> None:
-    """A run directory as run.py writes it loads back to a model with the same outputs."""
+    """A run directory as a run writes it loads back to a model with the same outputs."""
     run_dir.mkdir()
     (run_dir / "config.yaml").write_text(config_to_yaml(config), encoding="utf-8")
     (run_dir / "labels.json").write_text(json.dumps({"task": config.task, "labels": label_names}), encoding="utf-8")
