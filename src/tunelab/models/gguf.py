@@ -57,7 +57,7 @@ def dequantized_dir(gguf: Path, name: str) -> Path:
         raise ModelError(f"model: reading {gguf.name} needs the gguf package: pip install gguf") from None
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from tunelab.models.loading import quiet_transformers
+    from tunelab.models.quiet import quiet_transformers
 
     quiet_transformers()
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,21 +20,12 @@ from tunelab.errors import ModelError
 from tunelab.hashing import hash_files
 from tunelab.models.builtin import BUILTIN_MODELS
 from tunelab.models.heads import PoolingHead
+from tunelab.models.quiet import quiet_transformers
 from tunelab.models.task_model import TaskModel
 
 __all__ = ["resolve_model_dir", "load_tokenizer", "build_task_model", "build_causal_lm", "hash_model_dir", "quiet_transformers", "count_parameters"]
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
-
-
-def quiet_transformers() -> None:
-    """Hide transformers' progress bars and 'newly initialised weights' chatter: our logs say what matters."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
 
 
 def resolve_model_dir(name: str, trust_pickle: bool = False) -> Path:

@@ -7,8 +7,6 @@ biases + head in one safetensors file, loaded onto the same base.
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError
 from tunelab.models.task_model import TaskModel
