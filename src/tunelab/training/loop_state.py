@@ -19,7 +19,7 @@ from tunelab.errors import ModelError
 from tunelab.strategies.plan import Plan
 from tunelab.training.callbacks import Callback, Control, EarlyStoppingCallback
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore
-from tunelab.training.guards import BadStepGuard
+from tunelab.training.bad_steps import BadStepGuard
 from tunelab.training.snapshot import (load_optimizer_state, load_rng_state, load_scheduler_state, optimizer_state,
                                        rng_state, scheduler_state)
 

@@ -6,25 +6,25 @@ import itertools
 import time
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterator, Optional
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from tunelab.config.schema import RunConfig
-from tunelab.data.encoding import Batch, EncodedSplit, iterate_batches
+from tunelab.data.encoding import EncodedSplit
 from tunelab.strategies.plan import Plan, apply_trainable
 from tunelab.tasks.base import Predictions, Task
 from tunelab.errors import RunInterrupted
 from tunelab.inference.precision import autocast_for
 from tunelab.inference.predict import predict_logits
 from tunelab.training.accel import adamw_implementation
-from tunelab.training.cache import (ActivationCache, CachedPrefixStore, CacheUnsupported, eval_frozen_prefix,
-                                    prefix_schedule)
+from tunelab.training.cache import ActivationCache, eval_frozen_prefix, prefix_schedule
 from tunelab.training.callbacks import Callback, EarlyStoppingCallback, ModelView, TrainState, dispatch, metric_mode
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore, checkpoint_name
-from tunelab.training.guards import BadStepGuard, skip_step, step_is_finite
+from tunelab.training.bad_steps import BadStepGuard, skip_step, step_is_finite
 from tunelab.training.loop_state import LoopState, capture, restore
+from tunelab.training.prefix_feed import PrefixFeed
 from tunelab.training.schedules import build_scheduler
 from tunelab.training.signals import StopRequest
 from tunelab.training.step import optimizer_step, train_step
@@ -58,15 +58,19 @@ class Trainer:
         self.loss_fn, self.device, self.pad_id = loss_fn.to(device), device, pad_id
         self.callbacks = list(callbacks or [])
         self.rank = rank
-        self.activation_cache = activation_cache
-        self.frozen_k: Optional[int] = None  # embeddings + blocks [0, k) frozen in the current epoch
+        self.feed = PrefixFeed(activation_cache, device=device, pad_id=pad_id, batch_size=config.train.batch_size,
+                               precision=config.train.precision, seed=config.train.seed)
         self._schedule: list[Optional[int]] = []
-        self._stores: dict[tuple[int, int], CachedPrefixStore] = {}
+
+    @property
+    def activation_cache(self) -> Optional[ActivationCache]:
+        """The cache in use: None when none was given or the model could not be served from it."""
+        return self.feed.cache
 
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, split: EncodedSplit) -> EvalResult:
         batch_size = self.config.train.evaluation_batch_size
-        batches = self._batches(model, split, batch_size, shuffle=False)
+        batches = self.feed.batches(model, split, batch_size, shuffle=False)
         labelled = split.targets is not None or split.token_targets is not None
         outputs, loss = predict_logits(model, batches, len(split), self.device, self.config.train.precision,
                                        loss_fn=self.loss_fn if labelled else None,
@@ -87,7 +91,7 @@ class Trainer:
         if resume is not None:
             restore(loop, resume, checkpoints)
         self._schedule = prefix_schedule(model, plan, self.config.train.epochs)
-        self._start_cache(model, self._schedule[loop.epoch:], [train, validation])
+        self.feed.start(model, self._schedule[loop.epoch:], [train, validation])
         dispatch(loop.callbacks, "on_fit_start", self._state(loop), loop.control)
         while loop.epoch < self.config.train.epochs and not loop.control.stop_training:
             self._train_epoch(loop, train)
@@ -148,7 +152,7 @@ class Trainer:
         self._train_mode(loop.model, self._schedule[loop.epoch], loop.plan.keep_norm_statistics)
         autocast = autocast_for(self.device, cfg.precision)
         pending: list[float] = []
-        batches = self._batches(loop.model, train, cfg.batch_size, shuffle=True, epoch=loop.epoch)
+        batches = self.feed.batches(loop.model, train, cfg.batch_size, shuffle=True, epoch=loop.epoch)
         # resuming mid-epoch: skip the batches already trained on, in the same (seed, epoch) order
         for batch in itertools.islice(batches, loop.batch, None):
             batch = batch.to(self.device)
@@ -217,50 +221,7 @@ class Trainer:
         eval_frozen_prefix(model, k)
         if keep_norms:
             keep_norm_statistics(model)
-        self.frozen_k = k
-
-    def _start_cache(self, model: nn.Module, schedule: list[Optional[int]], splits: list[Optional[EncodedSplit]]) -> None:
-        """Build (or find) the entries the remaining epochs of this fit will read, before epoch 0 starts."""
-        self._stores.clear()
-        self.frozen_k = None
-        starts = sorted({k for k in schedule if k})
-        if self.activation_cache is None or not starts:
-            return
-        for split in splits:
-            if split is not None and len(split):
-                self._ensure_stores(model, split, starts)
-
-    def _ensure_stores(self, model: nn.Module, split: EncodedSplit, starts: list[int]) -> None:
-        cache = self.activation_cache
-        if cache is None:
-            return
-        # built in training-sized batches: a build is inference over the whole model, and at the evaluation
-        # batch size (2x) its attention scores made it the run's peak memory (head-only, BBC News: 956
-        # against 790 MiB) for no speed gain on CPU
-        try:
-            stores = cache.ensure(model, split, starts, device=self.device, pad_id=self.pad_id,
-                                  batch_size=self.config.train.batch_size,
-                                  autocast=autocast_for(self.device, self.config.train.precision))
-        except CacheUnsupported as err:
-            cache.stats.notes.append(f"activation cache off, recomputing the frozen blocks: {err}")
-            self.activation_cache = None
-            return
-        self._stores.update({(id(split), k): store for k, store in stores.items()})
-
-    def _batches(self, model: nn.Module, split: EncodedSplit, batch_size: int, *, shuffle: bool,
-                 epoch: int = 0) -> Iterator[Batch]:
-        """Batches of `split`; while a prefix is frozen and cached, each carries its cached hidden states."""
-        k, cache = self.frozen_k, self.activation_cache
-        if cache is not None and k and (id(split), k) not in self._stores:
-            self._ensure_stores(model, split, [k])
-        store = self._stores.get((id(split), k)) if k and self.activation_cache is not None else None
-        for batch in iterate_batches(split, batch_size, pad_id=self.pad_id, shuffle=shuffle,
-                                     seed=self.config.train.seed, epoch=epoch):
-            if store is not None and cache is not None:
-                batch.prefix_hidden = store.read(batch.indices, batch.input_ids.shape[1])  # (B, T, H)
-                batch.start_block = k
-                cache.stats.served_batches += 1
-            yield batch
+        self.feed.frozen_k = k
 
 
 def keep_norm_statistics(model: nn.Module) -> None:

@@ -1,4 +1,5 @@
-"""Numerical guard: a step whose loss or gradients are NaN/Inf is not applied, and a streak of them stops the run.
+"""Bad steps: a step whose loss or gradients are NaN/Inf is not applied, and a streak of them stops the run.
+(Not the forgetting guards, which are strategies: strategies/guards/.)
 
 A single bad batch (one overflow in bf16, one degenerate example) should not poison the weights or the
 optimizer moments, so the step is dropped: no parameter or Adam moment changes. The LR schedule still
