@@ -14,7 +14,7 @@ from typing import Any
 
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
 from tunelab.config.schema import RunConfig
-from tunelab.strategies.registry import STRATEGIES, check_strategy, peft_method, resolve_sections
+from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names
 from tunelab.tasks.registry import TASKS, task_names
 
 __all__ = ["load_config", "parse_config", "resolve_config"]
@@ -69,8 +69,8 @@ def _name_problems(raw: dict[str, Any]) -> list[str]:
         problems.append(_unknown_task(task))
     strategy = raw.get("strategy")
     name = strategy.get("name") if isinstance(strategy, dict) else None
-    if isinstance(name, str) and name not in STRATEGIES:
-        problems.append(f"strategy.name: unknown strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    if isinstance(name, str) and name not in strategy_names():
+        problems.append(f"strategy.name: unknown strategy {name!r}; choose one of: {', '.join(strategy_names())}")
     return problems
 
 

@@ -1,5 +1,6 @@
-"""The one list of strategies. Config validation and the CLI derive their choices from it; PEFT methods
-register here too, one entry each."""
+"""The one list of strategies: the depth strategies and the PEFT methods, one entry each. Config validation
+and the CLI derive their choices from it; a new PEFT method is its file (section, rules, layers) plus one
+line in PEFT_METHODS."""
 
 from __future__ import annotations
 
@@ -20,23 +21,28 @@ from tunelab.strategies.peft.prefix import PrefixTuningMethod
 from tunelab.strategies.peft.prompt import PromptTuningMethod
 from tunelab.strategies.plan import Plan
 
-__all__ = ["STRATEGIES", "PEFT_METHODS", "strategy_names", "compile_strategy", "peft_method", "check_strategy",
+__all__ = ["DEPTH_STRATEGIES", "PEFT_METHODS", "strategy_names", "compile_strategy", "peft_method", "check_strategy",
            "resolve_sections"]
 
 Compiler = Callable[[StrategyConfig, TaskModel, OptimConfig, int], Plan]
 
-STRATEGIES: dict[str, Compiler] = {
+DEPTH_STRATEGIES: dict[str, Compiler] = {
     "full": compile_full,
     "head": compile_head,
     "partial": compile_partial,
     "gradual": compile_gradual,
 }
 
-# Parameter-efficient methods: one instance each; their compile step is their strategy entry.
-PEFT_METHODS: dict[str, PeftMethod] = {m.name: m for m in (LoraMethod(), IA3Method(), BitFitMethod(), HoulsbyMethod(),
-                                                          PfeifferMethod(), PromptTuningMethod(),
-                                                          PrefixTuningMethod())}
-STRATEGIES.update({name: method.compile for name, method in PEFT_METHODS.items()})
+# Parameter-efficient methods, one instance each: their compile step is their strategy.
+PEFT_METHODS: dict[str, PeftMethod] = {
+    "lora": LoraMethod(),
+    "ia3": IA3Method(),
+    "bitfit": BitFitMethod(),
+    "houlsby": HoulsbyMethod(),
+    "pfeiffer": PfeifferMethod(),
+    "prompt_tuning": PromptTuningMethod(),
+    "prefix_tuning": PrefixTuningMethod(),
+}
 
 
 def peft_method(name: str) -> Optional[PeftMethod]:
@@ -45,15 +51,16 @@ def peft_method(name: str) -> Optional[PeftMethod]:
 
 
 def strategy_names() -> list[str]:
-    return list(STRATEGIES)
+    return [*DEPTH_STRATEGIES, *PEFT_METHODS]
 
 
 def compile_strategy(config: StrategyConfig, model: TaskModel, optim: OptimConfig, epochs: int) -> Plan:
     """Strategy (data) + model -> Plan (names, param groups, events)."""
-    try:
-        compiler = STRATEGIES[config.name]
-    except KeyError:
-        raise ConfigError(f"strategy.name: unknown strategy {config.name!r}; choose one of: {', '.join(STRATEGIES)}") from None
+    method = PEFT_METHODS.get(config.name)
+    compiler = method.compile if method is not None else DEPTH_STRATEGIES.get(config.name)
+    if compiler is None:
+        raise ConfigError(f"strategy.name: unknown strategy {config.name!r}; choose one of: "
+                          f"{', '.join(strategy_names())}")
     return compiler(config, model, optim, epochs)
 
 
@@ -68,14 +75,17 @@ def section_names() -> dict[str, str]:
 def check_strategy(config: StrategyConfig) -> list[str]:
     """The rules that need the registry: a known name, the options that fit it, and no section of another
     method. One line per problem, with its key path and the fix."""
-    if config.name not in STRATEGIES:
-        return [f"strategy.name: unknown strategy {config.name!r}; choose one of: {', '.join(STRATEGIES)}"]
+    if config.name not in strategy_names():
+        return [f"strategy.name: unknown strategy {config.name!r}; choose one of: {', '.join(strategy_names())}"]
     errors: list[str] = []
     method = peft_method(config.name)
     if config.name == "partial" and config.freeze_blocks is None and not config.freeze_patterns:
         errors.append("strategy: strategy partial needs freeze_blocks (an int) or freeze_patterns (globs)")
     if method is not None:
-        errors += method.check_config(config)
+        try:
+            errors += method.check_config(config)
+        except ValidationError:  # its section is invalid: resolve_sections reports that, with key paths
+            pass
     elif config.name != "partial" and (config.freeze_blocks is not None or config.freeze_patterns):
         errors.append(f"strategy: freeze_blocks / freeze_patterns apply to strategy partial, not {config.name!r}")
     sections = section_names()
