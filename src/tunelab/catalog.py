@@ -9,6 +9,7 @@ collects the lines into one ConfigError.
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
@@ -41,17 +42,17 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
 
 def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     """The config with what the task and strategy supply filled in, and the lines of every rule it breaks."""
-    if config.task not in TASKS:
-        return config, [_unknown_task(config.task), *check_strategy(config.strategy)]
-    task = TASKS[config.task]
-    if config.early_stopping.metric is None:
+    task = TASKS.get(config.task)
+    problems = [] if task is not None else [_unknown_task(config.task)]
+    if task is not None and config.early_stopping.metric is None:
         early = config.early_stopping.model_copy(update={"metric": task.default_metric})
         config = config.model_copy(update={"early_stopping": early})
     strategy, section_errors = resolve_sections(config.strategy)
-    problems = [line for prefix, err in section_errors for line in _section_lines(err, config, prefix)]
+    problems += [line for prefix, err in section_errors for line in _section_lines(err, config, prefix)]
     config = config.model_copy(update={"strategy": strategy})
     problems += check_strategy(config.strategy)
-    problems += task.check_config(config)
+    if task is not None:
+        problems += task.check_config(config)
     return config, problems
 
 
@@ -75,4 +76,6 @@ def _name_problems(raw: dict[str, Any]) -> list[str]:
 
 
 def _unknown_task(name: str) -> str:
-    return f"task: unknown task {name!r}; choose one of: {', '.join(task_names())}"
+    close = difflib.get_close_matches(name, task_names(), n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return f"task: unknown task {name!r}{hint}; choose one of: {', '.join(task_names())}"
