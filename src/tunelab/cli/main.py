@@ -131,7 +131,7 @@ def eval_(run_dir: Path = typer.Argument(..., help="A run directory written by `
         table.add_row(key, f"{value:.4f}")
     out_console.print(table)
     if output is not None:
-        from tunelab.artifacts.atomic import atomic_write_json
+        from tunelab.atomic import atomic_write_json
 
         atomic_write_json(output, metrics)
 

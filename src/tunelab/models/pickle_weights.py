@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tunelab.artifacts.atomic import atomic_write_with
+from tunelab.atomic import atomic_write_with
 from tunelab.errors import ModelError
 
 __all__ = ["convert_pickle_dir", "cache_root"]

@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tunelab.artifacts.atomic import atomic_write_json, atomic_write_with
+from tunelab.atomic import atomic_write_json, atomic_write_with
 from tunelab.errors import ModelError
 
 __all__ = ["EfficientNetBackbone", "ImagePreprocessor", "efficientnet_lite0_dir", "is_vision_dir", "ARCHITECTURE"]

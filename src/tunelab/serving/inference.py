@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 import torch
 
-from tunelab.artifacts.atomic import atomic_write_text
+from tunelab.atomic import atomic_write_text
 from tunelab.artifacts.model_io import LoadedRun, load_run
 from tunelab.data.encoding import iterate_batches
 from tunelab.data.labels import check_known_labels, missing_label

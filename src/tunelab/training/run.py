@@ -21,7 +21,7 @@ import torch
 from rich.console import Console
 from rich.markup import escape
 
-from tunelab.artifacts.atomic import atomic_write_json, atomic_write_text
+from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.artifacts.manifest import build_manifest, hash_records
 from tunelab.artifacts.model_io import save_task_model
 from tunelab.artifacts.rundir import RunDirectory
