@@ -7,10 +7,10 @@ discard it unless given --overwrite."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 
+from tunelab.atomic import commit_dir
 from tunelab.errors import ConfigError
 
 __all__ = ["RunDirectory"]
@@ -54,14 +54,9 @@ class RunDirectory:
         return self.staging
 
     def commit(self) -> Path:
-        """Move the finished staging folder to the target (the old target, if any, is removed last)."""
-        old = None
-        if self.target.exists():
-            old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
-            os.replace(self.target, old)
-        os.replace(self.staging, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        """Move the finished staging folder to the target (the old target, if any, is removed last). Not
+        fsync'd (it never was): this guards against a failed or killed process, not a power cut."""
+        commit_dir(self.staging, self.target, replace=True, fsync=False)
         return self.target
 
     def abandon(self) -> None:
