@@ -1,7 +1,7 @@
 """Checkpoint directories: written atomically, verified by content hash, pruned to the last K plus the best.
 
-Layout (under a run's staging folder `.NAME.staging/checkpoints/`, which becomes `NAME/checkpoints/` when the
-run finishes, so a killed run keeps its checkpoints where `--resume` looks for them)::
+Layout (under `checkpoints/` in a run's staging folder, see `tunelab.artifacts.rundir`, which becomes
+`NAME/checkpoints/` when the run finishes, so a killed run keeps its checkpoints where `--resume` looks)::
 
     checkpoints/
       step-00000012/            one checkpoint: tensors as safetensors, everything else as JSON
