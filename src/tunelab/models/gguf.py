@@ -17,7 +17,7 @@ from pathlib import Path
 from tunelab.atomic import atomic_dir
 from tunelab.errors import ModelError
 from tunelab.hashing import hash_files
-from tunelab.models.pickle_weights import cache_root
+from tunelab.paths import model_cache_dir
 
 __all__ = ["dequantized_dir", "smollm2_dir", "SMOLLM2_PACKAGE", "SMOLLM2_FILE"]
 
@@ -47,7 +47,7 @@ def _file_key(path: Path) -> str:
 def dequantized_dir(gguf: Path, name: str) -> Path:
     """The cached fp32 Hugging Face directory of `gguf`, built on first use (atomically: temp folder + rename)."""
     key = _file_key(gguf)
-    out = cache_root() / "models" / f"{name}-{key}"
+    out = model_cache_dir() / f"{name}-{key}"
     if (out / _DONE).is_file():
         return out
     try:

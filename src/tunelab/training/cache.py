@@ -39,13 +39,14 @@ from tunelab.errors import ModelError
 from tunelab.models.layerstack import EMBEDDING_GROUP
 from tunelab.models.prefix import capture_block_inputs, embedding_module
 from tunelab.models.task_model import TaskModel
+from tunelab.paths import activation_cache_dir
 from tunelab.strategies.plan import Plan
 
 if TYPE_CHECKING:
     from tunelab.config.schema import TrainConfig
 
 __all__ = ["ActivationCache", "CacheKey", "CacheStats", "frozen_blocks", "prefix_schedule", "eval_frozen_prefix",
-           "default_cache_dir", "hash_token_ids", "activation_cache_for", "CacheUnsupported"]
+           "hash_token_ids", "activation_cache_for", "CacheUnsupported"]
 
 FORMAT_VERSION = 1
 StoreDtype = Literal["fp32", "bf16"]
@@ -54,13 +55,6 @@ _NUMPY = {"fp32": np.float32, "bf16": np.int16}  # numpy has no bf16: its bits t
 # config keys that only concern the head; excluded so a native-head and a pooling-head run share entries
 _HEAD_ONLY_CONFIG = {"id2label", "label2id", "num_labels", "problem_type", "architectures", "_name_or_path",
                      "classifier_dropout", "transformers_version", "add_pooling_layer", "return_dict"}
-
-
-def default_cache_dir() -> Path:
-    """`$TUNELAB_CACHE_DIR`, else `$XDG_CACHE_HOME/tunelab/activations`, else `~/.cache/tunelab/activations`."""
-    if os.environ.get("TUNELAB_CACHE_DIR"):
-        return Path(os.environ["TUNELAB_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunelab" / "activations"
 
 
 # -- which prefix is frozen ---------------------------------------------------------------------------
@@ -254,7 +248,7 @@ def activation_cache_for(train: "TrainConfig", tokenizer: Any, max_length: int) 
         return None
     settings = (f"{type(tokenizer).__name__}|vocab={len(tokenizer)}|max_length={max_length}"
                 f"|pad={tokenizer.pad_token_id}")
-    root = Path(train.cache_dir).expanduser() if train.cache_dir else default_cache_dir()
+    root = Path(train.cache_dir).expanduser() if train.cache_dir else activation_cache_dir()
     return ActivationCache(root, dtype=train.cache_dtype, tokenizer_settings=settings, compute=train.precision)
 
 
