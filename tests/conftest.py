@@ -15,9 +15,17 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _activation_cache_dir(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """Runs in tests write their activation cache to a temporary folder, never to ~/.cache."""
-    os.environ["TUNELAB_CACHE_DIR"] = str(tmp_path_factory.mktemp("activation-cache"))
+def _cache_root(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Runs in tests write their activation cache to a temporary folder, never to ~/.cache. The models
+    converted once (smollm2 dequantised from GGUF takes ~20 s) stay in the user's cache, shared between
+    sessions, through a link."""
+    from tunelab.paths import model_cache_dir
+
+    models = model_cache_dir()
+    models.mkdir(parents=True, exist_ok=True)
+    root = tmp_path_factory.mktemp("cache")
+    (root / "models").symlink_to(models, target_is_directory=True)
+    os.environ["TUNELAB_CACHE"] = str(root)
 
 
 @pytest.fixture(scope="session", autouse=True)

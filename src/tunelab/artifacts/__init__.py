@@ -1,6 +1,6 @@
 """The run directory: atomic files, manifest, model save/load."""
 
-from tunelab.artifacts.atomic import atomic_write_json, atomic_write_text
+from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.artifacts.model_io import LoadedRun, load_run, save_task_model
 from tunelab.artifacts.rundir import RunDirectory
 

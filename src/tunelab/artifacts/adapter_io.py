@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from tunelab.artifacts.atomic import atomic_write_json, atomic_write_with
+from tunelab.atomic import atomic_write_json, atomic_write_with
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ModelError
 from tunelab.models.task_model import TaskModel

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from safetensors.torch import load_file, save_file
 
-from tunelab.artifacts.atomic import atomic_write_json, atomic_write_with
+from tunelab.atomic import atomic_write_json, atomic_write_with
 from tunelab.catalog import parse_config
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ModelError, TunelabError

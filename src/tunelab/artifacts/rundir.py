@@ -7,22 +7,38 @@ discard it unless given --overwrite."""
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
+from typing import Optional
 
+from tunelab.atomic import commit_dir
 from tunelab.errors import ConfigError
 
-__all__ = ["RunDirectory"]
+__all__ = ["RunDirectory", "staging_path", "target_of_staging"]
 
 FINISHED_MARKER = "manifest.json"
+_STAGING_SUFFIX = ".staging"
+
+
+def staging_path(target: Path) -> Path:
+    """`.NAME.staging` beside the output folder `NAME`: hidden, and in the same folder so that moving the
+    finished run into place is one rename. The one place this name is made."""
+    return target.parent / f".{target.name}{_STAGING_SUFFIX}"
+
+
+def target_of_staging(path: Path) -> Optional[Path]:
+    """The output folder whose staging folder is `path` (`.NAME.staging` -> `NAME`), or None when `path` is not
+    named like a staging folder: users may point `--resume` at either."""
+    if path.name.startswith(".") and path.name.endswith(_STAGING_SUFFIX):
+        return path.parent / path.name[1:-len(_STAGING_SUFFIX)]
+    return None
 
 
 class RunDirectory:
     def __init__(self, target: Path, overwrite: bool = False) -> None:
         self.target = target.expanduser().resolve()
         self.overwrite = overwrite
-        self.staging = self.target.parent / f".{self.target.name}.staging"
+        self.staging = staging_path(self.target)
 
     def check_target(self, resume: bool = False) -> None:
         """Refuse up front, before any work, to replace an earlier run (or an unfinished one) unless asked to,
@@ -54,14 +70,9 @@ class RunDirectory:
         return self.staging
 
     def commit(self) -> Path:
-        """Move the finished staging folder to the target (the old target, if any, is removed last)."""
-        old = None
-        if self.target.exists():
-            old = self.target.parent / f".{self.target.name}.old-{os.getpid()}"
-            os.replace(self.target, old)
-        os.replace(self.staging, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        """Move the finished staging folder to the target (the old target, if any, is removed last). Not
+        fsync'd (it never was): this guards against a failed or killed process, not a power cut."""
+        commit_dir(self.staging, self.target, replace=True, fsync=False)
         return self.target
 
     def abandon(self) -> None:

@@ -86,6 +86,7 @@ def _resume_paths(config: Optional[Path], out: Optional[str], resume: Optional[s
     """With `--resume RUN_DIR`: the run folder becomes the output, and without CONFIG the run's own config is used."""
     if not resume:
         return config, out
+    from tunelab.artifacts.rundir import staging_path
     from tunelab.training.resume import resolve_resume_dir
 
     if config is None and Path(resume).is_file():  # `train --resume config.yaml`: the value was the CONFIG
@@ -94,7 +95,7 @@ def _resume_paths(config: Optional[Path], out: Optional[str], resume: Optional[s
     if out is not None and Path(out).expanduser().resolve() != target.resolve():
         raise TunelabError(f"train: --out {out} and --resume {resume} name different runs; give one of them")
     if config is None:
-        staged = target.parent / f".{target.name}.staging" / "config.yaml"
+        staged = staging_path(target) / "config.yaml"
         if not staged.is_file() and (target / "config.yaml").is_file():
             staged = target / "config.yaml"  # a finished run: run_training says there is nothing to resume
         if not staged.is_file():
@@ -132,7 +133,7 @@ def eval_(run_dir: Path = typer.Argument(..., help="A run directory written by `
         table.add_row(key, f"{value:.4f}")
     out_console.print(table)
     if output is not None:
-        from tunelab.artifacts.atomic import atomic_write_json
+        from tunelab.atomic import atomic_write_json
 
         atomic_write_json(output, metrics)
 

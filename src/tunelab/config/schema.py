@@ -162,7 +162,7 @@ class TrainConfig(_Section):
                             "activations (same result as recomputing); off: recompute every step.")
     cache_dtype: Literal["fp32", "bf16"] = Field("fp32", description="Storage of cached activations; bf16 halves the disk and I/O.")
     cache_dir: Optional[str] = Field(None, description="Activation cache folder, shared by runs; default "
-                                                        "$TUNELAB_CACHE_DIR or ~/.cache/tunelab/activations.")
+                                                        "$TUNELAB_CACHE/activations or ~/.cache/tunelab/activations.")
     compile: bool = Field(False, description="torch.compile each block (dynamic shapes); off by default: "
                                               "on CPU the compile time outweighs the gain for short runs.")
     checkpoint_every_steps: Optional[int] = Field(

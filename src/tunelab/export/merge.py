@@ -7,13 +7,13 @@ before it is moved to its final name; a mismatch leaves nothing behind.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 
 from tunelab.artifacts.model_io import HEAD_WEIGHTS, load_run, save_hf_model
+from tunelab.atomic import atomic_dir, sweep_leftovers
 from tunelab.errors import TunelabError
 from tunelab.strategies.peft.base import adaptation_of, unwrap_merged
 from tunelab.strategies.registry import PEFT_METHODS, peft_method
@@ -52,21 +52,15 @@ def export_merged(run_dir: Path, out_dir: Path, *, atol: float = 1e-4) -> dict[s
         for layer in adaptation_of(model).layers.values():
             layer.merge()
     unwrap_merged(model)
-    staging = out_dir.with_name(f".{out_dir.name}.tmp")
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    sweep_leftovers(out_dir.parent, out_dir.name)  # what a killed export to this folder left
+    # refuses an out_dir filled meanwhile (an empty one is taken over); not fsync'd, as the export never was
+    with atomic_dir(out_dir, replace=False, fsync=False) as staging:
         save_hf_model(model, run.tokenizer, staging, run.config)
         got = _reload_logits(staging, run, ids, mask)
         diff = float((got - expected).abs().max())
         if diff > atol:
             raise TunelabError(f"export --merge: the merged model's logits differ from the adapter model's by {diff:.2e} "
                                f"(> {atol:g}); nothing was written. Please report this with the run directory")
-        out_dir.parent.mkdir(parents=True, exist_ok=True)
-        if out_dir.exists():
-            out_dir.rmdir()
-        staging.rename(out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return {"max_abs_logit_diff": diff}
 
 

@@ -12,13 +12,12 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
+from tunelab.atomic import atomic_dir
 from tunelab.errors import ModelError
 from tunelab.hashing import hash_files
-from tunelab.models.pickle_weights import cache_root
+from tunelab.paths import model_cache_dir
 
 __all__ = ["dequantized_dir", "smollm2_dir", "SMOLLM2_PACKAGE", "SMOLLM2_FILE"]
 
@@ -48,7 +47,7 @@ def _file_key(path: Path) -> str:
 def dequantized_dir(gguf: Path, name: str) -> Path:
     """The cached fp32 Hugging Face directory of `gguf`, built on first use (atomically: temp folder + rename)."""
     key = _file_key(gguf)
-    out = cache_root() / "models" / f"{name}-{key}"
+    out = model_cache_dir() / f"{name}-{key}"
     if (out / _DONE).is_file():
         return out
     try:
@@ -60,9 +59,9 @@ def dequantized_dir(gguf: Path, name: str) -> Path:
     from tunelab.models.quiet import quiet_transformers
 
     quiet_transformers()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    # replaces a folder without _DONE (an interrupted conversion of an older version); not fsync'd, as before:
+    # it is a cache of the packaged GGUF file
+    with atomic_dir(out, replace=True, fsync=False) as tmp:
         source = dict(pretrained_model_name_or_path=str(gguf.parent), gguf_file=gguf.name)
         tokenizer = AutoTokenizer.from_pretrained(**source)
         loaded = AutoModelForCausalLM.from_pretrained(**source)
@@ -78,10 +77,4 @@ def dequantized_dir(gguf: Path, name: str) -> Path:
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
         (tmp / _DONE).write_text(json.dumps({"source": gguf.name, "sha256_16": key}) + "\n", encoding="utf-8")
-        if out.exists():  # an interrupted earlier conversion
-            shutil.rmtree(out)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out

@@ -10,7 +10,6 @@ unpickles anything.
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 import shutil
 from pathlib import Path
@@ -18,14 +17,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from tunelab.artifacts.atomic import atomic_write_with
+from tunelab.atomic import atomic_write_with
 from tunelab.errors import ModelError
+from tunelab.paths import cache_root
 
-__all__ = ["convert_pickle_dir", "cache_root"]
-
-
-def cache_root() -> Path:
-    return Path(os.environ.get("TUNELAB_CACHE", "~/.cache/tunelab")).expanduser()
+__all__ = ["convert_pickle_dir"]
 
 
 def convert_pickle_dir(path: Path, pickles: list[Path]) -> Path:

@@ -11,7 +11,6 @@ The module names (`embeddings`, `blocks`) are what the LayerStack reads: depth s
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -20,8 +19,9 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from tunelab.artifacts.atomic import atomic_write_json, atomic_write_with
+from tunelab.atomic import atomic_write_json, atomic_write_with
 from tunelab.errors import ModelError
+from tunelab.paths import model_cache_dir
 
 __all__ = ["EfficientNetBackbone", "ImagePreprocessor", "efficientnet_lite0_dir", "is_vision_dir", "ARCHITECTURE"]
 
@@ -103,7 +103,7 @@ def is_vision_dir(model_dir: Path) -> bool:
 
 def efficientnet_lite0_dir() -> Path:
     """The cached safetensors directory of the ImageNet weights, converted on first use."""
-    root = Path(os.environ.get("TUNELAB_MODEL_CACHE", Path.home() / ".cache" / "tunelab" / "models")) / ARCHITECTURE
+    root = model_cache_dir() / ARCHITECTURE
     if (root / "model.safetensors").is_file() and (root / "preprocessor.json").is_file():
         return root
     try:

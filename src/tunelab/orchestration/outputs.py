@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-from tunelab.artifacts.atomic import atomic_write_json, atomic_write_text
+from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.artifacts.manifest import build_manifest
 from tunelab.config.loading import config_to_yaml
 from tunelab.config.schema import RunConfig

@@ -12,7 +12,7 @@ from typing import Any, Optional
 import torch
 
 from tunelab.artifacts.model_io import LoadedRun, load_run
-from tunelab.artifacts.atomic import atomic_write_text
+from tunelab.atomic import atomic_write_text
 from tunelab.data.labels import check_known_labels, missing_label
 from tunelab.data.records import Record
 from tunelab.errors import DataError

@@ -25,27 +25,28 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
 
 import numpy as np
 import torch
 
+from tunelab.atomic import atomic_dir
 from tunelab.data.encoding import EncodedSplit, iterate_batches
 from tunelab.errors import ModelError
 from tunelab.models.layerstack import EMBEDDING_GROUP
 from tunelab.models.prefix import capture_block_inputs, embedding_module
 from tunelab.models.task_model import TaskModel
+from tunelab.paths import activation_cache_dir
 from tunelab.strategies.plan import Plan
 
 if TYPE_CHECKING:
     from tunelab.config.schema import TrainConfig
 
 __all__ = ["ActivationCache", "CacheKey", "CacheStats", "frozen_blocks", "prefix_schedule", "eval_frozen_prefix",
-           "default_cache_dir", "hash_token_ids", "activation_cache_for", "CacheUnsupported"]
+           "hash_token_ids", "activation_cache_for", "CacheUnsupported"]
 
 FORMAT_VERSION = 1
 StoreDtype = Literal["fp32", "bf16"]
@@ -54,13 +55,6 @@ _NUMPY = {"fp32": np.float32, "bf16": np.int16}  # numpy has no bf16: its bits t
 # config keys that only concern the head; excluded so a native-head and a pooling-head run share entries
 _HEAD_ONLY_CONFIG = {"id2label", "label2id", "num_labels", "problem_type", "architectures", "_name_or_path",
                      "classifier_dropout", "transformers_version", "add_pooling_layer", "return_dict"}
-
-
-def default_cache_dir() -> Path:
-    """`$TUNELAB_CACHE_DIR`, else `$XDG_CACHE_HOME/tunelab/activations`, else `~/.cache/tunelab/activations`."""
-    if os.environ.get("TUNELAB_CACHE_DIR"):
-        return Path(os.environ["TUNELAB_CACHE_DIR"])
-    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunelab" / "activations"
 
 
 # -- which prefix is frozen ---------------------------------------------------------------------------
@@ -197,15 +191,12 @@ class CachedPrefixStore:
 
 
 class _Writer:
-    """Fills one entry in a temporary folder; `commit` renames it into place."""
+    """Fills one entry's temporary folder (see `_entry_folder`, which renames it into place)."""
 
-    def __init__(self, final: Path, key: CacheKey, lengths: np.ndarray, dtype: StoreDtype) -> None:
-        self.final, self.key, self.lengths, self.dtype = final, key, lengths, dtype
+    def __init__(self, tmp: Path, key: CacheKey, lengths: np.ndarray, dtype: StoreDtype) -> None:
+        self.tmp, self.key, self.lengths, self.dtype = tmp, key, lengths, dtype
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.tmp = final.with_name(f"{final.name}.tmp-{os.getpid()}")
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
-        self.fd = os.open(self.tmp / "hidden.bin", os.O_WRONLY | os.O_CREAT, 0o644)
+        self.fd: Optional[int] = os.open(self.tmp / "hidden.bin", os.O_WRONLY | os.O_CREAT, 0o644)
         self.hidden_size = 0
         self.written = 0
 
@@ -220,21 +211,35 @@ class _Writer:
             os.pwrite(self.fd, chunk.tobytes(), int(self.offsets[i]) * row_bytes)
             self.written += chunk.nbytes
 
-    def commit(self) -> Path:
-        os.close(self.fd)
+    def finish(self) -> None:
+        """Close the data file and write `meta.json`, whose presence is what makes an entry usable."""
+        fd, self.fd = self.fd, None
+        os.close(fd)
         meta = {"version": FORMAT_VERSION, "key": asdict(self.key), "examples": len(self.lengths),
                 "rows": int(self.offsets[-1]), "hidden_size": self.hidden_size, "dtype": self.dtype}
         (self.tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        try:
-            os.rename(self.tmp, self.final)
-        except OSError:  # another process committed the same entry first: keep theirs
-            shutil.rmtree(self.tmp, ignore_errors=True)
-        return self.final
 
-    def abandon(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
-        shutil.rmtree(self.tmp, ignore_errors=True)
+    def release(self) -> None:
+        """Close the data file if `finish` did not (the build failed)."""
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+
+
+@contextlib.contextmanager
+def _entry_folder(final: Path) -> Iterator[Path]:
+    """`atomic_dir` for one entry. When another process committed the same entry first, theirs is kept: the
+    same key means the same data. Not fsync'd (it never was): an entry is recomputable, and syncing its
+    hundreds of MB would slow every build."""
+    built = False
+    try:
+        with atomic_dir(final, replace=False, fsync=False) as tmp:
+            yield tmp
+            built = True
+    except FileExistsError:
+        if not built:
+            raise
 
 
 def activation_cache_for(train: "TrainConfig", tokenizer: Any, max_length: int) -> Optional["ActivationCache"]:
@@ -243,7 +248,7 @@ def activation_cache_for(train: "TrainConfig", tokenizer: Any, max_length: int) 
         return None
     settings = (f"{type(tokenizer).__name__}|vocab={len(tokenizer)}|max_length={max_length}"
                 f"|pad={tokenizer.pad_token_id}")
-    root = Path(train.cache_dir).expanduser() if train.cache_dir else default_cache_dir()
+    root = Path(train.cache_dir).expanduser() if train.cache_dir else activation_cache_dir()
     return ActivationCache(root, dtype=train.cache_dtype, tokenizer_settings=settings, compute=train.precision)
 
 
@@ -304,6 +309,12 @@ class ActivationCache:
             raise ModelError(f"activation cache entry {path} does not match its key; delete the folder")
         return CachedPrefixStore(path, lengths, meta["hidden_size"], meta["dtype"])
 
+    def _writer(self, entries: contextlib.ExitStack, key: CacheKey, lengths: np.ndarray) -> _Writer:
+        """A writer for entry `key`, whose folder `entries` renames into place on exit (or removes)."""
+        writer = _Writer(entries.enter_context(_entry_folder(self.root / key.digest())), key, lengths, self.dtype)
+        entries.callback(writer.release)
+        return writer
+
     def _build(self, model: TaskModel, split: EncodedSplit, missing: dict[int, CacheKey], lengths: np.ndarray,
                device: torch.device, batch_size: int, pad_id: int,
                autocast: Optional[contextlib.AbstractContextManager]) -> None:
@@ -314,8 +325,8 @@ class ActivationCache:
         try:
             with torch.no_grad():
                 check_served_forward(model, split, starts, device, pad_id)
-                writers = {k: _Writer(self.root / key.digest(), key, lengths, self.dtype) for k, key in missing.items()}
-                try:
+                with contextlib.ExitStack() as entries:  # on an exception every entry's folder is removed
+                    writers = {k: self._writer(entries, key, lengths) for k, key in missing.items()}
                     for batch in iterate_batches(split, batch_size, pad_id=pad_id, shuffle=False):
                         moved = batch.to(device)
                         with autocast or contextlib.nullcontext():
@@ -323,13 +334,9 @@ class ActivationCache:
                         for k, hidden in captured.items():
                             writers[k].write(hidden, batch.indices)
                         self.stats.computed_examples += len(batch)
-                except BaseException:
                     for writer in writers.values():
-                        writer.abandon()
-                    raise
-                for writer in writers.values():
-                    writer.commit()
-                    self.stats.bytes_written += writer.written
+                        writer.finish()
+                        self.stats.bytes_written += writer.written
         finally:
             model.train(was_training)
         self.stats.built_entries += len(missing)

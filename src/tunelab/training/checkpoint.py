@@ -1,7 +1,7 @@
 """Checkpoint directories: written atomically, verified by content hash, pruned to the last K plus the best.
 
-Layout (under a run's staging folder `.NAME.staging/checkpoints/`, which becomes `NAME/checkpoints/` when the
-run finishes, so a killed run keeps its checkpoints where `--resume` looks for them)::
+Layout (under `checkpoints/` in a run's staging folder, see `tunelab.artifacts.rundir`, which becomes
+`NAME/checkpoints/` when the run finishes, so a killed run keeps its checkpoints where `--resume` looks)::
 
     checkpoints/
       step-00000012/            one checkpoint: tensors as safetensors, everything else as JSON
@@ -12,9 +12,9 @@ run finishes, so a killed run keeps its checkpoints where `--resume` looks for t
       step-00000018-end/        an epoch-end checkpoint (after evaluation and early stopping)
 
 A checkpoint is first built in `.tmp-NAME-PID/` (each file fsync'd), then renamed into place and the parent
-fsync'd: a kill at any moment leaves either a complete checkpoint or a `.tmp-*` folder that is ignored and
-cleaned up. Pruned checkpoints are renamed to `.trash-*` before deletion for the same reason. No pickle is
-ever written or read here.
+fsync'd (`tunelab.atomic.atomic_dir`): a kill at any moment leaves either a complete checkpoint or a `.tmp-*`
+folder that is ignored and cleaned up. Pruned checkpoints are renamed to `.trash-*` before deletion for the
+same reason. No pickle is ever written or read here.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save_file as st_save_file
 
+from tunelab.atomic import atomic_dir, discard_dir, sweep_leftovers
 from tunelab.hashing import update_with_file
 
 __all__ = ["Checkpoint", "CheckpointStore", "checkpoint_name", "MANIFEST", "FORMAT_VERSION"]
@@ -51,14 +51,6 @@ def _order(path: Path) -> tuple[int, int]:
     match = _NAME.match(path.name)
     assert match is not None, path
     return int(match.group(1)), 1 if match.group(2) else 0
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_synced(path: Path, data: bytes) -> None:
@@ -104,24 +96,16 @@ class CheckpointStore:
     # -- writing ----------------------------------------------------------------------------------
     def save(self, name: str, tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any]) -> Path:
         """Write checkpoint `name` atomically and prune old ones; `state["best_checkpoint"]` is kept."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = self.root / f".tmp-{name}-{os.getpid()}"
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir()
-        files: dict[str, dict[str, Any]] = {}
-        for kind, group in tensors.items():
-            files[f"{kind}.safetensors"] = _write_tensors_synced(
-                tmp / f"{kind}.safetensors", {k: v.detach().cpu().contiguous() for k, v in group.items()})
-        manifest = {"format_version": FORMAT_VERSION, "name": name, "created": time.time(), "files": files,
-                    "sidecars": {p.name: p.stat().st_size if p.exists() else 0 for p in self.sidecars},
-                    "state": state}
-        _write_synced(tmp / MANIFEST, (json.dumps(manifest, allow_nan=True) + "\n").encode("utf-8"))
-        _fsync_dir(tmp)
         final = self.root / name
-        if final.exists():  # a resumed run writes the same step again: replace it whole
-            self._discard(final)
-        os.replace(tmp, final)
-        _fsync_dir(self.root)
+        with atomic_dir(final, replace=True) as tmp:  # a resumed run writes the same step again: replaced whole
+            files: dict[str, dict[str, Any]] = {}
+            for kind, group in tensors.items():
+                files[f"{kind}.safetensors"] = _write_tensors_synced(
+                    tmp / f"{kind}.safetensors", {k: v.detach().cpu().contiguous() for k, v in group.items()})
+            manifest = {"format_version": FORMAT_VERSION, "name": name, "created": time.time(), "files": files,
+                        "sidecars": {p.name: p.stat().st_size if p.exists() else 0 for p in self.sidecars},
+                        "state": state}
+            _write_synced(tmp / MANIFEST, (json.dumps(manifest, allow_nan=True) + "\n").encode("utf-8"))
         self._prune(keep_also=state.get("best_checkpoint"))
         return final
 
@@ -129,12 +113,7 @@ class CheckpointStore:
         existing = self.names()
         for path in existing[:-self.keep]:
             if path.name != keep_also:
-                self._discard(path)
-
-    def _discard(self, path: Path) -> None:
-        trash = self.root / f".trash-{path.name}-{os.getpid()}"
-        os.replace(path, trash)
-        shutil.rmtree(trash, ignore_errors=True)
+                discard_dir(path)
 
     # -- reading ----------------------------------------------------------------------------------
     def names(self) -> list[Path]:
@@ -145,10 +124,7 @@ class CheckpointStore:
 
     def clean_partial(self) -> None:
         """Remove what a killed write or prune left behind (`.tmp-*`, `.trash-*`)."""
-        if self.root.is_dir():
-            for path in self.root.iterdir():
-                if path.name.startswith((".tmp-", ".trash-")):
-                    shutil.rmtree(path, ignore_errors=True)
+        sweep_leftovers(self.root)
 
     def latest_valid(self, warn: Callable[[str], None]) -> Optional[Checkpoint]:
         """The newest checkpoint whose files match their recorded hashes; each one skipped is warned about."""

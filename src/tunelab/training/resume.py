@@ -1,8 +1,8 @@
 """`--resume`: find the unfinished run, pick its latest valid checkpoint, and check that it belongs to this run.
 
-An unfinished run lives in the staging folder `.NAME.staging` beside its output `NAME` (see
-:class:`RunDirectory`); its checkpoints are in `.NAME.staging/checkpoints/`. A checkpoint records the
-identity of the run that wrote it (the resolved config, the data hashes, the base model's hash): resuming
+An unfinished run lives in the staging folder beside its output (named by
+:func:`tunelab.artifacts.rundir.staging_path`), its checkpoints in `checkpoints/` there. A checkpoint records
+the identity of the run that wrote it (the resolved config, the data hashes, the base model's hash): resuming
 with anything else would not continue *that* run, so it is refused with the keys that differ.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable
 
-from tunelab.artifacts.rundir import RunDirectory
+from tunelab.artifacts.rundir import RunDirectory, target_of_staging
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore
@@ -33,13 +33,11 @@ def checkpoint_store(run_dir: RunDirectory, config: RunConfig) -> CheckpointStor
 
 
 def resolve_resume_dir(value: str) -> Path:
-    """`--resume RUN_DIR` accepts the output folder or its staging folder `.NAME.staging`."""
+    """`--resume RUN_DIR` accepts the output folder, its staging folder or the checkpoints folder in that."""
     path = Path(value).expanduser()
     if path.name == "checkpoints":
         path = path.parent
-    if path.name.startswith(".") and path.name.endswith(".staging"):
-        return path.parent / path.name[1:-len(".staging")]
-    return path
+    return target_of_staging(path) or path
 
 
 def check_resumable(run_dir: RunDirectory) -> None:

@@ -24,7 +24,7 @@ def test_atomic_write_failure_keeps_old_file(tmp_path: Path) -> None:
     class Boom(Exception):
         pass
 
-    from tunelab.artifacts.atomic import atomic_write_with
+    from tunelab.atomic import atomic_write_with
 
     def write(tmp: Path) -> None:
         tmp.write_text("half")
