@@ -205,3 +205,28 @@ def _build_training(raw: dict):
 @pytest.fixture
 def build_training():
     return _build_training
+
+
+@pytest.fixture(scope="session")
+def tiny_vision_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """EfficientNet-Lite0 with random weights at 16x16 pixels: the image tasks' tiny model."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    import torch
+
+    from tunelab.models.vision import EfficientNetBackbone, ImagePreprocessor
+
+    path = tmp_path_factory.mktemp("tiny-vision")
+    torch.manual_seed(0)
+    EfficientNetBackbone(image_size=16).save_pretrained(path)
+    ImagePreprocessor(image_size=16).save_pretrained(path)
+    return path
+
+
+def without_dropout(model):
+    """Dropout off everywhere, for tests that compare two trainings step for step."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+    return model

@@ -73,22 +73,9 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_llama(tmp_path_factory.mktemp("tiny-llama"))
 
 
-@pytest.fixture(scope="module")
-def tiny_vision(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """EfficientNet-Lite0 with random weights at 16x16 pixels (as tests/unit/tasks/test_image_classification.py)."""
-    pytest.importorskip("efficientnet_lite_pytorch")
-    from tunelab.models.vision import EfficientNetBackbone, ImagePreprocessor
-
-    path = tmp_path_factory.mktemp("tiny-vision")
-    torch.manual_seed(0)
-    EfficientNetBackbone(image_size=16).save_pretrained(path)
-    ImagePreprocessor(image_size=16).save_pretrained(path)
-    return path
-
-
 def model_fixture(task: Task) -> str:
     """Images -> the image backbone, generated text -> a decoder LM, anything else on text -> a BERT."""
-    return "tiny_vision" if task.takes_images else "tiny_llama" if task.generative else "tiny_bert"
+    return "tiny_vision_dir" if task.takes_images else "tiny_llama" if task.generative else "tiny_bert"
 
 
 # -- examples, one file per label kind (in the format that kind's reader takes) ----------------------------

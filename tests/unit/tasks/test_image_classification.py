@@ -16,19 +16,6 @@ from tunelab.serving.predict import predict_records
 pytest.importorskip("efficientnet_lite_pytorch")
 
 
-@pytest.fixture(scope="module")
-def tiny_vision_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import torch
-
-    from tunelab.models.vision import EfficientNetBackbone, ImagePreprocessor
-
-    path = tmp_path_factory.mktemp("effnet")
-    torch.manual_seed(0)
-    EfficientNetBackbone(image_size=16).save_pretrained(path)
-    ImagePreprocessor(image_size=16).save_pretrained(path)
-    return path
-
-
 def test_layer_stack_finds_the_blocks(tiny_vision_dir: Path) -> None:
     from tunelab.config.schema import HeadConfig, ModelConfig
     from tunelab.tasks import get_task

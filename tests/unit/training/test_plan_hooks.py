@@ -12,6 +12,7 @@ from tunelab.strategies import compile_strategy
 from tunelab.strategies.plan import LossTerm
 from tunelab.training import Trainer
 from tunelab.training.callbacks import Callback
+from tests.conftest import without_dropout
 
 CPU = torch.device("cpu")
 
@@ -29,10 +30,7 @@ def _setup(tiny_config: dict, build_training, **train):
     tiny_config["optim"] = {"lr": 1e-3, "weight_decay": 0.0}
     tiny_config["early_stopping"] = {"restore_best": False}
     config, task, data, model, enc, loss_fn = build_training(tiny_config)
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-    return config, task, data, model, enc, loss_fn
+    return config, task, data, without_dropout(model), enc, loss_fn
 
 
 def test_plan_loss_terms_join_the_task_loss(tiny_config: dict, build_training) -> None:
