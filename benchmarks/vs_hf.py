@@ -175,7 +175,7 @@ def run_tunelab(s: Setting) -> dict[str, Any]:
 
     from tunelab.catalog import parse_config
     from tunelab.strategies.registry import strategy_names
-    from tunelab.orchestration.train import train as run_training
+    from tunelab.orchestration.train import train
 
     if s.strategy not in strategy_names():
         return {"skipped": f"tunelab has no '{s.strategy}' strategy registered yet (strategies: {', '.join(strategy_names())})"}
@@ -183,7 +183,7 @@ def run_tunelab(s: Setting) -> dict[str, Any]:
 
     config = parse_config(tunelab_config(s))
     out = Path(tempfile.mkdtemp(prefix="tunelab-bench-")) / "run"
-    summary = run_training(config, out=str(out), console=Console(stderr=True, quiet=True))
+    summary = train(config, out=str(out), console=Console(stderr=True, quiet=True))
     wall = time.perf_counter() - WORKER_START
     manifest = json.loads((out / "manifest.json").read_text())
     ran = yaml.safe_load((out / "config.yaml").read_text())["train"]["precision"]  # `auto` resolved

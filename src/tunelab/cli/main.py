@@ -55,14 +55,14 @@ def train(
     from tunelab.catalog import load_config
     from tunelab.configs import DEMO_CONFIG
     from tunelab.errors import RunInterrupted
-    from tunelab.orchestration.train import train as run_training
+    from tunelab.orchestration.train import train as train_run
 
     config, out = _resume_paths(config, out, resume)
     if demo == (config is not None):
         raise TunelabError("train: give a CONFIG file or --demo (one of them)")
     run_config = load_config(DEMO_CONFIG if demo else config, set_)
     try:
-        summary = run_training(run_config, out=out, overwrite=overwrite, console=err_console, resume=resume is not None,
+        summary = train_run(run_config, out=out, overwrite=overwrite, console=err_console, resume=resume is not None,
                                trust_pickle=trust_pickle)
     except RunInterrupted as err:
         target = Path(out or run_config.output)
@@ -97,7 +97,7 @@ def _resume_paths(config: Optional[Path], out: Optional[str], resume: Optional[s
     if config is None:
         staged = staging_path(target) / "config.yaml"
         if not staged.is_file() and (target / "config.yaml").is_file():
-            staged = target / "config.yaml"  # a finished run: run_training says there is nothing to resume
+            staged = target / "config.yaml"  # a finished run: train says there is nothing to resume
         if not staged.is_file():
             raise TunelabError(f"--resume: {staged} not found, so the run's config is unknown; give the CONFIG "
                                f"as well (tunelab train CONFIG --resume {resume}), or check the run folder")
