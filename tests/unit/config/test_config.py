@@ -128,3 +128,13 @@ def test_relative_data_paths_resolve_against_config_folder(tmp_path: Path) -> No
     (tmp_path / "data" / "train.csv").write_text("text,label\na,b\n", encoding="utf-8")
     (tmp_path / "c.yaml").write_text("data: {train: data/train.csv}\n", encoding="utf-8")
     assert load_config(tmp_path / "c.yaml").data.train == str(tmp_path / "data" / "train.csv")
+
+
+def test_a_config_saved_with_every_method_section_spelled_out_still_loads() -> None:
+    """Run directories written before the sections moved to their methods list every section, null but
+    the chosen one; they must still load (resume, predict, eval)."""
+    sections = {name: None for name in ("lora", "adapter", "prompt", "prefix", "ia3", "bitfit")}
+    raw = {"data": {"builtin": "bbc-news"}, "strategy": {"name": "lora", **sections, "lora": {"rank": 4}}}
+    config = parse_config(raw)
+    assert config.strategy.lora.rank == 4 and config.strategy.lora.alpha == 16.0
+    assert config.strategy.ia3 is None
