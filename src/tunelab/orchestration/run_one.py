@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Optional, Union
 
 from rich.console import Console
@@ -33,11 +34,11 @@ from tunelab.training.callbacks import MetricsLogCallback, ProgressCallback
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore
 from tunelab.training.device import seed_everything
 from tunelab.training.loop_state import check_weights
-from tunelab.training.resume import checkpoint_store, run_identity, select_checkpoint
+from tunelab.training.resume import check_resumable, checkpoint_store, run_identity, select_checkpoint
 from tunelab.training.signals import graceful_stop
 from tunelab.training.trainer import Trainer
 
-__all__ = ["run_one", "AUTO_CACHE"]
+__all__ = ["run_one", "check_run_dir", "AUTO_CACHE"]
 
 AUTO_CACHE = "auto"  # run_one's default: the activation cache the config asks for
 
@@ -63,6 +64,7 @@ def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: 
     on `prepared` into `run_dir`. `cache`: a shared ActivationCache, None for none, or AUTO_CACHE; `started`:
     the clock reading the summary's wall time counts from (default: now)."""
     started = time.perf_counter() if started is None else started
+    check_run_dir(run_dir, resume)
     config = prepared.settle(config)
     console = console or Console(stderr=True)
     session = _open_session(prepared, config, run_dir, resume, console)
@@ -76,6 +78,14 @@ def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: 
         raise
     run_dir.commit()
     return summary
+
+
+def check_run_dir(run_dir: RunDirectory, resume: bool) -> None:
+    """The output folder can take this run (or, resuming, holds an unfinished one): checked before anything is
+    read or written, by `train` before `prepare` and by every `run_one`."""
+    if resume:
+        check_resumable(run_dir)
+    run_dir.check_target(resume)
 
 
 def _open_session(prepared: Prepared, config: RunConfig, run_dir: RunDirectory, resume: bool,
@@ -113,7 +123,7 @@ def _targets_kind(prepared: Prepared) -> str:
     return "free-text responses" if prepared.task.generative else "regression targets"
 
 
-def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: Any, cache: Any,
+def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: Path, cache: Any,
                      started: float) -> RunSummary:
     prepared, config, console = session.prepared, session.config, session.console
     _start_outputs(session, staging)
@@ -140,7 +150,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: A
     return summary
 
 
-def _start_outputs(session: _Session, staging: Any) -> None:
+def _start_outputs(session: _Session, staging: Path) -> None:
     """A fresh run writes its config and labels first; a resumed one rewinds the files its checkpoint covers."""
     if session.checkpoint is None:
         write_run_start(staging, session.config, session.prepared.label_names)
@@ -151,7 +161,7 @@ def _start_outputs(session: _Session, staging: Any) -> None:
                           f"{position['batch']}, step {position['step']})")
 
 
-def _trainer(session: _Session, model: TaskModel, staging: Any, cache: Any) -> tuple[Trainer, Optional[ActivationCache]]:
+def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> tuple[Trainer, Optional[ActivationCache]]:
     """The trainer with the run's callbacks and activation cache, after the CPU and compile settings."""
     prepared, config, console = session.prepared, session.config, session.console
     task = prepared.task
@@ -186,7 +196,7 @@ def _base_generation(session: _Session, model: TaskModel) -> dict[str, Any]:
     return scores
 
 
-def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Any,
+def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Path,
           base_generation: dict[str, Any]) -> dict[str, Any]:
     """Test metrics and predictions (with generation scores for generative tasks), written to the run."""
     prepared = session.prepared
