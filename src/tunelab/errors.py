@@ -7,7 +7,10 @@ anything else is a bug in tunelab and keeps its traceback.
 
 from __future__ import annotations
 
-__all__ = ["TunelabError", "ConfigError", "DataError", "ModelError", "TrainingError", "RunInterrupted"]
+from typing import Any, Callable, Sequence
+
+__all__ = ["TunelabError", "ConfigError", "DataError", "ModelError", "TrainingError", "RunInterrupted", "Problems",
+           "bullet_lines", "check_all"]
 
 
 class TunelabError(Exception):
@@ -39,3 +42,41 @@ class RunInterrupted(TunelabError):
         super().__init__(message)
         self.signum = signum
         self.exit_code = 128 + signum
+
+
+class Problems(TunelabError):
+    """Several independent user errors found in one pass (output folder, data, model), reported together so a
+    user fixes them all before the next try; `errors` keeps each one."""
+
+    def __init__(self, errors: Sequence[TunelabError]) -> None:
+        super().__init__(f"{len(errors)} problems:\n" + bullet_lines([str(e) for e in errors]))
+        self.errors = list(errors)
+
+
+def bullet_lines(lines: Sequence[str]) -> str:
+    """`  - line` per line, continuation lines indented under their bullet: the one layout of a multi-problem
+    message (config problems and run problems alike)."""
+    return "\n".join("  - " + line.replace("\n", "\n    ") for line in lines)
+
+
+# what check_all collects: the errors a user causes with their files; anything else (a bug, an interrupt,
+# a training failure) propagates at once
+_USER_ERRORS = (ConfigError, DataError, ModelError)
+
+
+def check_all(checks: Sequence[Callable[[], Any]]) -> list[Any]:
+    """Run every check even when an earlier one fails, and return their results in order. One failure is
+    re-raised as it is (its message unchanged); several become one `Problems` listing them all."""
+    results: list[Any] = []
+    failures: list[TunelabError] = []
+    for check in checks:
+        try:
+            results.append(check())
+        except _USER_ERRORS as err:
+            failures.append(err)
+            results.append(None)
+    if len(failures) == 1:
+        raise failures[0]
+    if failures:
+        raise Problems(failures)
+    return results

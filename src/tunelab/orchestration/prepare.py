@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from rich.console import Console
@@ -15,7 +15,7 @@ from tunelab.config.schema import RunConfig
 from tunelab.data.encoding import EncodedSplit
 from tunelab.data.records import Splits
 from tunelab.data.sources import load_data
-from tunelab.errors import ConfigError
+from tunelab.errors import ConfigError, check_all
 from tunelab.inference.predict import encode_split
 from tunelab.models.loading import hash_model_dir, resolve_model_dir
 from tunelab.tasks.base import Task
@@ -59,9 +59,13 @@ class Prepared:
         return settled
 
 
-def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[Console] = None) -> Prepared:
+def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[Console] = None,
+            checks: Sequence[Callable[[], object]] = ()) -> Prepared:
     """Read, split and hash the data, resolve and hash the model directory, load the task's preprocessor and
-    encode the three splits: once per config, whatever is trained on them afterwards."""
+    encode the three splits: once per config, whatever is trained on them afterwards.
+
+    `checks` (the caller's, e.g. the output folder's) run with the data and model checks, none stopping the
+    others, so a user sees every problem of the output, data and model in one message (errors.check_all)."""
     console = console or Console(stderr=True)
     task = get_task(config.task)
     seed_everything(config.train.seed)
@@ -69,12 +73,18 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
     config, note = resolve_run_precision(config, device)
     if note:
         console.print(note)
-    data = load_data(config.data, task, config.train.seed)
-    model_dir = resolve_model_dir(config.model.name, trust_pickle)
-    tokenizer = task.load_preprocessor(model_dir, config)
+    *_, data, (model_dir, tokenizer) = check_all([*checks, lambda: load_data(config.data, task, config.train.seed),
+                                                  lambda: _model_side(config, task, trust_pickle)])
     encoded = {name: encode_split(getattr(data.splits, name), tokenizer, config.data.max_length, task,
                                   data.label_names, train=name == "train") for name in SPLITS}
     return Prepared(config=config, task=task, device=device, splits=data.splits, label_names=data.label_names,
                     data_hashes={name: hash_records(getattr(data.splits, name)) for name in SPLITS},
                     model_dir=model_dir, base_model_hash=hash_model_dir(model_dir), tokenizer=tokenizer,
                     encoded=encoded)
+
+
+def _model_side(config: RunConfig, task: Task, trust_pickle: bool) -> tuple[Path, Any]:
+    """The model directory and the task's preprocessor from it: everything prepare reads of the model,
+    checked without the data."""
+    model_dir = resolve_model_dir(config.model.name, trust_pickle)
+    return model_dir, task.load_preprocessor(model_dir, config)

