@@ -12,8 +12,7 @@ from tunelab.artifacts.rundir import RunDirectory
 from tunelab.config.schema import RunConfig
 from tunelab.orchestration.outputs import RunSummary
 from tunelab.orchestration.prepare import prepare
-from tunelab.orchestration.run_one import run_one
-from tunelab.training.resume import check_resumable
+from tunelab.orchestration.run_one import check_run_dir, run_one
 
 __all__ = ["train", "RunSummary"]
 
@@ -28,13 +27,5 @@ def train(config: RunConfig, *, out: Optional[str] = None, overwrite: bool = Fal
     console = console or Console(stderr=True)
     run_dir = RunDirectory(Path(out or config.output), overwrite=overwrite)
     prepared = prepare(config, trust_pickle=trust_pickle, console=console,
-                       checks=[lambda: _check_output(run_dir, resume)])
+                       checks=[lambda: check_run_dir(run_dir, resume)])
     return run_one(prepared, run_dir=run_dir, resume=resume, console=console, started=started)
-
-
-def _check_output(run_dir: RunDirectory, resume: bool) -> None:
-    """The output folder can take this run: a resumable unfinished run there (resume), and nothing that
-    would be replaced without --overwrite. Reads only."""
-    if resume:
-        check_resumable(run_dir)
-    run_dir.check_target(resume)
