@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 __all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "atomic_write_with", "atomic_dir",
-           "commit_dir", "discard_dir", "sweep_leftovers", "fsync_dir"]
+           "commit_dir", "discard_dir", "sweep_leftovers", "fsync_dir", "give_usual_modes"]
 
 TMP_PREFIX, TRASH_PREFIX = ".tmp-", ".trash-"
 _LEFTOVER = re.compile(r"^\.(?:tmp|trash)-(?P<name>.+)-\d+$")
@@ -36,13 +36,26 @@ def atomic_write_with(path: Path, write: Callable[[Path], None]) -> None:
     tmp_path = Path(tmp)
     try:
         write(tmp_path)
-        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; final files get the usual mode
+        give_usual_modes(tmp_path)  # mkstemp and safetensors' save_file make 0600
         with tmp_path.open("rb") as handle:
             os.fsync(handle.fileno())
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def give_usual_modes(*paths: Path) -> None:
+    """Give each file, and every file below each folder, the mode a plain `open` would (0o666 & ~umask).
+
+    Writers that go through a private temp file leave 0600: mkstemp, and safetensors' `save_file` (>= 0.8),
+    hence transformers' `save_pretrained`. A model another user or a serving container under another uid
+    must read is then unreadable, so every writer of run files calls this on what it wrote."""
+    mode = 0o666 & ~_umask()
+    for path in paths:
+        files = [path] if not path.is_dir() else [p for p in path.rglob("*") if p.is_file() and not p.is_symlink()]
+        for file in files:
+            os.chmod(file, mode)
 
 
 def _umask() -> int:

@@ -16,7 +16,7 @@ from typing import Any
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
 from tunelab.config.schema import RunConfig
 from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names
-from tunelab.tasks.registry import TASKS, task_names
+from tunelab.tasks.registry import TASKS, canonical_task, task_hint, task_names
 
 __all__ = ["load_config", "parse_config", "resolve_config"]
 
@@ -42,6 +42,8 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
 
 def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     """The config with what the task and strategy supply filled in, and the lines of every rule it breaks."""
+    if canonical_task(config.task) != config.task:  # `text-classification` -> `classification`, saved as such
+        config = config.model_copy(update={"task": canonical_task(config.task)})
     task = TASKS.get(config.task)
     problems = [] if task is not None else [_unknown_task(config.task)]
     if task is not None and config.early_stopping.metric is None:
@@ -66,7 +68,7 @@ def _name_problems(raw: dict[str, Any]) -> list[str]:
     """Unknown task or strategy names, which a schema failure elsewhere must not hide."""
     problems = []
     task = raw.get("task", "classification")
-    if isinstance(task, str) and task not in TASKS:
+    if isinstance(task, str) and canonical_task(task) not in TASKS:
         problems.append(_unknown_task(task))
     strategy = raw.get("strategy")
     name = strategy.get("name") if isinstance(strategy, dict) else None
@@ -76,6 +78,7 @@ def _name_problems(raw: dict[str, Any]) -> list[str]:
 
 
 def _unknown_task(name: str) -> str:
-    close = difflib.get_close_matches(name, task_names(), n=1, cutoff=0.6)
+    """The refusal of a task name: the likely meaning of an ambiguous ecosystem name, else the closest name."""
+    close = [task_hint(name)] if task_hint(name) else difflib.get_close_matches(name, task_names(), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"task: unknown task {name!r}{hint}; choose one of: {', '.join(task_names())}"

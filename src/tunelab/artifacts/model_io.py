@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 from safetensors.torch import load_file, save_file
 
-from tunelab.atomic import atomic_write_json, atomic_write_with
+from tunelab.atomic import atomic_write_json, atomic_write_with, give_usual_modes
 from tunelab.catalog import parse_config
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ModelError, TunelabError
@@ -37,6 +37,7 @@ def save_task_model(model: TaskModel, tokenizer: Any, out_dir: Path, config: Run
         base_dir = resolve_model_dir(config.model.name)
         tokenizer.save_pretrained(out_dir)
         save_adapter(model, out_dir, config, method, base_hash=hash_model_dir(base_dir), base_dir=str(base_dir))
+        give_usual_modes(out_dir)
         return
     save_hf_model(model, tokenizer, out_dir, config)
 
@@ -46,6 +47,7 @@ def save_hf_model(model: TaskModel, tokenizer: Any, out_dir: Path, config: RunCo
     out_dir.mkdir(parents=True, exist_ok=True)
     model.network.save_pretrained(out_dir, safe_serialization=True)
     tokenizer.save_pretrained(out_dir)
+    give_usual_modes(out_dir)  # save_pretrained's safetensors files come out 0600
     if model.head is not None:
         state = {k: v.detach().contiguous().cpu() for k, v in model.head.state_dict().items()}
         atomic_write_with(out_dir / HEAD_WEIGHTS, lambda tmp: save_file(state, str(tmp), metadata={"format": "pt"}))

@@ -140,7 +140,9 @@ def _describe(error: Any, model: type[BaseModel], prefix: str) -> str:
 
 
 def _did_you_mean(root: type[BaseModel], loc: tuple[Any, ...]) -> str:
-    """Suggest the closest valid key for an unknown one, by walking the schema along `loc`."""
+    """Suggest the closest valid key for an unknown one, by walking the schema along `loc`: the other tool's
+    name first (a section class may declare its own `foreign_names`, as the PEFT methods' do for peft's),
+    then the nearest spelling, else the valid keys."""
     model: type[BaseModel] | None = root
     for part in loc[:-1]:
         field = model.model_fields.get(str(part)) if model else None
@@ -149,7 +151,8 @@ def _did_you_mean(root: type[BaseModel], loc: tuple[Any, ...]) -> str:
     if model is None:
         return ""
     key = str(loc[-1])
-    if ALIASES.get(key) in model.model_fields:
-        return f" (did you mean {ALIASES[key]!r}?)"
+    aliases = {**ALIASES, **getattr(model, "foreign_names", {})}
+    if aliases.get(key) in model.model_fields:
+        return f" (did you mean {aliases[key]!r}?)"
     close = difflib.get_close_matches(key, list(model.model_fields), n=1, cutoff=0.5)
     return f" (did you mean {close[0]!r}?)" if close else f" (valid keys: {', '.join(model.model_fields)})"

@@ -14,7 +14,7 @@ import importlib.util
 import json
 from pathlib import Path
 
-from tunelab.atomic import atomic_dir
+from tunelab.atomic import atomic_dir, give_usual_modes
 from tunelab.errors import ModelError
 from tunelab.hashing import hash_files
 from tunelab.optional import reinstall_command, require
@@ -75,5 +75,6 @@ def dequantized_dir(gguf: Path, name: str) -> Path:
                              f"unexpected {unexpected[:5]}); reinstall the package that ships it")
         plain.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
+        give_usual_modes(tmp)  # save_pretrained's safetensors files come out 0600
         (tmp / _DONE).write_text(json.dumps({"source": gguf.name, "sha256_16": key}) + "\n", encoding="utf-8")
     return out

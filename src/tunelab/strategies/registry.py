@@ -13,7 +13,7 @@ from tunelab.errors import ConfigError
 from tunelab.models.task_model import TaskModel
 from tunelab.strategies.depth import compile_full, compile_gradual, compile_head, compile_partial
 from tunelab.strategies.peft.adapters import HoulsbyMethod, PfeifferMethod
-from tunelab.strategies.peft.base import PeftMethod
+from tunelab.strategies.peft.base import PeftMethod, PeftSection
 from tunelab.strategies.peft.bitfit import BitFitMethod
 from tunelab.strategies.peft.ia3 import IA3Method
 from tunelab.strategies.peft.lora import LoraMethod
@@ -93,8 +93,7 @@ def check_strategy(config: StrategyConfig) -> list[str]:
         if value is None:  # `lora: null`, as configs saved before sections moved to their methods spell it
             continue
         if key not in sections:
-            errors.append(f"strategy.{key}: unknown key{_did_you_mean(key, [*StrategyConfig.model_fields, *sections])}; "
-                          "remove it or fix the spelling")
+            errors.append(_unknown_key(key, config.name, sections))
         elif method is None or method.section != key:
             wanted = f"strategy.{method.section}" if method else "no method section"
             errors.append(f"strategy.{key}: strategy.{key} is given but strategy {config.name!r} reads {wanted}; "
@@ -118,6 +117,33 @@ def resolve_sections(config: StrategyConfig) -> tuple[StrategyConfig, list[tuple
     resolved = config.model_copy()
     setattr(resolved, method.section, section)
     return resolved, []
+
+
+def _unknown_key(key: str, strategy: str, sections: dict[str, str]) -> str:
+    """The line for an unknown key under `strategy:`. peft and Axolotl configs put a method's options (`r`,
+    `lora_alpha`, `target_modules`) beside its name, so a key that is an option of a method's section, under
+    tunelab's name or another tool's, is pointed at its place in that section."""
+    method = peft_method(strategy)
+    own = _section_key(method, key) if method is not None else None
+    if method is not None and own is not None:
+        return (f"strategy.{key}: unknown key; {method.title or method.name} options live under "
+                f"strategy.{method.section}: strategy.{method.section}.{own}; move it there")
+    places: dict[str, list[str]] = {}   # `strategy.<section>.<key>` -> the strategies that read it
+    for other in PEFT_METHODS.values():
+        field = _section_key(other, key) if key not in PeftSection.model_fields else None  # `lr`: every method's
+        if field is not None:
+            places.setdefault(f"strategy.{other.section}.{field}", []).append(other.name)
+    if places:
+        where = " or ".join(f"{path} (with strategy.name: {' or '.join(names)})" for path, names in places.items())
+        return f"strategy.{key}: unknown key for strategy {strategy!r}; it is a method option: {where}"
+    return (f"strategy.{key}: unknown key{_did_you_mean(key, [*StrategyConfig.model_fields, *sections])}; "
+            "remove it or fix the spelling")
+
+
+def _section_key(method: PeftMethod, key: str) -> Optional[str]:
+    """tunelab's key in `method`'s section for `key` (its own name or peft's / Axolotl's), or None."""
+    fields = method.Section.model_fields
+    return key if key in fields else method.Section.foreign_names.get(key)
 
 
 def _did_you_mean(key: str, valid: list[str]) -> str:

@@ -32,7 +32,7 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save_file as st_save_file
 
-from tunelab.atomic import atomic_dir, discard_dir, sweep_leftovers
+from tunelab.atomic import atomic_dir, discard_dir, give_usual_modes, sweep_leftovers
 from tunelab.hashing import update_with_file
 
 __all__ = ["Checkpoint", "CheckpointStore", "checkpoint_name", "MANIFEST", "FORMAT_VERSION"]
@@ -64,6 +64,7 @@ def _write_tensors_synced(path: Path, tensors: dict[str, torch.Tensor]) -> dict[
     """Stream `tensors` into a safetensors file (never the whole file in memory: a full fine-tune's weights and
     AdamW moments are hundreds of MB), fsync it, and return its sha256 and size read back in chunks."""
     st_save_file(tensors, str(path), metadata={"format": "pt"})
+    give_usual_modes(path)  # safetensors writes 0600
     digest = hashlib.sha256()
     with path.open("rb+") as handle:
         os.fsync(handle.fileno())

@@ -38,6 +38,8 @@ class AdapterSection(PeftSection):
     residual: bool = Field(True, description="Add the adapter's input back (the identity path that makes zero-init exact).")
     attention_module: str = Field("attention.output.dense", description="houlsby: block-relative name of the attention output projection.")
     ffn_module: str = Field("output.dense", description="Block-relative name of the feed-forward output projection.")
+    foreign_names: ClassVar[dict[str, str]] = {  # AdapterHub's BnConfig and common spellings of the width
+        "non_linearity": "activation", "adapter_size": "bottleneck", "bottleneck_size": "bottleneck"}
 
 
 class BottleneckAdapter(PeftLayer):
@@ -97,9 +99,11 @@ class _AdapterMethod(PeftMethod):
 
 class HoulsbyMethod(_AdapterMethod):
     name = "houlsby"
+    title = "Houlsby adapter"
     places = ("attention_module", "ffn_module")
 
 
 class PfeifferMethod(_AdapterMethod):
     name = "pfeiffer"
+    title = "Pfeiffer adapter"
     places = ("ffn_module",)

@@ -36,6 +36,9 @@ class PeftSection(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # The names peft, Axolotl or AdapterHub give this section's keys (`r` -> `rank`): a user copying a config
+    # from there is told tunelab's name, under `strategy.<section>` and as a flat key under `strategy:`.
+    foreign_names: ClassVar[dict[str, str]] = {}
 
     lr: Optional[float] = Field(None, gt=0.0, lt=1.0, description="LR of the method's parameters and the head; null: method default.")
 
@@ -144,6 +147,7 @@ class PeftMethod:
     """A parameter-efficient method. Subclasses set the class facts and implement `_apply`."""
 
     name: ClassVar[str]
+    title: ClassVar[str] = ""                   # its name in messages ("LoRA options live ..."); "": `name`
     section: ClassVar[str]                      # the key of its section under `strategy:`
     Section: ClassVar[type[PeftSection]]        # that section's schema, declared with the method
     default_lr: ClassVar[float]

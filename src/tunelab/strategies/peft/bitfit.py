@@ -21,6 +21,7 @@ class BitFitSection(PeftSection):
 
 class BitFitMethod(PeftMethod):
     name = "bitfit"
+    title = "BitFit"
     section = "bitfit"
     Section = BitFitSection
     default_lr = 1e-3

@@ -74,6 +74,7 @@ class IA3Layer(PeftLayer):
 
 class IA3Method(PeftMethod):
     name = "ia3"
+    title = "IA3"
     section = "ia3"
     Section = IA3Section
     default_lr = 3e-3

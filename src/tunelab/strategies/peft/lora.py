@@ -61,6 +61,9 @@ class LoraSection(PeftSection):
     target_types: list[ModuleType] = Field(default_factory=list, description="Also adapt every module of these types.")
     rslora: bool = Field(False, description="rank-stabilised scaling alpha / sqrt(r) (Kalajdzievski 2023).")
     dora: bool = Field(False, description="DoRA: learn a magnitude per output row (Liu et al. 2024); Linear layers only.")
+    foreign_names: ClassVar[dict[str, str]] = {  # peft's LoraConfig and Axolotl's flat lora_* keys
+        "r": "rank", "lora_r": "rank", "lora_alpha": "alpha", "lora_dropout": "dropout", "use_rslora": "rslora",
+        "use_dora": "dora", "lora_target_modules": "target_modules", "lora_target_linear": "target_types"}
 
     @model_validator(mode="after")
     def _targets(self) -> "LoraSection":
@@ -176,6 +179,7 @@ class LoraLayer(PeftLayer):
 
 class LoraMethod(PeftMethod):
     name = "lora"
+    title = "LoRA"
     section = "lora"
     Section = LoraSection
     default_lr = 1e-3  # measured: BBC/MiniLM r=8 q+v, 3 epochs: 0.9596 test acc at 5e-4, 0.9685 at 1e-3

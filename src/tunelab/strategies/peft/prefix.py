@@ -30,6 +30,8 @@ class PrefixSection(PeftSection):
     num_tokens: int = Field(20, ge=1, le=512, description="k, prefix length per layer.")
     reparameterize: bool = Field(True, description="Produce the prefixes with an MLP over k embeddings (stabler training).")
     hidden_size: int = Field(128, ge=1, description="reparameterize: hidden width of the MLP.")
+    foreign_names: ClassVar[dict[str, str]] = {  # peft's PrefixTuningConfig
+        "num_virtual_tokens": "num_tokens", "prefix_projection": "reparameterize", "encoder_hidden_size": "hidden_size"}
 
 
 class PrefixEncoder(PeftLayer):
@@ -103,6 +105,7 @@ def _self_attention(block: nn.Module) -> str:
 
 class PrefixTuningMethod(PeftMethod):
     name = "prefix_tuning"
+    title = "prefix tuning"
     section = "prefix"
     Section = PrefixSection
     default_lr = 5e-3

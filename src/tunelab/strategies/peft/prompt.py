@@ -30,6 +30,8 @@ class PromptSection(PeftSection):
     num_tokens: int = Field(20, ge=1, le=512, description="k, the number of soft tokens.")
     init: Literal["random", "words"] = Field("random", description="random, or the embeddings of init_words (repeated to k).")
     init_words: Optional[str] = Field(None, description="init: words: text whose token embeddings start the prompt.")
+    foreign_names: ClassVar[dict[str, str]] = {  # peft's PromptTuningConfig
+        "num_virtual_tokens": "num_tokens", "prompt_tuning_init": "init", "prompt_tuning_init_text": "init_words"}
 
     @model_validator(mode="after")
     def _words(self) -> "PromptSection":
@@ -69,6 +71,7 @@ def _init_from_words(model: TaskModel, words: str, k: int) -> torch.Tensor:
 
 class PromptTuningMethod(PeftMethod):
     name = "prompt_tuning"
+    title = "prompt tuning"
     section = "prompt"
     Section = PromptSection
     default_lr = 3e-2
