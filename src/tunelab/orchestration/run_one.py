@@ -31,6 +31,7 @@ from tunelab.tasks.base import Predictions
 from tunelab.training.accel import compile_blocks
 from tunelab.training.cache import ActivationCache, activation_cache_for
 from tunelab.training.callbacks import MetricsLogCallback, ProgressCallback
+from tunelab.training.callbacks.progress import print_phrases
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore
 from tunelab.training.device import seed_everything
 from tunelab.training.loop_state import check_weights
@@ -107,13 +108,13 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
         check_weights(session.checkpoint, model, plan)
     trainable, total = session.counts = count_parameters(model)
     ever = sum(p.numel() for n, p in model.named_parameters() if n in plan.ever_trainable)
-    later = f", {ever:,} once all blocks unfreeze" if ever != trainable else ""
+    later = [f"{ever:,} once all blocks unfreeze"] if ever != trainable else []
     splits = prepared.splits
-    session.console.print(f"[bold]{config.strategy.name}[/]: {trainable:,} of {total:,} parameters trainable "
-                          f"({100 * trainable / total:.2f}%){later}; {model.layer_stack.num_blocks} blocks; "
-                          f"device {prepared.device.type}")
-    session.console.print(f"data: {len(splits.train)} train / {len(splits.validation)} validation / "
-                          f"{len(splits.test)} test, {_targets_kind(prepared)}")
+    print_phrases(session.console, [f"[bold]{config.strategy.name}[/]: {trainable:,} of {total:,} parameters trainable "
+                                    f"({100 * trainable / total:.2f}%)", *later, f"{model.layer_stack.num_blocks} blocks",
+                                    f"device {prepared.device.type}"])
+    print_phrases(session.console, [f"data: {len(splits.train)} train / {len(splits.validation)} validation / "
+                                    f"{len(splits.test)} test", _targets_kind(prepared)], sep=", ")
     return model, plan
 
 
@@ -137,8 +138,9 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
         console.print(fit.stopped_early)
     test_metrics = _test(session, trainer, model, staging, base_generation)
     if cache is not None:
-        for line in [*cache.stats.notes, cache.summary()]:
+        for line in cache.stats.notes:
             console.print(line)
+        print_phrases(console, cache.summary_phrases(), sep=" ")
     model.cpu()
     save_task_model(model, prepared.tokenizer, staging / "model", config)
     trainable, total = session.counts

@@ -290,10 +290,14 @@ class ActivationCache:
         return {k: self._open(self.root / key.digest(), lengths) for k, key in keys.items()}
 
     def summary(self) -> str:
+        return " ".join(self.summary_phrases())
+
+    def summary_phrases(self) -> list[str]:
+        """The summary in the pieces a narrow terminal may break it between (never inside one)."""
         s = self.stats
-        return (f"activation cache ({self.dtype}, {self.root}): {s.built_entries} entries built from "
-                f"{s.computed_examples:,} examples in {s.build_seconds:.1f} s ({s.bytes_written / 2**20:,.0f} MiB), "
-                f"{s.reused_entries} reused")
+        return [f"activation cache ({self.dtype}, {self.root}):",
+                f"{s.built_entries} entries built from {s.computed_examples:,} examples in {s.build_seconds:.1f} s "
+                f"({s.bytes_written / 2**20:,.0f} MiB),", f"{s.reused_entries} reused"]
 
     # -- internals ----------------------------------------------------------------------------------
     def _tokens_of(self, split: EncodedSplit) -> str:
