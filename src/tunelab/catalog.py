@@ -15,7 +15,7 @@ from typing import Any
 
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
 from tunelab.config.schema import RunConfig
-from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names
+from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names, unknown_strategy
 from tunelab.tasks.registry import TASKS, canonical_task, task_hint, task_names
 
 __all__ = ["load_config", "parse_config", "resolve_config"]
@@ -42,8 +42,9 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
 
 def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     """The config with what the task and strategy supply filled in, and the lines of every rule it breaks."""
-    if canonical_task(config.task) != config.task:  # `text-classification` -> `classification`, saved as such
-        config = config.model_copy(update={"task": canonical_task(config.task)})
+    canonical = canonical_task(config.task)
+    if canonical != config.task:  # `text-classification` -> `classification`, saved as such
+        config = config.model_copy(update={"task": canonical})
     task = TASKS.get(config.task)
     problems = [] if task is not None else [_unknown_task(config.task)]
     if task is not None and config.early_stopping.metric is None:
@@ -73,12 +74,13 @@ def _name_problems(raw: dict[str, Any]) -> list[str]:
     strategy = raw.get("strategy")
     name = strategy.get("name") if isinstance(strategy, dict) else None
     if isinstance(name, str) and name not in strategy_names():
-        problems.append(f"strategy.name: unknown strategy {name!r}; choose one of: {', '.join(strategy_names())}")
+        problems.append(unknown_strategy(name))
     return problems
 
 
 def _unknown_task(name: str) -> str:
     """The refusal of a task name: the likely meaning of an ambiguous ecosystem name, else the closest name."""
-    close = [task_hint(name)] if task_hint(name) else difflib.get_close_matches(name, task_names(), n=1, cutoff=0.6)
+    hinted = task_hint(name)
+    close = [hinted] if hinted else difflib.get_close_matches(name, task_names(), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"task: unknown task {name!r}{hint}; choose one of: {', '.join(task_names())}"

@@ -1,7 +1,8 @@
 """Batched forward passes over a split: outputs in the split's order, and the mean loss where targets exist.
 
-Training's evaluation, `predict`, `eval` and serving call `predict_split`; nothing else runs a model for
-outputs, so every caller gets the same batching, precision and per-task reduction.
+Training's evaluation (with batches that carry cached activations), `predict`, `eval` and serving call
+`predict_split`; nothing else runs a model for outputs, so every caller gets the same precision, loss and
+per-task reduction.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from tunelab.data.records import Record
 from tunelab.inference.precision import autocast_for
 from tunelab.tasks.base import Outputs, Predictions, Task
 
-__all__ = ["predict_logits", "predict_split", "encode_split"]
+__all__ = ["predict_logits", "predict_split", "encode_split", "is_labelled"]
 
 
 def encode_split(records: list[Record], tokenizer: Any, max_length: int, task: Task, label_names: list[str],
@@ -27,15 +28,22 @@ def encode_split(records: list[Record], tokenizer: Any, max_length: int, task: T
 
 
 def predict_split(model: nn.Module, split: EncodedSplit, task: Task, label_names: list[str], *, batch_size: int,
-                  pad_id: int, device: torch.device, precision: str = "fp32",
-                  loss_fn: Optional[nn.Module] = None) -> tuple[Predictions, float]:
-    """The task's predictions for a whole split, and the mean loss (NaN without `loss_fn` or targets)."""
-    labelled = split.targets is not None or split.token_targets is not None
-    batches = iterate_batches(split, batch_size, pad_id=pad_id, shuffle=False)
+                  pad_id: int, device: torch.device, precision: str = "fp32", loss_fn: Optional[nn.Module] = None,
+                  batches: Optional[Iterable[Batch]] = None) -> tuple[Predictions, float]:
+    """The task's predictions for a whole split, and the mean loss (NaN without `loss_fn` or targets).
+    `batches`: the split's batches when the caller makes them (the trainer's carry cached activations)."""
+    labelled = is_labelled(split)
+    if batches is None:
+        batches = iterate_batches(split, batch_size, pad_id=pad_id, shuffle=False)
     outputs, loss = predict_logits(model, batches, len(split), device, precision,
                                    loss_fn=loss_fn if labelled else None,
                                    reduce=task.reduce_outputs if labelled else None)
     return task.predict(outputs, label_names, split), loss
+
+
+def is_labelled(split: EncodedSplit) -> bool:
+    """Whether the split carries targets (per example or per token), so loss and metrics apply."""
+    return split.targets is not None or split.token_targets is not None
 
 
 @torch.no_grad()

@@ -39,7 +39,7 @@ def predictions_csv(rows: list[dict[str, Any]], task: Task) -> str:
     writer = csv.writer(buffer)
     classes = list(rows[0].get("probabilities", {})) if rows else []
     with_labels = bool(rows) and "label" in rows[0]
-    writer.writerow(["where", "text", *(["label"] if with_labels else []), "prediction", *[f"prob_{c}" for c in classes]])
+    writer.writerow(["where", "text", *(["label"] if with_labels else []), "prediction", *task.score_columns(classes)])
     for row in rows:
         gold = [task.show(row["label"])] if with_labels else []
         probs = [f"{row['probabilities'][c]:.6f}" for c in classes]

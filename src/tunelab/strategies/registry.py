@@ -22,7 +22,7 @@ from tunelab.strategies.peft.prompt import PromptTuningMethod
 from tunelab.strategies.plan import Plan
 
 __all__ = ["DEPTH_STRATEGIES", "PEFT_METHODS", "strategy_names", "compile_strategy", "peft_method", "check_strategy",
-           "resolve_sections"]
+           "resolve_sections", "unknown_strategy"]
 
 Compiler = Callable[[StrategyConfig, TaskModel, OptimConfig, int], Plan]
 
@@ -59,9 +59,13 @@ def compile_strategy(config: StrategyConfig, model: TaskModel, optim: OptimConfi
     method = PEFT_METHODS.get(config.name)
     compiler = method.compile if method is not None else DEPTH_STRATEGIES.get(config.name)
     if compiler is None:
-        raise ConfigError(f"strategy.name: unknown strategy {config.name!r}; choose one of: "
-                          f"{', '.join(strategy_names())}")
+        raise ConfigError(unknown_strategy(config.name))
     return compiler(config, model, optim, epochs)
+
+
+def unknown_strategy(name: str) -> str:
+    """The one refusal of a strategy name, wherever it is found (config validation, compile)."""
+    return f"strategy.name: unknown strategy {name!r}; choose one of: {', '.join(strategy_names())}"
 
 
 def section_names() -> dict[str, str]:
@@ -76,7 +80,7 @@ def check_strategy(config: StrategyConfig) -> list[str]:
     """The rules that need the registry: a known name, the options that fit it, and no section of another
     method. One line per problem, with its key path and the fix."""
     if config.name not in strategy_names():
-        return [f"strategy.name: unknown strategy {config.name!r}; choose one of: {', '.join(strategy_names())}"]
+        return [unknown_strategy(config.name)]
     errors: list[str] = []
     method = peft_method(config.name)
     if config.name == "partial" and config.freeze_blocks is None and not config.freeze_patterns:

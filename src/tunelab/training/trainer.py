@@ -17,7 +17,7 @@ from tunelab.strategies.plan import Plan, apply_trainable
 from tunelab.tasks.base import Predictions, Task
 from tunelab.errors import RunInterrupted
 from tunelab.inference.precision import autocast_for
-from tunelab.inference.predict import predict_logits
+from tunelab.inference.predict import is_labelled, predict_split
 from tunelab.training.accel import adamw_implementation
 from tunelab.training.cache import ActivationCache, eval_frozen_prefix, prefix_schedule
 from tunelab.training.callbacks import Callback, EarlyStoppingCallback, ModelView, TrainState, dispatch, metric_mode
@@ -70,13 +70,11 @@ class Trainer:
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, split: EncodedSplit) -> EvalResult:
         batch_size = self.config.train.evaluation_batch_size
-        batches = self.feed.batches(model, split, batch_size, shuffle=False)
-        labelled = split.targets is not None or split.token_targets is not None
-        outputs, loss = predict_logits(model, batches, len(split), self.device, self.config.train.precision,
-                                       loss_fn=self.loss_fn if labelled else None,
-                                       reduce=self.task.reduce_outputs if labelled else None)
-        predictions = self.task.predict(outputs, self.label_names, split)
-        metrics = self.task.metrics(split, predictions, self.label_names) if labelled else {}
+        predictions, loss = predict_split(model, split, self.task, self.label_names, batch_size=batch_size,
+                                          pad_id=self.feed.pad_id, device=self.device,
+                                          precision=self.config.train.precision, loss_fn=self.loss_fn,
+                                          batches=self.feed.batches(model, split, batch_size, shuffle=False))
+        metrics = self.task.metrics(split, predictions, self.label_names) if is_labelled(split) else {}
         return EvalResult(loss=loss, metrics={"loss": loss, **metrics}, predictions=predictions)
 
     # -- training ---------------------------------------------------------------------------------
