@@ -22,8 +22,9 @@ class _Group(TyperGroup):
     as `--resume=` (empty: the config's output), `--resume DIR` as usual."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        args = ["--resume=" if a == "--resume" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
-                for i, a in enumerate(args)]
+        if next((a for a in args if not a.startswith("-")), None) == "train":  # compare's --resume is a flag
+            args = ["--resume=" if a == "--resume" and (i + 1 == len(args) or args[i + 1].startswith("-")) else a
+                    for i, a in enumerate(args)]
         return super().parse_args(ctx, args)
 
 
@@ -103,6 +104,55 @@ def _resume_paths(config: Optional[Path], out: Optional[str], resume: Optional[s
                                f"as well (tunelab train CONFIG --resume {resume}), or check the run folder")
         config = staged
     return config, str(target)
+
+
+@app.command()
+@user_errors
+def compare(
+    config: Optional[Path] = typer.Argument(None, help="YAML run config: model, task, data, budget."),
+    strategies: Optional[str] = typer.Option(None, "--strategies", help="Comma-separated strategies (default: every "
+                                             "registered one that applies to the task and model)."),
+    seeds: str = typer.Option("0", "--seeds", help="Comma-separated training seeds (the split stays the config's)."),
+    data_fractions: str = typer.Option("1.0", "--data-fractions", help="Comma-separated shares of the training "
+                                       "split, nested (0.1,0.3,1.0)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Comparison folder (default: the config's output + "
+                                       "'-compare')."),
+    set_: list[str] = typer.Option([], "--set", help="Override a key for every row (optim.lr=1e-4) or for one "
+                                   "strategy (lora.optim.lr=2e-3); repeatable."),
+    demo: bool = typer.Option(False, "--demo", help="Compare on the built-in demo: MiniLM on BBC News."),
+    resume: bool = typer.Option(False, "--resume", help="Skip finished rows, continue the unfinished one."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace the rows of an earlier comparison in --out."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Accept pickle weights (see train)."),
+) -> None:
+    """Run every strategy on the same data and split, side by side: a table, a verdict, compare.json and a report."""
+    from tunelab.config.loading import read_config_file
+    from tunelab.configs import DEMO_CONFIG
+    from tunelab.orchestration.compare import CompareRequest, check_request, compare as run_compare
+    from tunelab.orchestration.compare_summary import compare_table
+
+    if demo == (config is not None):
+        raise TunelabError("compare: give a CONFIG file or --demo (one of them)")
+    source = DEMO_CONFIG if demo else config
+    raw = read_config_file(source)
+    request = CompareRequest(out=Path(out or f"{raw.get('output', 'runs/latest')}-compare").expanduser().resolve(),
+                             strategies=_csv(strategies, str, "--strategies") if strategies else None,
+                             seeds=_csv(seeds, int, "--seeds"), fractions=_csv(data_fractions, float, "--data-fractions"),
+                             overrides=set_, resume=resume, overwrite=overwrite, trust_pickle=trust_pickle)
+    check_request(request)
+    result = run_compare(raw, request, console=err_console, source=str(source))
+    out_console.print(compare_table(result))
+    if result.verdict:
+        out_console.print(f"[bold]verdict:[/] {result.verdict['strategy']}: {result.verdict['reason']}")
+    out_console.print(f"{result.out / 'compare.json'}  ({result.wall_time_s:.0f} s in all)")
+    if result.all_failed:
+        raise typer.Exit(1)
+
+
+def _csv(text: str, kind: type, option: str) -> list:
+    try:
+        return [kind(part.strip()) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise TunelabError(f"{option} {text!r}: expected comma-separated {kind.__name__} values") from None
 
 
 @app.command()

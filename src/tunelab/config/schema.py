@@ -64,6 +64,11 @@ class DataConfig(_Section):
     test_split: float = Field(0.2, ge=0.0, lt=1.0, description="Share of train held out when no test file.")
     max_length: int = Field(256, ge=8, le=8192, description="Tokens per example after truncation.")
     limit: Optional[int] = Field(None, ge=10, description="Use at most this many examples (stratified), for quick runs.")
+    split_seed: Optional[int] = Field(None, description="Seed of the limit / validation / test / fraction draws; "
+                                                         "default: train.seed. Fixed by compare, so seeds vary "
+                                                         "the training, not the split.")
+    train_fraction: float = Field(1.0, gt=0.0, le=1.0, description="Train on this stratified share of the training "
+                                                                    "split (nested: 0.1 lies inside 0.3).")
     image_size: Optional[int] = Field(None, ge=16, le=1024, description="image tasks: side of the square input; "
                                                                          "default: the backbone's own (224).")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
@@ -209,6 +214,11 @@ class RunConfig(_Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     output: str = "runs/latest"
+
+    @property
+    def split_seed(self) -> int:
+        """The seed the data is drawn and split with (data.split_seed, default train.seed)."""
+        return self.train.seed if self.data.split_seed is None else self.data.split_seed
 
     @field_validator("model", mode="before")
     @classmethod

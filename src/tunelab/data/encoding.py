@@ -52,6 +52,18 @@ class EncodedSplit:
     def has_tokens(self) -> bool:
         return any(self.input_ids)
 
+    def select(self, indices: list[int]) -> "EncodedSplit":
+        """The split of the examples at `indices`, as encoding those records alone would give (each example
+        is encoded on its own): a data fraction reuses the full split's encoding instead of tokenising again."""
+        index = torch.as_tensor(indices, dtype=torch.long)
+        pick = lambda rows: None if rows is None else [rows[i] for i in indices]  # noqa: E731
+        return EncodedSplit(input_ids=[self.input_ids[i] for i in indices],
+                            targets=None if self.targets is None else self.targets[index],
+                            records=[self.records[i] for i in indices] if self.records else [],
+                            token_targets=pick(self.token_targets), word_ids=pick(self.word_ids),
+                            features={k: v[index] for k, v in self.features.items()}, augment=self.augment,
+                            targets_in_inputs=self.targets_in_inputs)
+
     @functools.cached_property
     def longest(self) -> int:
         """Tokens in the split's longest example: the widest a batch is ever padded to."""

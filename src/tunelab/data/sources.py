@@ -15,7 +15,7 @@ from tunelab.data.builtin import BUILTIN_DATASETS, BUILTIN_TASKS
 from tunelab.data.labels import build_label_map, check_known_labels
 from tunelab.data.readers import read_records
 from tunelab.data.records import UNLABELLED_KINDS, LabelKind, Record, Splits
-from tunelab.data.splits import stratified_split
+from tunelab.data.splits import nested_fraction, stratified_split
 from tunelab.errors import ConfigError, DataError
 
 __all__ = ["LoadedData", "ExampleReader", "load_data", "check_unique_ids"]
@@ -50,7 +50,10 @@ def load_data(config: DataConfig, reader: ExampleReader, seed: int) -> LoadedDat
     held_val = 0.0 if validation is not None else config.validation_split
     held_test = 0.0 if test is not None else config.test_split
     split = stratified_split(pool, validation=held_val, test=held_test, seed=seed, label_kind=kind)
-    splits = Splits(train=split.train,
+    train = split.train
+    if config.train_fraction < 1.0:
+        train = [train[i] for i in nested_fraction(train, config.train_fraction, seed=seed, label_kind=kind)]
+    splits = Splits(train=train,
                     validation=validation if validation is not None else split.validation,
                     test=test if test is not None else split.test)
     if not splits.train:

@@ -15,7 +15,7 @@ from collections import defaultdict
 from tunelab.data.records import LabelKind, Record, Splits
 from tunelab.errors import ConfigError, DataError
 
-__all__ = ["stratified_split"]
+__all__ = ["stratified_split", "nested_fraction"]
 
 _ALL = "<all>"  # the single stratum of an unstratified (random) split
 _NO_LABEL = ""  # the stratum of a multilabel record with no labels
@@ -61,6 +61,21 @@ def stratified_split(records: list[Record], *, validation: float, test: float, s
         chosen["train"] += indices[cut_val:]
     pick = {name: [records[i] for i in sorted(idx)] for name, idx in chosen.items()}
     return Splits(train=pick["train"], validation=pick["validation"], test=pick["test"])
+
+
+def nested_fraction(records: list[Record], fraction: float, *, seed: int, label_kind: LabelKind) -> list[int]:
+    """Indices (in record order) of a stratified `fraction` of `records`, nested across fractions: each
+    stratum is shuffled once by `seed` and its first round(fraction * n) records (at least one) are taken, so
+    the 10% lies inside the 30% and a learning curve over fractions adds data instead of swapping it."""
+    if fraction >= 1.0:
+        return list(range(len(records)))
+    rng = random.Random(f"fraction|{seed}")
+    chosen: list[int] = []
+    for key, indices in sorted(_strata(records, label_kind).items()):
+        order = list(indices)
+        rng.shuffle(order)
+        chosen += order[:max(1, round(fraction * len(order)))]
+    return sorted(chosen)
 
 
 def _check_fractions(validation: float, test: float) -> None:

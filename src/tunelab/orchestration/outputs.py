@@ -17,7 +17,7 @@ from tunelab.tasks.base import Predictions
 from tunelab.training.cache import ActivationCache
 from tunelab.training.trainer import FitResult
 
-__all__ = ["RunSummary", "peak_rss_mb", "write_run_start", "write_test_outputs", "write_manifest"]
+__all__ = ["RunSummary", "peak_rss_mb", "reset_peak_rss", "write_run_start", "write_test_outputs", "write_manifest"]
 
 
 @dataclass
@@ -34,7 +34,24 @@ class RunSummary:
 
 
 def peak_rss_mb() -> float:
+    """The process's peak resident memory since it started or since `reset_peak_rss` (Linux's VmHWM, which
+    the kernel lets a process reset; ru_maxrss elsewhere, which it does not)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux reports KiB
+
+
+def reset_peak_rss() -> None:
+    """Start the peak-memory count again (each row of a comparison reports its own peak, not the largest
+    row's so far). Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def write_run_start(staging: Path, config: RunConfig, label_names: list[str]) -> None:
@@ -59,7 +76,8 @@ def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: Run
         extra={"strategy": config.strategy.name, "trainable_params": summary.trainable_params,
                "total_params": summary.total_params, "epochs_run": fit.epochs_run, "best_epoch": fit.best_epoch,
                "best_metric": fit.best_metric, "train_time_s": round(fit.wall_time_s, 2),
-               "peak_rss_mb": round(summary.peak_rss_mb, 1), "history": fit.history,
+               "peak_rss_mb": round(summary.peak_rss_mb, 1),
+               "wall_time_s": round(summary.wall_time_s, 2), "history": fit.history,
                "device": prepared.device.type, "precision": config.train.precision, "resumed_from": resumed_from,
                "activation_cache": None if cache is None else cache.stats.as_dict()},
     )

@@ -3,7 +3,11 @@ by every `run_one` on it (the strategies of a comparison, the trials of a search
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -15,20 +19,25 @@ from tunelab.config.schema import RunConfig
 from tunelab.data.encoding import EncodedSplit
 from tunelab.data.records import Splits
 from tunelab.data.sources import load_data
+from tunelab.data.splits import nested_fraction
 from tunelab.errors import ConfigError, check_all
 from tunelab.inference.predict import encode_split
+from tunelab.models.task_model import TaskModel
 from tunelab.models.loading import hash_model_dir, resolve_model_dir
 from tunelab.tasks.base import Task
 from tunelab.tasks.registry import get_task
 from tunelab.training.device import resolve_run_precision, seed_everything, select_device
+from tunelab.training.snapshot import load_rng_state, rng_state
 
 __all__ = ["Prepared", "prepare", "SPLITS"]
 
 SPLITS = ("train", "validation", "test")
 # what a prepared run fixed: a run_one config must agree on these (the rest, strategy, optimisation,
-# schedule, epochs, output, is free)
-_FIXED = ("model", "task", "data", "head")
-_FIXED_TRAIN = ("seed", "device", "precision", "num_threads")
+# schedule, epochs, output, is free; train.seed too while the split seed stays, and data.train_fraction
+# of a prepared run on the whole training split)
+_FIXED = ("model", "task", "head")
+_FIXED_TRAIN = ("device", "num_threads")
+_MODEL_TEMPLATES = 4  # base models kept in memory per prepared run (one per seed of a comparison)
 
 
 @dataclass
@@ -43,20 +52,62 @@ class Prepared:
     base_model_hash: str
     tokenizer: Any                     # the task's preprocessor (tokenizer, image preprocessor)
     encoded: dict[str, EncodedSplit]
+    # base models built so far, by the RNG state they were built from, shared by every `for_config` of this run
+    templates: dict[str, tuple[TaskModel, Any]] = field(default_factory=dict, repr=False)
 
-    def settle(self, config: Optional[RunConfig] = None) -> RunConfig:
-        """`config` (default: the prepared one) with this device's precision; refused when it changes what
-        was prepared (data, model, task, head, seed, device), naming the key."""
+    def for_config(self, config: Optional[RunConfig] = None) -> "Prepared":
+        """This prepared run for `config` (default: the prepared one) with this device's precision, and the
+        training split cut to its `data.train_fraction`; refused when `config` changes what was prepared
+        (model, task, head, data, split seed, device), naming the key."""
         if config is None:
-            return self.config
+            return self
+        self._check_fixed(config)
+        settled, _ = resolve_run_precision(config, self.device)
+        if settled.data.train_fraction == self.config.data.train_fraction:
+            return dataclasses.replace(self, config=settled)
+        keep = nested_fraction(self.splits.train, settled.data.train_fraction, seed=settled.split_seed,
+                               label_kind=self.task.label_kind)
+        train = [self.splits.train[i] for i in keep]
+        return dataclasses.replace(self, config=settled, splits=dataclasses.replace(self.splits, train=train),
+                                   data_hashes={**self.data_hashes, "train": hash_records(train)},
+                                   encoded={**self.encoded, "train": self.encoded["train"].select(keep)})
+
+    def _check_fixed(self, config: RunConfig) -> None:
         changed = [k for k in _FIXED if getattr(config, k) != getattr(self.config, k)]
-        changed += [f"train.{k}" for k in _FIXED_TRAIN if k != "precision"
-                    and getattr(config.train, k) != getattr(self.config.train, k)]
+        changed += [f"train.{k}" for k in _FIXED_TRAIN if getattr(config.train, k) != getattr(self.config.train, k)]
+        ours = self.config.data.model_copy(update={"train_fraction": 1.0, "split_seed": None})
+        if config.data.model_copy(update={"train_fraction": 1.0, "split_seed": None}) != ours:
+            changed.append("data")
+        if config.split_seed != self.config.split_seed:
+            changed.append("data.split_seed (or train.seed without it)")
+        if config.data.train_fraction != self.config.data.train_fraction and self.config.data.train_fraction < 1:
+            changed.append("data.train_fraction (this run was prepared on a fraction)")
         if changed:
             raise ConfigError(f"{', '.join(changed)}: differ from the prepared run's; prepare again for another "
-                              "data set, model or seed")
-        settled, _ = resolve_run_precision(config, self.device)
-        return settled
+                              "data set, model or split")
+
+    def build_model(self, config: RunConfig) -> TaskModel:
+        """The task model before the strategy: built once per RNG state (a seed, once seeded) and copied after
+        that, so the rows of a comparison load the backbone once and each gets the weights and the generator
+        state a fresh build would have given it."""
+        key = _rng_digest()
+        if key in self.templates:
+            template, after = self.templates[key]
+            load_rng_state(*after)
+            return copy.deepcopy(template)
+        model = self.task.build_model(config.model, config.head, self.label_names, self.model_dir)
+        if len(self.templates) >= _MODEL_TEMPLATES:
+            self.templates.pop(next(iter(self.templates)))
+        self.templates[key] = (copy.deepcopy(model), rng_state())
+        return model
+
+
+def _rng_digest() -> str:
+    tensors, meta = rng_state()
+    digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())
+    for name in sorted(tensors):
+        digest.update(tensors[name].numpy().tobytes())
+    return digest.hexdigest()
 
 
 def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[Console] = None,
@@ -73,7 +124,7 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
     config, note = resolve_run_precision(config, device)
     if note:
         console.print(note)
-    *_, data, (model_dir, tokenizer) = check_all([*checks, lambda: load_data(config.data, task, config.train.seed),
+    *_, data, (model_dir, tokenizer) = check_all([*checks, lambda: load_data(config.data, task, config.split_seed),
                                                   lambda: _model_side(config, task, trust_pickle)])
     encoded = {name: encode_split(getattr(data.splits, name), tokenizer, config.data.max_length, task,
                                   data.label_names, train=name == "train") for name in SPLITS}

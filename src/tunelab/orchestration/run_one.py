@@ -66,7 +66,8 @@ def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: 
     the clock reading the summary's wall time counts from (default: now)."""
     started = time.perf_counter() if started is None else started
     check_run_dir(run_dir, resume)
-    config = prepared.settle(config)
+    prepared = prepared.for_config(config)
+    config = prepared.config
     console = console or Console(stderr=True)
     session = _open_session(prepared, config, run_dir, resume, console)
     seed_everything(config.train.seed)
@@ -101,7 +102,7 @@ def _open_session(prepared: Prepared, config: RunConfig, run_dir: RunDirectory, 
 def _build(session: _Session) -> tuple[TaskModel, Plan]:
     """The task model with the strategy applied, and what it trains; one summary line for the user."""
     prepared, config = session.prepared, session.config
-    model = prepared.task.build_model(config.model, config.head, prepared.label_names, prepared.model_dir)
+    model = prepared.build_model(config)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     apply_trainable(model, plan.trainable_at(0))
     if session.checkpoint is not None:
