@@ -4,7 +4,9 @@ to read YAML and check a schema, not the time it takes to load PyTorch (about 1.
 Each check runs in a fresh interpreter (this test process has long imported torch), once through
 `catalog.load_config` and once through the CLI's `validate` command, for configs that reach every registry
 path validation takes: the demo, a PEFT method with its section, the token and instruction tasks (whose
-modules hold losses and model builders), and an invalid config whose errors are still all reported.
+modules hold losses and model builders), and an invalid config whose errors are still all reported. The
+catalog imports every registered task and PEFT method, so a new one that imports torch at its top fails here:
+its layers go to `strategies/peft/<name>_layers.py`, a task's torch into the methods that compute.
 """
 
 from __future__ import annotations
