@@ -1,8 +1,12 @@
-"""A new PEFT method is one file (its section, its rules, its layer, its apply) plus one registry line.
+"""A new PEFT method is its file (its section, its rules, its apply) plus one registry line, and the layer it
+inserts in `strategies/peft/<method>_layers.py`.
 
-`OutputScale` below is such a file: a learned per-channel scale on the output of the targeted Linear
-layers, ones-initialised. Registered with one line, the catalog validates its section (defaults filled,
-errors with their key paths), and the PEFT conformance suite's own checks pass on it unchanged.
+`OutputScale` below is such a method: a learned per-channel scale on the output of the targeted Linear
+layers, ones-initialised. In the package its section and method would be `output_scale.py`, which imports no
+torch (validating a config reads every method's section without loading PyTorch), and `OutputScaleLayer`
+would be `output_scale_layers.py`, imported inside `_apply`; here both sit in this test file. Registered
+with one line, the catalog validates its section (defaults filled, errors with their key paths), and the
+PEFT conformance suite's own checks pass on it unchanged.
 """
 
 from __future__ import annotations
@@ -18,20 +22,13 @@ from tunelab.catalog import parse_config
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError
 from tunelab.models.task_model import TaskModel
-from tunelab.strategies.peft.base import (Adaptation, PeftLayer, PeftMethod, PeftSection, blocks_allowed, match_name,
-                                          replace_module)
+from tunelab.strategies.peft.base import Adaptation, PeftMethod, PeftSection, blocks_allowed, match_name, replace_module
+from tunelab.strategies.peft.layer import PeftLayer
 from tunelab.strategies.registry import PEFT_METHODS, strategy_names
 from tests.conformance import test_peft_methods as suite
 
 
-# -- the method's one file ------------------------------------------------------------------------
-class OutputScaleSection(PeftSection):
-    """Which Linear layers get a learned output scale."""
-
-    target_modules: list[str] = Field(default_factory=lambda: ["query", "value"])
-    init: float = Field(1.0, gt=0.0, description="Start value of every scale (1.0: the model starts equal).")
-
-
+# -- its layer (strategies/peft/output_scale_layers.py: torch; `_apply` imports it) ----------------
 class OutputScaleLayer(PeftLayer):
     declared: ClassVar[tuple[str, ...]] = ("scale",)
 
@@ -42,6 +39,14 @@ class OutputScaleLayer(PeftLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base_layer(x) * self.scale
+
+
+# -- the method's file (strategies/peft/output_scale.py: no torch at import) ------------------------
+class OutputScaleSection(PeftSection):
+    """Which Linear layers get a learned output scale."""
+
+    target_modules: list[str] = Field(default_factory=lambda: ["query", "value"])
+    init: float = Field(1.0, gt=0.0, description="Start value of every scale (1.0: the model starts equal).")
 
 
 class OutputScaleMethod(PeftMethod):
@@ -66,7 +71,7 @@ class OutputScaleMethod(PeftMethod):
                 replace_module(model, path, layers[path])
         params = frozenset(f"{p}.scale" for p in layers)
         return Adaptation(method=self.name, layers=layers, params=params)
-# -- end of the method's file ---------------------------------------------------------------------
+# -- end of the method's files --------------------------------------------------------------------
 
 
 @pytest.fixture

@@ -2,23 +2,30 @@
 
 All four are data over the LayerStack: which depth groups train, from which epoch, at what LR.
 Layer-wise LR decay and the head LR multiplier combine with every one of them.
+
+The registry imports this module to list the strategies, and validation imports the registry, so the
+models package (torch, transformers) is imported inside the compile functions, never at import time.
 """
 
 from __future__ import annotations
 
 import fnmatch
+from typing import TYPE_CHECKING
 
 from tunelab.config.schema import OptimConfig, StrategyConfig
 from tunelab.errors import ConfigError
-from tunelab.models.layerstack import EMBEDDING_GROUP
-from tunelab.models.task_model import TaskModel
 from tunelab.strategies.plan import Plan, UnfreezeEvent, build_param_groups
+
+if TYPE_CHECKING:
+    from tunelab.models.task_model import TaskModel
 
 __all__ = ["compile_full", "compile_head", "compile_partial", "compile_gradual", "depth_lr_multipliers"]
 
 
 def depth_lr_multipliers(model: TaskModel, config: StrategyConfig) -> dict[str, float]:
     """LR multiplier per parameter: head x head_lr_multiplier, block i x decay^(N-i), embeddings x decay^(N+1)."""
+    from tunelab.models.layerstack import EMBEDDING_GROUP
+
     stack = model.layer_stack
     n = stack.num_blocks
     out: dict[str, float] = {}
@@ -57,6 +64,8 @@ def compile_head(config: StrategyConfig, model: TaskModel, optim: OptimConfig, e
 
 
 def compile_partial(config: StrategyConfig, model: TaskModel, optim: OptimConfig, epochs: int) -> Plan:
+    from tunelab.models.layerstack import EMBEDDING_GROUP
+
     stack = model.layer_stack
     k = config.freeze_blocks or 0
     if k > stack.num_blocks:
@@ -81,6 +90,8 @@ def compile_partial(config: StrategyConfig, model: TaskModel, optim: OptimConfig
 def compile_gradual(config: StrategyConfig, model: TaskModel, optim: OptimConfig, epochs: int) -> Plan:
     """ULMFiT: train the head first, then unfreeze one more block (top-down) every `unfreeze_every` epochs;
     the embeddings unfreeze last."""
+    from tunelab.models.layerstack import EMBEDDING_GROUP
+
     by_group = _names_by_group(model)
     stack = model.layer_stack
     events: list[UnfreezeEvent] = []

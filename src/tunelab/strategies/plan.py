@@ -7,12 +7,13 @@ function (:func:`apply_trainable`), so counting, saving and freezing all agree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
-import torch
-from torch import nn
+if TYPE_CHECKING:  # torch is the trainer's; a Plan is built from config and names (validation never loads torch)
+    import torch
+    from torch import nn
 
-from tunelab.data.encoding import Batch
+    from tunelab.data.encoding import Batch
 
 __all__ = ["Plan", "ParamGroup", "UnfreezeEvent", "LossTerm", "apply_trainable", "build_param_groups"]
 

@@ -1,16 +1,19 @@
 """The one list of strategies: the depth strategies and the PEFT methods, one entry each. Config validation
-and the CLI derive their choices from it; a new PEFT method is its file (section, rules, layers) plus one
-line in PEFT_METHODS."""
+and the CLI derive their choices from it; a new PEFT method is its file (section, rules, apply) plus one
+line in PEFT_METHODS, and the layers it inserts in `strategies/peft/<method>_layers.py`.
+
+Importing this module imports no torch (`tunelab validate` reads every method's section and rules through
+it): the method files import their layers, and the depth strategies the models package, when they compile.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from pydantic import BaseModel, ValidationError
 
 from tunelab.config.schema import OptimConfig, StrategyConfig
 from tunelab.errors import ConfigError
-from tunelab.models.task_model import TaskModel
 from tunelab.strategies.depth import compile_full, compile_gradual, compile_head, compile_partial
 from tunelab.strategies.peft.adapters import HoulsbyMethod, PfeifferMethod
 from tunelab.strategies.peft.base import PeftMethod, PeftSection
@@ -21,10 +24,13 @@ from tunelab.strategies.peft.prefix import PrefixTuningMethod
 from tunelab.strategies.peft.prompt import PromptTuningMethod
 from tunelab.strategies.plan import Plan
 
+if TYPE_CHECKING:
+    from tunelab.models.task_model import TaskModel
+
 __all__ = ["DEPTH_STRATEGIES", "PEFT_METHODS", "strategy_names", "compile_strategy", "peft_method", "check_strategy",
            "resolve_sections", "unknown_strategy"]
 
-Compiler = Callable[[StrategyConfig, TaskModel, OptimConfig, int], Plan]
+Compiler = Callable[[StrategyConfig, "TaskModel", OptimConfig, int], Plan]
 
 DEPTH_STRATEGIES: dict[str, Compiler] = {
     "full": compile_full,

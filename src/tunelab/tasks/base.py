@@ -5,6 +5,10 @@ Tasks never touch a backbone's internals: they get outputs (`(B, C)` per example
 return losses, predictions and metric dicts, so every strategy works with every task. The sequence
 tasks (classification, multilabel, regression) share :class:`SequenceTask`'s defaults; a task with
 other inputs (token tags, images, prompts) overrides `read`, `encode` and `build_model`.
+
+Importing a task imports no torch (nor numpy): validating a config asks the task for its rules, names and
+metrics only, and must not cost a PyTorch import. A task's methods import what they compute with (torch,
+the data encoding, the metrics, the models) inside themselves; its loss modules live in `tasks/losses.py`.
 """
 
 from __future__ import annotations
@@ -13,21 +17,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional, Protocol, Union
 
-import numpy as np
-import torch
-
 from tunelab.config.schema import DataConfig, GenerationConfig, HeadConfig, LossConfig, ModelConfig, RunConfig
-from tunelab.data.encoding import Batch, EncodedSplit, encode_texts
 from tunelab.data.records import LabelKind, Record
 from tunelab.errors import ConfigError
 
 if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+    from tunelab.data.encoding import Batch, EncodedSplit
     from tunelab.models.task_model import TaskModel
 
 __all__ = ["Task", "TaskBase", "Predictions", "Outputs", "SequenceTask", "NativeModel"]
 
 # a 2-D output `(N, C)` for per-example tasks; a list of `(T_i, C)` (padding removed) for per-token tasks
-Outputs = Union[torch.Tensor, list[torch.Tensor]]
+Outputs = Union["torch.Tensor", list["torch.Tensor"]]
 # the Hugging Face auto class a `head: native` model is built with
 NativeModel = Literal["sequence", "token"]
 
@@ -170,6 +174,8 @@ class SequenceTask(TaskBase):
 
     def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
                with_targets: bool = True, train: bool = False) -> EncodedSplit:
+        from tunelab.data.encoding import EncodedSplit, encode_texts
+
         ids = encode_texts([r.text for r in records], tokenizer, max_length) if records else []
         targets = self.targets(records, label_names) if with_targets and records else None
         return EncodedSplit(input_ids=ids, targets=targets, records=records)

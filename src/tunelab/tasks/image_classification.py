@@ -9,16 +9,16 @@ configured augmentation. The activation cache is keyed by token ids, so it is no
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Optional
 
 from tunelab.config.schema import DataConfig, HeadConfig, ModelConfig, RunConfig
-from tunelab.data.encoding import EncodedSplit
-from tunelab.data.images import images_to_tensor, make_augment, read_images
 from tunelab.data.records import Record
 from tunelab.errors import ConfigError, ModelError
-from tunelab.models.heads import PoolingHead
-from tunelab.models.task_model import TaskModel
 from tunelab.tasks.classification import ClassificationTask
+
+if TYPE_CHECKING:  # images and models are torch: imported by the methods that use them (tasks/base.py says why)
+    from tunelab.data.encoding import EncodedSplit
+    from tunelab.models.task_model import TaskModel
 
 __all__ = ["ImageClassificationTask"]
 
@@ -30,6 +30,8 @@ class ImageClassificationTask(ClassificationTask):
     takes_images = True
 
     def read(self, path: str | Path, config: DataConfig, *, require_labels: bool = True) -> list[Record]:
+        from tunelab.data.images import read_images
+
         return read_images(path, require_labels=require_labels)
 
     def load_preprocessor(self, model_dir: Path, config: RunConfig) -> Any:
@@ -45,6 +47,9 @@ class ImageClassificationTask(ClassificationTask):
     def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
                with_targets: bool = True, train: bool = False) -> EncodedSplit:
         """`tokenizer` is the ImagePreprocessor; `max_length` does not apply to images."""
+        from tunelab.data.encoding import EncodedSplit
+        from tunelab.data.images import images_to_tensor, make_augment
+
         pixels = images_to_tensor(records, tokenizer.image_size, tokenizer.mean, tokenizer.std)
         aug = getattr(tokenizer, "augment", None)
         augment = make_augment(aug.crop_scale, aug.hflip, aug.rotation) if train and aug is not None and aug.enabled else None
@@ -55,7 +60,9 @@ class ImageClassificationTask(ClassificationTask):
     def build_model(self, model_cfg: ModelConfig, head_cfg: HeadConfig, label_names: list[str],
                     model_dir: Optional[Path] = None) -> TaskModel:
         """Backbone features `(B, 1280)` + a linear (`native` or `linear`) or MLP head; no pooling needed."""
+        from tunelab.models.heads import PoolingHead
         from tunelab.models.loading import resolve_model_dir
+        from tunelab.models.task_model import TaskModel
         from tunelab.models.vision import EfficientNetBackbone, ImagePreprocessor, is_vision_dir
 
         model_dir = model_dir or resolve_model_dir(model_cfg.name)

@@ -17,19 +17,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any, Optional
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, Optional
 
 from tunelab.config.schema import DataConfig, GenerationConfig, HeadConfig, LossConfig, ModelConfig, RunConfig
 from tunelab.data.chat import read_instructions
-from tunelab.data.encoding import IGNORE_INDEX, Batch, EncodedSplit
 from tunelab.data.records import Record
 from tunelab.errors import DataError, ModelError
-from tunelab.evaluation.text import text_metrics
-from tunelab.models.causal_lm import CausalLMTaskModel, NextTokenLoss, generate_ids, next_token_nll
 from tunelab.tasks.base import Outputs, Predictions, TaskBase
+
+if TYPE_CHECKING:  # torch, the encoding and the causal LM are imported where used (tasks/base.py says why)
+    import torch
+    from torch import nn
+
+    from tunelab.data.encoding import Batch, EncodedSplit
+    from tunelab.models.causal_lm import CausalLMTaskModel
 
 __all__ = ["InstructionTuningTask", "FALLBACK_TEMPLATE", "stop_token_ids"]
 
@@ -105,6 +106,8 @@ class InstructionTuningTask(TaskBase):
     # -- encoding ---------------------------------------------------------------------------------
     def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
                with_targets: bool = True, train: bool = False) -> EncodedSplit:
+        from tunelab.data.encoding import IGNORE_INDEX, EncodedSplit
+
         stops = set(stop_token_ids(tokenizer))
         ids, targets = [], []
         for record in records:
@@ -143,13 +146,19 @@ class InstructionTuningTask(TaskBase):
         return build_causal_lm(model_cfg, model_dir)
 
     def loss_fn(self, config: LossConfig, train: EncodedSplit, label_names: list[str]) -> nn.Module:
+        from tunelab.models.causal_lm import NextTokenLoss
+
         return NextTokenLoss()
 
     def reduce_outputs(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
         """`(B, 2)` per example: summed NLL of its response tokens and their count (full logits are never kept)."""
+        from tunelab.models.causal_lm import next_token_nll
+
         return next_token_nll(logits, batch.inputs["labels"])
 
     def predict(self, outputs: Outputs, label_names: list[str], split: EncodedSplit) -> Predictions:
+        import torch
+
         assert isinstance(outputs, torch.Tensor)
         per_example = [math.exp(s / c) if c else float("nan") for s, c in outputs.tolist()]
         return Predictions(values=per_example, scores=None, raw=outputs)
@@ -163,6 +172,8 @@ class InstructionTuningTask(TaskBase):
     def generate(self, model: CausalLMTaskModel, split: EncodedSplit, tokenizer: Any, config: GenerationConfig, *,
                  device: torch.device, batch_size: int, autocast: Any = None) -> tuple[list[str], list[bool]]:
         """Greedy replies to the split's prompts (the prompt part of each encoded example)."""
+        from tunelab.models.causal_lm import generate_ids
+
         prompts = [_prompt_part(ids, split.token_targets[i] if split.token_targets else None)
                    for i, ids in enumerate(split.input_ids)]
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -172,6 +183,8 @@ class InstructionTuningTask(TaskBase):
         return texts, [stopped for _, stopped in results]
 
     def generation_metrics(self, records: list[Record], texts: list[str], stopped: list[bool]) -> dict[str, float]:
+        from tunelab.evaluation.text import text_metrics
+
         return {**text_metrics(texts, [str(r.label) for r in records]),
                 "stop_rate": sum(stopped) / max(len(stopped), 1)}
 
@@ -203,6 +216,8 @@ def _fit_prompt(prompt: list[int], budget: int, record: Record) -> list[int]:
 
 
 def _prompt_part(ids: list[int], targets: Optional[list[int]]) -> list[int]:
+    from tunelab.data.encoding import IGNORE_INDEX
+
     if targets is None:
         return ids
     first = next((i for i, t in enumerate(targets) if t != IGNORE_INDEX), len(ids))

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from tunelab.config.schema import LossConfig
 from tunelab.data.records import Record
-from tunelab.evaluation.metrics import multilabel_metrics
-from tunelab.data.encoding import EncodedSplit
 from tunelab.tasks.base import Outputs, Predictions, SequenceTask
+
+if TYPE_CHECKING:  # torch is imported by the methods that compute (tasks/base.py says why)
+    import torch
+    from torch import nn
+
+    from tunelab.data.encoding import EncodedSplit
 
 __all__ = ["MultilabelTask"]
 
@@ -28,6 +29,8 @@ class MultilabelTask(SequenceTask):
         return len(label_names)
 
     def targets(self, records: list[Record], label_names: list[str]) -> torch.Tensor:
+        import torch
+
         index = {name: i for i, name in enumerate(label_names)}
         out = torch.zeros(len(records), len(label_names))
         for row, record in enumerate(records):
@@ -36,6 +39,8 @@ class MultilabelTask(SequenceTask):
         return out
 
     def loss_fn(self, config: LossConfig, train: EncodedSplit, label_names: list[str]) -> nn.Module:
+        from torch import nn
+
         train_targets = train.targets
         pos_weight = None
         if config.class_weights == "balanced":
@@ -44,6 +49,8 @@ class MultilabelTask(SequenceTask):
         return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
     def predict(self, logits: Outputs, label_names: list[str], split: EncodedSplit) -> Predictions:
+        import torch
+
         assert isinstance(logits, torch.Tensor)  # (N, C): one output row per example
         probs = torch.sigmoid(logits.float()).numpy()
         chosen = (probs >= self.threshold).astype(int)
@@ -51,6 +58,8 @@ class MultilabelTask(SequenceTask):
         return Predictions(values=values, scores=probs, raw=chosen)
 
     def metrics(self, split: EncodedSplit, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+        from tunelab.evaluation.metrics import multilabel_metrics
+
         targets = split.targets
         assert targets is not None
         return multilabel_metrics(targets.numpy().astype(int), predictions.raw, label_names)

@@ -11,31 +11,20 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from tunelab.config.schema import DataConfig, LossConfig
-from tunelab.data.encoding import IGNORE_INDEX, EncodedSplit
 from tunelab.data.records import Record
 from tunelab.data.tagged import read_tagged
 from tunelab.errors import ModelError
-from tunelab.evaluation.entities import entity_metrics
 from tunelab.tasks.base import NativeModel, Outputs, Predictions, SequenceTask
 
+if TYPE_CHECKING:  # torch and the encoding are imported by the methods that use them (tasks/base.py says why)
+    from torch import nn
+
+    from tunelab.data.encoding import EncodedSplit
+
 __all__ = ["TokenClassificationTask"]
-
-
-class _TokenLoss(nn.Module):
-    """Cross-entropy over the labelled tokens of `(B, T, C)` logits and `(B, T)` targets (-100 skipped)."""
-
-    def __init__(self, weight: torch.Tensor | None) -> None:
-        super().__init__()
-        self.inner = nn.CrossEntropyLoss(weight=weight, ignore_index=IGNORE_INDEX)
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return self.inner(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
 
 
 class TokenClassificationTask(SequenceTask):
@@ -53,6 +42,8 @@ class TokenClassificationTask(SequenceTask):
 
     def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
                with_targets: bool = True, train: bool = False) -> EncodedSplit:
+        from tunelab.data.encoding import EncodedSplit
+
         if not records:
             return EncodedSplit(input_ids=[], targets=None, records=[], token_targets=[], word_ids=[])
         if not getattr(tokenizer, "is_fast", False):
@@ -73,12 +64,17 @@ class TokenClassificationTask(SequenceTask):
                             token_targets=targets if with_targets else None)
 
     def loss_fn(self, config: LossConfig, train: EncodedSplit, label_names: list[str]) -> nn.Module:
+        import torch
+
+        from tunelab.data.encoding import IGNORE_INDEX
+        from tunelab.tasks.losses import TokenLoss
+
         weight = None
         if config.class_weights == "balanced" and train.token_targets is not None:
             counts = Counter(t for row in train.token_targets for t in row if t != IGNORE_INDEX)
             freq = torch.tensor([max(counts[i], 1) for i in range(len(label_names))], dtype=torch.float32)
             weight = freq.sum() / (len(label_names) * freq)
-        return _TokenLoss(weight)
+        return TokenLoss(weight)
 
     def predict(self, outputs: Outputs, label_names: list[str], split: EncodedSplit) -> Predictions:
         """Word tags from the first sub-token of each word; `raw` holds the per-word tag ids."""
@@ -98,6 +94,8 @@ class TokenClassificationTask(SequenceTask):
         return Predictions(values=values, scores=None, raw=raw)
 
     def metrics(self, split: EncodedSplit, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
+        from tunelab.evaluation.entities import entity_metrics
+
         gold = [list(r.label) for r in split.records]
         scores = entity_metrics(gold, [list(v) for v in predictions.values])
         majority = Counter(t for g in gold for t in g).most_common(1)[0][0] if gold else "O"
@@ -116,6 +114,8 @@ class TokenClassificationTask(SequenceTask):
 
 def _first_subtoken_targets(word_ids: list[int], tags: list[int]) -> list[int]:
     """`(T,)` targets: the word's tag on its first sub-token, IGNORE_INDEX on the rest and on special tokens."""
+    from tunelab.data.encoding import IGNORE_INDEX
+
     out, previous = [], -1
     for word in word_ids:
         out.append(tags[word] if word >= 0 and word != previous else IGNORE_INDEX)

@@ -3,26 +3,25 @@ Pfeiffer et al. 2021 (after the feed-forward block only).
 
 An adapter wraps the output projection of the sub-block, before its dropout, residual and LayerNorm:
 h -> h + up(act(down(h))). `up` starts at zero, so the adapted model starts equal to the base. Targets
-are named relative to each block of the LayerStack, so the same names work for every depth.
+are named relative to each block of the LayerStack, so the same names work for every depth. The layer is
+in `adapter_layers.py` (torch), imported when a model is adapted.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, ClassVar, Literal, Optional
 
 from pydantic import Field
 
-import torch
-from torch import nn
-
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError
-from tunelab.models.task_model import TaskModel
-from tunelab.strategies.peft.base import PeftSection, Adaptation, PeftLayer, PeftMethod, replace_module
+from tunelab.strategies.peft.base import PeftSection, Adaptation, PeftMethod, replace_module
 
-__all__ = ["BottleneckAdapter", "HoulsbyMethod", "PfeifferMethod"]
+if TYPE_CHECKING:
+    from tunelab.models.task_model import TaskModel
+    from tunelab.strategies.peft.layer import PeftLayer
 
-ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "tanh": nn.Tanh}
+__all__ = ["AdapterSection", "HoulsbyMethod", "PfeifferMethod"]
 
 
 class AdapterSection(PeftSection):
@@ -42,30 +41,6 @@ class AdapterSection(PeftSection):
         "non_linearity": "activation", "adapter_size": "bottleneck", "bottleneck_size": "bottleneck"}
 
 
-class BottleneckAdapter(PeftLayer):
-    declared: ClassVar[tuple[str, ...]] = ("down.weight", "down.bias", "up.weight", "up.bias")
-
-    def __init__(self, base: nn.Linear, bottleneck: int, activation: str, residual: bool) -> None:
-        super().__init__()
-        if type(base) is not nn.Linear:
-            raise ConfigError(f"strategy.adapter: an adapter wraps a Linear output projection, not {type(base).__name__}")
-        width = base.out_features
-        self.base_layer, self.residual = base, residual
-        self.down = nn.Linear(width, bottleneck)
-        self.act = ACTIVATIONS[activation]()
-        self.up = nn.Linear(bottleneck, width)
-        nn.init.normal_(self.down.weight, std=1e-2)
-        nn.init.zeros_(self.down.bias)
-        nn.init.zeros_(self.up.weight)
-        nn.init.zeros_(self.up.bias)
-        self.to(base.weight.device)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        hidden = self.base_layer(x)                      # (..., H)
-        update = self.up(self.act(self.down(hidden)))    # (..., H) through a (..., b) bottleneck
-        return hidden + update if self.residual else update
-
-
 class _AdapterMethod(PeftMethod):
     section = "adapter"
     Section = AdapterSection
@@ -73,6 +48,10 @@ class _AdapterMethod(PeftMethod):
     places: ClassVar[tuple[str, ...]]
 
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
+        from torch import nn
+
+        from tunelab.strategies.peft.adapter_layers import BottleneckAdapter
+
         s = self.settings(config)
         stack = model.layer_stack
         first = config.freeze_blocks or 0

@@ -2,8 +2,13 @@
 record of what a method did to a model, and the compile step that turns it into a Plan.
 
 A method never edits model code: it wraps modules from outside (`replace_module`) or adds hooks, and
-every module it adds is a :class:`PeftLayer` that names its parameters. Trainability, saving, merging and
-counting read those declarations (`Adaptation.params`); nothing guesses from substrings.
+every module it adds is a :class:`~tunelab.strategies.peft.layer.PeftLayer` that names its parameters.
+Trainability, saving, merging and counting read those declarations (`Adaptation.params`); nothing guesses
+from substrings.
+
+Importing this module (and a method's file) imports no torch: validating a config reads every method's
+section and rules, and that must not cost a PyTorch import. A method's layers live in `<method>_layers.py`
+(torch), which its `_apply` imports when a model is adapted.
 """
 
 from __future__ import annotations
@@ -11,19 +16,22 @@ from __future__ import annotations
 import fnmatch
 import weakref
 from dataclasses import dataclass, field
-from typing import Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
-from torch import nn
 
 from tunelab.config.schema import OptimConfig, StrategyConfig
 from tunelab.errors import ConfigError, ModelError
-from tunelab.models.layerstack import EMBEDDING_GROUP
-from tunelab.models.task_model import TaskModel
 from tunelab.strategies.depth import depth_lr_multipliers
 from tunelab.strategies.plan import Plan, build_param_groups
 
-__all__ = ["PeftSection", "PeftLayer", "Adaptation", "PeftMethod", "adaptation_of", "replace_module", "unwrap_merged",
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tunelab.models.task_model import TaskModel
+    from tunelab.strategies.peft.layer import PeftLayer
+
+__all__ = ["PeftSection", "Adaptation", "PeftMethod", "adaptation_of", "replace_module", "unwrap_merged",
            "match_name", "head_names", "blocks_allowed"]
 
 
@@ -41,32 +49,6 @@ class PeftSection(BaseModel):
     foreign_names: ClassVar[dict[str, str]] = {}
 
     lr: Optional[float] = Field(None, gt=0.0, lt=1.0, description="LR of the method's parameters and the head; null: method default.")
-
-
-class PeftLayer(nn.Module):
-    """A module inserted by a PEFT method. `declared` lists its own trainable parameter names (local to the
-    layer); `peft_keys` maps them to the key suffixes of peft's on-disk format where the method uses it."""
-
-    declared: ClassVar[tuple[str, ...]] = ()
-    mergeable: ClassVar[bool] = False
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.merged = False
-
-    def declared_names(self) -> tuple[str, ...]:
-        """The declared parameters that exist on this instance (e.g. DoRA's magnitude only when enabled)."""
-        own = dict(self.named_parameters())
-        return tuple(n for n in self.declared if n in own)
-
-    def peft_keys(self) -> dict[str, str]:
-        return {n: n for n in self.declared_names()}
-
-    def merge(self) -> None:
-        raise ModelError(f"{type(self).__name__} cannot be merged into the base weights")
-
-    def unmerge(self) -> None:
-        raise ModelError(f"{type(self).__name__} cannot be merged into the base weights")
 
 
 @dataclass
@@ -130,6 +112,8 @@ def head_names(model: TaskModel) -> list[str]:
 
 def blocks_allowed(model: TaskModel, config: StrategyConfig) -> Callable[[str], bool]:
     """With `strategy.freeze_blocks: k`, a method adapts only modules in blocks >= k (none in the embeddings)."""
+    from tunelab.models.layerstack import EMBEDDING_GROUP
+
     k = config.freeze_blocks
     stack = model.layer_stack
     if k is not None and k > stack.num_blocks:

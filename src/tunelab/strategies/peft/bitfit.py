@@ -7,12 +7,16 @@ biases + head in one safetensors file, loaded onto the same base.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError
-from tunelab.models.task_model import TaskModel
 from tunelab.strategies.peft.base import PeftSection, Adaptation, PeftMethod, blocks_allowed, head_names
 
-__all__ = ["BitFitMethod"]
+if TYPE_CHECKING:
+    from tunelab.models.task_model import TaskModel
+
+__all__ = ["BitFitSection", "BitFitMethod"]
 
 
 class BitFitSection(PeftSection):

@@ -2,25 +2,26 @@
 
 A target's output is multiplied by l (shape (out, 1), peft's layout); a feed-forward target's input is
 multiplied by l (shape (1, in)), which scales the activations entering the second FFN projection. l starts
-at one, so the model starts equal to the base; scaling folds into the weight (mergeable).
+at one, so the model starts equal to the base; scaling folds into the weight (mergeable). The layer is in
+`ia3_layers.py` (torch), imported when a model is adapted.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 
-import torch
-from torch import nn
-
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError
-from tunelab.models.task_model import TaskModel
-from tunelab.strategies.peft.base import (PeftSection, Adaptation, PeftLayer, PeftMethod, blocks_allowed, head_names, match_name,
+from tunelab.strategies.peft.base import (PeftSection, Adaptation, PeftMethod, blocks_allowed, head_names, match_name,
                                           replace_module)
 
-__all__ = ["IA3Layer", "IA3Method"]
+if TYPE_CHECKING:
+    from tunelab.models.task_model import TaskModel
+    from tunelab.strategies.peft.layer import PeftLayer
+
+__all__ = ["IA3Section", "IA3Method"]
 
 
 class IA3Section(PeftSection):
@@ -30,46 +31,6 @@ class IA3Section(PeftSection):
                                       description="Modules whose output (or input, for feedforward_modules) is scaled.")
     feedforward_modules: list[str] = Field(default_factory=lambda: ["output.dense"],
                                            description="Subset of the targets whose input is scaled (feed-forward activations).")
-
-
-class IA3Layer(PeftLayer):
-    declared: ClassVar[tuple[str, ...]] = ("ia3_l",)
-    mergeable: ClassVar[bool] = True
-
-    def __init__(self, base: nn.Linear, feedforward: bool) -> None:
-        super().__init__()
-        if type(base) is not nn.Linear:
-            raise ConfigError(f"strategy.ia3: IA3 adapts Linear layers, not {type(base).__name__}; exclude this module")
-        self.base_layer, self.feedforward = base, feedforward
-        shape = (1, base.in_features) if feedforward else (base.out_features, 1)
-        self.ia3_l = nn.Parameter(torch.ones(shape, device=base.weight.device))
-        self.register_buffer("_merged_l", torch.zeros(0), persistent=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.merged:
-            return self.base_layer(x)
-        if self.feedforward:
-            return self.base_layer(x * self.ia3_l.flatten())
-        return self.base_layer(x) * self.ia3_l.flatten()
-
-    @torch.no_grad()
-    def merge(self) -> None:
-        if self.merged:
-            return
-        self._merged_l = self.ia3_l.detach().clone()  # unmerge divides by exactly what was multiplied
-        self.base_layer.weight.mul_(self._merged_l)
-        if not self.feedforward and self.base_layer.bias is not None:
-            self.base_layer.bias.mul_(self._merged_l.flatten())
-        self.merged = True
-
-    @torch.no_grad()
-    def unmerge(self) -> None:
-        if not self.merged:
-            return
-        self.base_layer.weight.div_(self._merged_l)
-        if not self.feedforward and self.base_layer.bias is not None:
-            self.base_layer.bias.div_(self._merged_l.flatten())
-        self.merged = False
 
 
 class IA3Method(PeftMethod):
@@ -82,6 +43,10 @@ class IA3Method(PeftMethod):
     mergeable = True
 
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
+        from torch import nn
+
+        from tunelab.strategies.peft.ia3_layers import IA3Layer
+
         s = self.settings(config)
         unknown = [f for f in s.feedforward_modules if f not in s.target_modules]
         if unknown:

@@ -4,24 +4,26 @@ A forward pre-hook on the Hugging Face model turns `input_ids` into `inputs_embe
 front and extends the attention mask, exactly as peft's PeftModelForSequenceClassification does, so the
 saved file loads in peft with the same logits. With a native BERT head the pooler reads position 0, which
 is then the first soft token (peft's behaviour); with a tunelab head the soft tokens are cut from the
-hidden states before pooling.
+hidden states before pooling. The soft-token layer is in `prompt_layers.py` (torch), imported when a model
+is adapted.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal, Optional
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
-import torch
-from torch import nn
-
 from tunelab.config.schema import StrategyConfig
-from tunelab.errors import ConfigError, ModelError
-from tunelab.models.task_model import TaskModel
-from tunelab.strategies.peft.base import PeftSection, Adaptation, PeftLayer, PeftMethod
+from tunelab.errors import ModelError
+from tunelab.strategies.peft.base import PeftSection, Adaptation, PeftMethod
 
-__all__ = ["SoftPrompt", "PromptTuningMethod"]
+if TYPE_CHECKING:
+    from torch import nn
+
+    from tunelab.models.task_model import TaskModel
+
+__all__ = ["PromptSection", "PromptTuningMethod"]
 
 
 class PromptSection(PeftSection):
@@ -42,33 +44,6 @@ class PromptSection(PeftSection):
         return self
 
 
-class SoftPrompt(PeftLayer):
-    declared: ClassVar[tuple[str, ...]] = ("prompt_embeddings",)
-
-    def __init__(self, num_tokens: int, dim: int, init: torch.Tensor | None = None) -> None:
-        super().__init__()
-        weight = init.detach().clone() if init is not None else torch.randn(num_tokens, dim) * 0.02
-        self.prompt_embeddings = nn.Parameter(weight)   # (k, H)
-
-    def forward(self, batch_size: int, dtype: torch.dtype) -> torch.Tensor:
-        return self.prompt_embeddings.to(dtype).unsqueeze(0).expand(batch_size, -1, -1)   # (B, k, H)
-
-
-def _init_from_words(model: TaskModel, words: str, k: int) -> torch.Tensor:
-    from transformers import AutoTokenizer
-
-    source = getattr(model.network.config, "_name_or_path", "")
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
-    except Exception as err:  # transformers raises many types
-        raise ConfigError(f"strategy.prompt.init_words: cannot load the base tokenizer from {source!r}: {err}") from None
-    ids = tokenizer(words, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise ConfigError("strategy.prompt.init_words: the words give no tokens; give some words")
-    ids = (ids * (k // len(ids) + 1))[:k]
-    return model.network.get_input_embeddings().weight[torch.tensor(ids)]
-
-
 class PromptTuningMethod(PeftMethod):
     name = "prompt_tuning"
     title = "prompt tuning"
@@ -84,10 +59,14 @@ class PromptTuningMethod(PeftMethod):
         return suffix   # peft stores the prompt at the top level: `prompt_embeddings`
 
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
+        import torch
+
+        from tunelab.strategies.peft.prompt_layers import SoftPrompt, init_from_words
+
         s = self.settings(config)
         network = model.network
         embeddings = network.get_input_embeddings()
-        init = _init_from_words(model, s.init_words or "", s.num_tokens) if s.init == "words" else None
+        init = init_from_words(model, s.init_words or "", s.num_tokens) if s.init == "words" else None
         prompt = SoftPrompt(s.num_tokens, embeddings.embedding_dim, init).to(embeddings.weight.device)
         model.add_module("peft_prompt", prompt)
         max_positions = getattr(network.config, "max_position_embeddings", None)

@@ -11,7 +11,7 @@ from tunelab.errors import ConfigError
 from tunelab.models import count_parameters
 from tunelab.strategies import apply_trainable, compile_strategy
 from tunelab.strategies.peft.base import adaptation_of
-from tunelab.strategies.peft.lora import LoraLayer
+from tunelab.strategies.peft.lora_layers import LoraLayer
 
 
 def _conv1d_hf() -> nn.Module:
