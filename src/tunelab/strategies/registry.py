@@ -134,7 +134,10 @@ def _unknown_key(key: str, strategy: str, sections: dict[str, str]) -> str:
     `lora_alpha`, `target_modules`) beside its name, so a key that is an option of a method's section, under
     tunelab's name or another tool's, is pointed at its place in that section."""
     method = peft_method(strategy)
-    own = _section_key(method, key) if method is not None else None
+    if key in ("lr", "learning_rate") and method is None:
+        return (f"strategy.{key}: unknown key; the learning rate is optim.lr (blocks and head scale it with "
+                "strategy.layerwise_lr_decay and strategy.head_lr_multiplier); move it there")
+    own = _section_key(method, "lr" if key == "learning_rate" else key) if method is not None else None
     if method is not None and own is not None:
         return (f"strategy.{key}: unknown key; {method.title or method.name} options live under "
                 f"strategy.{method.section}: strategy.{method.section}.{own}; move it there")

@@ -86,3 +86,15 @@ def test_a_method_option_under_a_depth_strategy_names_the_method() -> None:
 def test_unknown_flat_keys_keep_the_spelling_hint() -> None:
     assert "strategy.freeze_block: unknown key (did you mean 'freeze_blocks'?)" in \
         refusal(strategy={"name": "partial", "freeze_blocks": 2, "freeze_block": 2})
+
+
+def test_strategy_lr_points_to_its_place() -> None:
+    from tunelab.catalog import parse_config
+    from tunelab.errors import ConfigError
+
+    for strategy, where in (({"name": "partial", "freeze_blocks": 2, "lr": 1e-4}, "optim.lr"),
+                            ({"name": "full", "learning_rate": 1e-4}, "optim.lr"),
+                            ({"name": "lora", "learning_rate": 1e-3}, "strategy.lora.lr")):
+        with pytest.raises(ConfigError) as caught:
+            parse_config({"data": {"builtin": "bbc-news"}, "strategy": strategy})
+        assert where in str(caught.value), caught.value
