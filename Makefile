@@ -3,6 +3,7 @@
 #   make test   - the same set-up, then the test suite
 #   make bench  - tunelab against Hugging Face Trainer (+ peft), same settings (long on a small CPU;
 #                 BENCH_ARGS="--limit 400 --max-length 128 --epochs-scale 0.4" for a quick look)
+#   make bench-compare - one `tunelab compare` against separate `tunelab train` runs and against the peer
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ STAMP  := $(VENV)/.tunelab-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast bench bench-compare install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +40,10 @@ test-fast: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet "peft>=0.13" "accelerate>=1.1"
 	$(BIN)/python benchmarks/vs_hf.py $(BENCH_ARGS)
+
+bench-compare: $(STAMP)
+	$(BIN)/pip install --quiet "peft>=0.13" "accelerate>=1.1"
+	$(BIN)/python benchmarks/compare_cost.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -99,16 +99,11 @@ def run_peer(s: Setting) -> dict[str, Any]:
     splits, labels = load_splits(s)
     tokenizer = AutoTokenizer.from_pretrained(minilm_dir())
     index = {name: i for i, name in enumerate(labels)}
-
-    def encode(records):
-        enc = tokenizer([r.text for r in records], truncation=True, max_length=s.max_length)
-        return [{"input_ids": ids, "attention_mask": m, "labels": index[r.label]}
-                for ids, m, r in zip(enc["input_ids"], enc["attention_mask"], records)]
-
-    train, validation, test = encode(splits.train), encode(splits.validation), encode(splits.test)
+    train, validation, test = (encode_records(tokenizer, split, index, s.max_length)
+                               for split in (splits.train, splits.validation, splits.test))
     torch.manual_seed(s.seed)
     model = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=len(labels))
-    model = _peer_strategy(model, s.strategy)
+    model = peer_strategy(model, s.strategy)
     out = tempfile.mkdtemp(prefix="hf-bench-")
     args = TrainingArguments(
         output_dir=out, num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
@@ -130,18 +125,30 @@ def run_peer(s: Setting) -> dict[str, Any]:
             "tokens": tokens, "precision": s.peer_precision}
 
 
-def _peer_strategy(model, strategy: str):
+def encode_records(tokenizer, records, index: dict[str, int], max_length: int) -> list[dict[str, Any]]:
+    """The peer's dataset: token ids truncated to max_length, label ids in `index` order (shared with
+    compare_cost.py, so both benchmarks feed the peer alike)."""
+    enc = tokenizer([r.text for r in records], truncation=True, max_length=max_length)
+    return [{"input_ids": ids, "attention_mask": m, "labels": index[r.label]}
+            for ids, m, r in zip(enc["input_ids"], enc["attention_mask"], records)]
+
+
+def peer_strategy(model, strategy: str, freeze_blocks: int = FREEZE_BLOCKS, lora: Optional[dict[str, Any]] = None):
+    """Freeze the peer's BERT as the strategy says (head: all but pooler + classifier; partial: embeddings
+    and blocks [0, freeze_blocks)), or wrap it with peft LoRA (`lora`: r, lora_alpha, lora_dropout,
+    target_modules; default this benchmark's)."""
     if strategy == "lora":
         from peft import LoraConfig, TaskType, get_peft_model
 
-        return get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, r=LORA_RANK, lora_alpha=LORA_ALPHA,
-                                                lora_dropout=LORA_DROPOUT, target_modules=LORA_TARGETS))
+        lora = lora or {"r": LORA_RANK, "lora_alpha": LORA_ALPHA, "lora_dropout": LORA_DROPOUT,
+                        "target_modules": LORA_TARGETS}
+        return get_peft_model(model, LoraConfig(task_type=TaskType.SEQ_CLS, **lora))
     for name, param in model.named_parameters():
         if strategy == "head":
             param.requires_grad = not name.startswith("bert.") or name.startswith("bert.pooler.")
         elif strategy == "partial":
             frozen = name.startswith("bert.embeddings.") or any(
-                name.startswith(f"bert.encoder.layer.{i}.") for i in range(FREEZE_BLOCKS))
+                name.startswith(f"bert.encoder.layer.{i}.") for i in range(freeze_blocks))
             param.requires_grad = not frozen
     return model
 
