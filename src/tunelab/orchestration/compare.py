@@ -29,7 +29,6 @@ from tunelab.orchestration.prepare import Prepared, prepare
 from tunelab.orchestration.run_one import run_one
 from tunelab.strategies.recommended import COMPARE_ORDER, recommended_settings
 from tunelab.strategies.registry import strategy_names
-from tunelab.training.device import seed_everything
 
 __all__ = ["CompareRequest", "RowPlan", "compare", "plan_rows", "row_name"]
 
@@ -75,7 +74,7 @@ def compare(raw: dict[str, Any], request: CompareRequest, *, console: Optional[C
     request.out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(base.model_copy(update={"data": base.data.model_copy(update={"train_fraction": 1.0})}),
                        trust_pickle=request.trust_pickle, console=console)
-    rows, skipped = plan_rows(raw, base, request, _num_blocks(prepared, base))
+    rows, skipped = plan_rows(raw, base, request, prepared.depth(base))
     for item in skipped:
         console.print(f"[yellow]skip[/] {item['strategy']}: {escape(item['reason'])}")
     records: list[dict[str, Any]] = []
@@ -156,12 +155,6 @@ def _reason(err: ConfigError) -> str:
     """The rule a strategy breaks, without the file header of a config error."""
     lines = [line.strip(" -*•") for line in str(err).splitlines()[1:] if line.strip()]
     return "; ".join(lines) or str(err)
-
-
-def _num_blocks(prepared: Prepared, base: RunConfig) -> int:
-    """The backbone's depth, from the model every row will copy (built here once, for the first seed)."""
-    seed_everything(base.train.seed)
-    return prepared.build_model(base).layer_stack.num_blocks
 
 
 def _check_out(request: CompareRequest) -> None:

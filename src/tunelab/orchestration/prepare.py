@@ -102,6 +102,13 @@ class Prepared:
         return model
 
 
+    def depth(self, config: RunConfig) -> int:
+        """The backbone's number of blocks, from the model the runs will copy (built here once, for the
+        config's seed, and kept as that seed's template)."""
+        seed_everything(config.train.seed)
+        return self.build_model(config).layer_stack.num_blocks
+
+
 def _rng_digest() -> str:
     tensors, meta = rng_state()
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Optional, Sequence, Union
 
 from rich.console import Console
 from rich.markup import escape
@@ -30,7 +30,7 @@ from tunelab.strategies.registry import compile_strategy
 from tunelab.tasks.base import Predictions
 from tunelab.training.accel import compile_blocks
 from tunelab.training.cache import ActivationCache, activation_cache_for
-from tunelab.training.callbacks import MetricsLogCallback, ProgressCallback
+from tunelab.training.callbacks import Callback, MetricsLogCallback, ProgressCallback
 from tunelab.training.callbacks.progress import print_phrases
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore
 from tunelab.training.device import seed_everything
@@ -56,20 +56,24 @@ class _Session:
     identity: dict[str, Any]
     run_dir: RunDirectory
     counts: tuple[int, int] = (0, 0)   # (trainable, total) parameters at the first step
+    callbacks: tuple[Callback, ...] = ()  # the caller's, beside the log and the progress bar
+    test: bool = True                  # score the test split (a search's trials do not: it never selects)
 
 
 def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: RunDirectory, resume: bool = False,
             console: Optional[Console] = None, cache: Union[ActivationCache, None, str] = AUTO_CACHE,
-            started: Optional[float] = None) -> RunSummary:
+            started: Optional[float] = None, callbacks: Sequence[Callback] = (), test: bool = True) -> RunSummary:
     """Train `config` (default: the prepared config; it may change strategy, optimisation, schedule and epochs)
     on `prepared` into `run_dir`. `cache`: a shared ActivationCache, None for none, or AUTO_CACHE; `started`:
-    the clock reading the summary's wall time counts from (default: now)."""
+    the clock reading the summary's wall time counts from (default: now); `callbacks`: the caller's (a
+    search's pruning); `test=False` leaves the test split unscored (`score_test` scores it later)."""
     started = time.perf_counter() if started is None else started
     check_run_dir(run_dir, resume)
     prepared = prepared.for_config(config)
     config = prepared.config
     console = console or Console(stderr=True)
     session = _open_session(prepared, config, run_dir, resume, console)
+    session.callbacks, session.test = tuple(callbacks), test
     seed_everything(config.train.seed)
     model, plan = _build(session)
     staging = run_dir.open(resume)
@@ -177,7 +181,7 @@ def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> 
     if config.train.compile:
         console.print(f"torch.compile: {compile_blocks(model)} blocks")
     loss_fn = task.loss_fn(config.loss, prepared.encoded["train"], prepared.label_names)
-    callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console)]
+    callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console), *session.callbacks]
     trainer = Trainer(config, task, prepared.label_names, loss_fn, prepared.device,
                       prepared.tokenizer.pad_token_id or 0, callbacks, activation_cache=cache)
     return trainer, cache
@@ -204,7 +208,7 @@ def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Path,
     """Test metrics and predictions (with generation scores for generative tasks), written to the run."""
     prepared = session.prepared
     test = prepared.encoded["test"]
-    if not len(test):
+    if not len(test) or not session.test:
         return {}
     result = trainer.evaluate(model, test)
     metrics, predictions = result.metrics, result.predictions
