@@ -27,6 +27,7 @@ th { background: #f0f2f5; font-weight: 600; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.best td { background: #fff6d6; }
 .figure svg { max-width: 100%; height: auto; }
+.scroll { overflow-x: auto; }
 .figures { display: flex; flex-wrap: wrap; gap: 12px; }
 pre { background: #f3f4f6; padding: 10px; overflow-x: auto; font-size: 12px; }
 .note { color: #5a6272; font-size: 13px; }
@@ -39,7 +40,8 @@ def esc(value: Any) -> str:
 
 
 def number(value: Any, digits: int = 4) -> str:
-    """A table cell's text for a number: ints with thousands separators, floats to `digits` places."""
+    """A table cell's text for a number: ints with thousands separators, floats to `digits` significant digits
+    (one decimal from 1,000 on)."""
     if value is None:
         return "–"
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -48,7 +50,7 @@ def number(value: Any, digits: int = 4) -> str:
         return f"{value:,}"
     if math.isnan(value) or math.isinf(value):
         return str(value)
-    return f"{value:.{digits}f}" if abs(value) < 1e5 else f"{value:.3g}"
+    return f"{value:,.1f}" if abs(value) >= 1000 else f"{value:.{digits}g}"
 
 
 def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, best_row: Optional[int] = None,
@@ -67,7 +69,7 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], *, best_row: Opt
                 cells.append(f"<td>{esc(cell)}</td>")
         css = ' class="best"' if i == best_row else ""
         body.append(f"<tr{css}>{''.join(cells)}</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
 
 
 def definition_list(pairs: Iterable[tuple[str, Any]]) -> str:

@@ -41,6 +41,13 @@ def to_svg(fig: Any, name: str) -> str:
     return f'<div class="figure" data-plot="{name}">{text[text.index("<svg"):]}</div>'
 
 
+def _integer_ticks(ax: Any) -> None:
+    """Whole numbers on the x axis (epochs, steps)."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
 def _styled(draw: Any) -> Any:
     """Run `draw` (which builds and returns an svg string) under the report's rcParams."""
     import matplotlib
@@ -61,6 +68,8 @@ def loss_plot(steps: Sequence[int], losses: Sequence[float], lrs: Sequence[float
         top.legend()
         bottom.plot(steps, lrs, lw=1.2, color="#4a8f4a")
         bottom.set_xlabel("optimizer step")
+        _integer_ticks(top)
+        _integer_ticks(bottom)
         bottom.set_ylabel("learning rate")
         bottom.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
         return to_svg(fig, "loss")
@@ -74,6 +83,7 @@ def metric_lines(x: Sequence[float], series: dict[str, Sequence[float]], *, name
         fig, ax = figure(7.5, 3.4)
         for label, values in series.items():
             ax.plot(x, values, "o-", ms=3, label=label)
+        _integer_ticks(ax)
         if best_x is not None:
             ax.axvline(best_x, ls="--", color="#c0392b", lw=1.2, label=best_label)
         ax.set_xlabel(xlabel)
@@ -122,7 +132,7 @@ def bars(categories: Sequence[str], series: dict[str, Sequence[float]], *, name:
         if log:
             ax.set_yscale("log")
         if len(series) > 1:
-            ax.legend()
+            ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
         return to_svg(fig, name)
     return _styled(draw)
 
@@ -216,6 +226,8 @@ def curves_plot(curves: Sequence[tuple[str, Sequence[float], Sequence[float], Se
                 ax.fill_between(x, np.subtract(y, err), np.add(y, err), color=line.get_color(), alpha=0.15)
         if log_x:
             ax.set_xscale("log")
+        else:
+            _integer_ticks(ax)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend()

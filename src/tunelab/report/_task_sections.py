@@ -33,15 +33,19 @@ def data_section(run: RunFiles) -> Section:
     splits: dict[str, dict[str, Any]] = run.profile.get("splits") or {}
     if not splits:
         return "data", title, note(_NO_PROFILE)
-    parts = [_class_counts(splits), _targets(splits)]
+    what = "tag (per word)" if run.profile.get("label_kind") == "tags" else "class"
+    parts = [_class_counts(splits, what), _targets(splits)]
     lengths = {name: s["length_counts"] for name, s in splits.items() if s.get("length_counts")}
     max_length = int(run.profile.get("max_length") or 0)
     if lengths:
         shares = {name: float(s.get("truncated_share", 0.0)) for name, s in splits.items()}
         parts.append(_plots.length_plot(lengths, max_length, shares))
-    rows = [(name, s.get("examples"), _longest(s), s.get("truncated"), _percent(s.get("truncated_share")))
-            for name, s in splits.items()]
-    parts.append(table(["split", "examples", "longest (tokens)", f"at max_length {max_length}", "share"], rows))
+    if lengths:
+        rows = [(name, s.get("examples"), _longest(s), s.get("truncated"), _percent(s.get("truncated_share")))
+                for name, s in splits.items()]
+        parts.append(table(["split", "examples", "longest (tokens)", f"at max_length {max_length}", "share"], rows))
+    else:
+        parts.append(table(["split", "examples"], [(name, s.get("examples")) for name, s in splits.items()]))
     return "data", title, "".join(parts)
 
 
@@ -54,7 +58,7 @@ def _percent(value: Any) -> str:
     return f"{100 * value:.1f}%" if isinstance(value, (int, float)) else "–"
 
 
-def _class_counts(splits: dict[str, dict[str, Any]]) -> str:
+def _class_counts(splits: dict[str, dict[str, Any]], what: str) -> str:
     counted = {name: s["class_counts"] for name, s in splits.items() if s.get("class_counts")}
     if not counted:
         return ""
@@ -62,7 +66,7 @@ def _class_counts(splits: dict[str, dict[str, Any]]) -> str:
     series = {name: [counts.get(c, 0) for c in classes] for name, counts in counted.items()}
     rows = [(c, *[counts.get(c, 0) for counts in counted.values()]) for c in classes]
     return (_plots.bars(classes, series, name="class-counts", ylabel="examples")
-            + table(["class", *counted], rows))
+            + table([what, *counted], rows))
 
 
 def _targets(splits: dict[str, dict[str, Any]]) -> str:

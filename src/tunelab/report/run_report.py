@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional
 
+from tunelab.artifacts.rundir import target_of_staging
 from tunelab.atomic import atomic_write_text
 from tunelab.report import _plots
 from tunelab.report._files import RunFiles, read_run
@@ -32,7 +33,8 @@ def write_run_report(run_dir: Path) -> Path:
 def render_run_report(run: RunFiles) -> str:
     sections = [_test_section(run), _loss_section(run), _validation_section(run), *_class_sections(run),
                 *task_sections(run), data_section(run), parameters_section(run), _config_section(run)]
-    return page(f"tunelab run: {run.folder.name}", _facts(run), _headline(run), [s for s in sections if s])
+    name = (target_of_staging(run.folder) or run.folder).name  # written at run time, inside the staging folder
+    return page(f"tunelab run: {name}", _facts(run), _headline(run), [s for s in sections if s])
 
 
 def _facts(run: RunFiles) -> list[tuple[str, Any]]:

@@ -49,10 +49,10 @@ def test_classification_run_profile_and_report(classification_run: Path) -> None
     assert_self_contained(html)
 
 
-def test_task_sections(text_run: Callable[..., Path], image_run: Path, instruction_run: Path) -> None:
-    token = (text_run("token", "token_classification", rows=60) / "report.html").read_text()
+def test_task_sections(token_run: Path, regression_run: Path, image_run: Path, instruction_run: Path) -> None:
+    token = (token_run / "report.html").read_text()
     assert "entities" in section_ids(token) and "confusion" not in section_ids(token)
-    regression = text_run("regression", "regression", rows=60)
+    regression = regression_run
     assert "scatter" in section_ids((regression / "report.html").read_text())
     assert "targets" in json.loads((regression / "profile.json").read_text())["splits"]["train"]
     assert "misclassified" in section_ids((image_run / "report.html").read_text())
