@@ -19,6 +19,8 @@ __all__ = ["write_run_report", "render_run_report"]
 
 Section = tuple[str, str, str]  # (id, title, inner html)
 _MAX_LINES = 6  # validation scores on one plot (the table has them all)
+# logged numbers that are errors or counts, not scores in [0, 1]: never drawn on the scores plot
+_NOT_SCORES = {"loss", "train_loss", "mse", "rmse", "mae", "perplexity", "target_tokens", "entities", "truncated_words"}
 
 
 def write_run_report(run_dir: Path) -> Path:
@@ -88,7 +90,8 @@ def _validation_section(run: RunFiles) -> Section:
     best_epoch = best + 1 if isinstance(best, int) else None
     names = [k for k in run.validation[0] if k not in ("kind", "epoch", "step")
              and isinstance(run.validation[0][k], (int, float))]
-    bounded = [k for k in names if all(0.0 <= float(m.get(k, -1)) <= 1.0 for m in run.validation)]
+    bounded = [k for k in names if k not in _NOT_SCORES
+               and all(0.0 <= float(m.get(k, -1)) <= 1.0 for m in run.validation)]
     shown = sorted(bounded, key=lambda k: k != run.metric)[:_MAX_LINES]  # the headline metric first
     scores = {k: [float(m[k]) for m in run.validation] for k in shown}
     plots = [_plots.metric_lines(epochs, scores, name="validation-scores", xlabel="epoch", best_x=best_epoch,
