@@ -25,8 +25,8 @@ from tunelab.models.loading import count_parameters
 from tunelab.models.task_model import TaskModel
 from tunelab.orchestration.outputs import (RunSummary, peak_rss_mb, write_manifest, write_report_files, write_run_start,
                                            write_test_outputs)
-from tunelab.orchestration.report_inputs import parameters_by_block
 from tunelab.orchestration.prepare import Prepared
+from tunelab.orchestration.report_inputs import parameters_by_block
 from tunelab.strategies.plan import Plan, apply_trainable
 from tunelab.strategies.registry import compile_strategy
 from tunelab.tasks.base import Predictions
