@@ -19,7 +19,8 @@ def test_ner_config_on_a_subset(tmp_path: Path) -> None:
     out = tmp_path / "ner"
     train_via_cli(REPO / "configs" / "ner-hironsan.yaml", "--out", str(out), "--set", "data.limit=150",
                   "--set", "train.epochs=3", "--set", "data.max_length=96", "--set", "optim.lr=3e-4")
-    for name in ("config.yaml", "manifest.json", "metrics.jsonl", "test_metrics.json", "predictions.csv", "model/config.json"):
+    for name in ("config.yaml", "manifest.json", "metrics.jsonl", "test_metrics.json", "predictions.csv", "profile.json",
+                 "report.html", "model/config.json"):
         assert (out / name).is_file(), name
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert metrics["baseline_entity_f1"] == 0.0 and metrics["majority_tag"] == "O"

@@ -1,4 +1,4 @@
-"""`tunelab` command line: train, eval, predict, generate, validate, export."""
+"""`tunelab` command line: train, eval, predict, generate, validate, export, report."""
 
 from __future__ import annotations
 
@@ -322,6 +322,18 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory written by 
         raise TunelabError("export: only --merge is available; add --merge to write a merged Hugging Face directory")
     check = export_merged(run_dir, out)
     out_console.print(f"wrote {out} (merged; max logit difference to the adapter model {check['max_abs_logit_diff']:.2e})")
+
+
+@app.command()
+@user_errors
+def report(folder: Path = typer.Argument(..., help="A run directory (with manifest.json) or a compare directory "
+                                                    "(with compare.json).")) -> None:
+    """Rebuild FOLDER/report.html from the folder's files (no model or data needed)."""
+    from tunelab.report import directory_kind, write_report
+
+    kind = directory_kind(folder)
+    path = write_report(folder)
+    out_console.print(f"wrote {path} ({kind} report)", highlight=False)
 
 
 def main() -> None:

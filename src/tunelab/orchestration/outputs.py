@@ -1,23 +1,26 @@
 """The files of a run directory that the run itself writes (config, labels, test metrics, predictions,
-manifest), and the summary a run returns. Each is written atomically into the staging folder."""
+manifest, the report's inputs and the report), and the summary a run returns. Each is written atomically into
+the staging folder."""
 
 from __future__ import annotations
 
 import resource
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.artifacts.manifest import build_manifest
 from tunelab.config.loading import config_to_yaml
 from tunelab.config.schema import RunConfig
 from tunelab.inference.tables import prediction_rows, predictions_csv
+from tunelab.orchestration.report_inputs import write_misclassified, write_profile
 from tunelab.tasks.base import Predictions
 from tunelab.training.cache import ActivationCache
 from tunelab.training.trainer import FitResult
 
-__all__ = ["RunSummary", "peak_rss_mb", "reset_peak_rss", "write_run_start", "write_test_outputs", "write_manifest"]
+__all__ = ["RunSummary", "peak_rss_mb", "reset_peak_rss", "write_run_start", "write_test_outputs", "write_manifest",
+           "write_report_files"]
 
 
 @dataclass
@@ -65,6 +68,7 @@ def write_test_outputs(staging: Path, prepared: Any, metrics: dict[str, Any], pr
     atomic_write_json(staging / "test_metrics.json", metrics)
     rows = prediction_rows(prepared.splits.test, predictions, prepared.label_names, prepared.task, with_labels=True)
     atomic_write_text(staging / "predictions.csv", predictions_csv(rows, prepared.task))
+    _unless_it_fails(lambda: write_misclassified(staging, prepared, predictions), "misclassified.npz", None)
 
 
 def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: RunSummary, fit: FitResult,
@@ -82,3 +86,31 @@ def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: Run
                "activation_cache": None if cache is None else cache.stats.as_dict()},
     )
     atomic_write_json(staging / "manifest.json", manifest)
+
+
+def write_report_files(staging: Path, prepared: Any, parameters: dict[str, Any], base_texts: list[str],
+                       console: Any) -> None:
+    """`profile.json` (report_inputs.py), then `report.html` from the staged files. A failure here prints one
+    warning line and never fails the finished run: `tunelab report RUN_DIR` writes the report again."""
+    _unless_it_fails(lambda: write_profile(staging, prepared, parameters, base_texts), "profile.json", console)
+
+    def report() -> None:
+        from tunelab.report import write_run_report
+
+        write_run_report(staging)
+    _unless_it_fails(report, "report.html", console)
+
+
+def _unless_it_fails(write: Callable[[], None], what: str, console: Any) -> None:
+    try:
+        write()
+    except Exception as err:  # noqa: BLE001 - the run is done; its report is a nicety that can be rebuilt
+        line = f"warning: {what} not written ({type(err).__name__}: {err}); the run itself is complete"
+        if console is None:
+            import sys
+
+            print(line, file=sys.stderr)
+        else:
+            from rich.markup import escape
+
+            console.print(f"[yellow]{escape(line)}[/]")

@@ -23,8 +23,10 @@ from tunelab.inference.generation import generate_test
 from tunelab.models.cpu_dropout import use_fast_cpu_dropout
 from tunelab.models.loading import count_parameters
 from tunelab.models.task_model import TaskModel
-from tunelab.orchestration.outputs import RunSummary, peak_rss_mb, write_manifest, write_run_start, write_test_outputs
+from tunelab.orchestration.outputs import (RunSummary, peak_rss_mb, write_manifest, write_report_files, write_run_start,
+                                           write_test_outputs)
 from tunelab.orchestration.prepare import Prepared
+from tunelab.orchestration.report_inputs import parameters_by_block
 from tunelab.strategies.plan import Plan, apply_trainable
 from tunelab.strategies.registry import compile_strategy
 from tunelab.tasks.base import Predictions
@@ -133,8 +135,9 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                      started: float) -> RunSummary:
     prepared, config, console = session.prepared, session.config, session.console
     _start_outputs(session, staging)
+    parameters = parameters_by_block(model)  # at the first step, before compile renames anything
     trainer, cache = _trainer(session, model, staging, cache)
-    base_generation = _base_generation(session, model)
+    base_texts, base_generation = _base_generation(session, model)
     with graceful_stop(lambda r: console.print(f"{r.name} received: finishing the current step, then writing "
                                                "a checkpoint (press Ctrl-C again to stop at once)")) as stop:
         fit = trainer.fit(model, plan, prepared.encoded["train"], prepared.encoded["validation"],
@@ -154,6 +157,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                          peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
     write_manifest(staging, prepared, config, summary, fit,
                    session.checkpoint.name if session.checkpoint is not None else None, cache)
+    write_report_files(staging, prepared, parameters, base_texts, console)
     return summary
 
 
@@ -191,16 +195,17 @@ def _generates(session: _Session) -> bool:
     return session.prepared.task.generative and len(session.prepared.encoded["test"]) > 0
 
 
-def _base_generation(session: _Session, model: TaskModel) -> dict[str, Any]:
-    """Generative tasks score the model before training too, so the run shows what fine-tuning changed."""
+def _base_generation(session: _Session, model: TaskModel) -> tuple[list[str], dict[str, Any]]:
+    """Generative tasks score the model before training too, so the run shows what fine-tuning changed: its
+    replies (for the report) and their scores."""
     prepared, config = session.prepared, session.config
     if not (_generates(session) and config.generation.compare_base and session.checkpoint is None):
-        return {}
+        return [], {}
     test = prepared.encoded["test"]
     session.console.print(f"generating {len(test)} test replies with the model before training ...")
-    _, scores = generate_test(prepared.task, model.to(prepared.device), test, prepared.tokenizer, config,
-                              prepared.device)
-    return scores
+    texts, scores = generate_test(prepared.task, model.to(prepared.device), test, prepared.tokenizer, config,
+                                  prepared.device)
+    return texts, scores
 
 
 def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Path,

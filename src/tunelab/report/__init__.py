@@ -1,0 +1,22 @@
+"""Self-contained HTML reports (inline SVG plots, no network) of run and compare directories, built from their
+files alone: `write_run_report(RUN_DIR)`, `write_compare_report(COMPARE_DIR)`, or `write_report(DIR)`, which
+tells which kind of directory it was given. matplotlib is imported only when a report is drawn."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tunelab.report._files import ReportError, directory_kind
+from tunelab.report.compare_report import write_compare_report
+from tunelab.report.run_report import write_run_report
+
+__all__ = ["write_run_report", "write_compare_report", "write_report", "directory_kind", "ReportError"]
+
+
+def write_report(folder: Path) -> Path:
+    """The report of a compare directory (it has compare.json) or a run directory (it has manifest.json);
+    a ReportError naming the folder and what is missing otherwise."""
+    folder = Path(folder)
+    if directory_kind(folder) == "compare":
+        return write_compare_report(folder)
+    return write_run_report(folder)
