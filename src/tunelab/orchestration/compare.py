@@ -88,7 +88,19 @@ def compare(raw: dict[str, Any], request: CompareRequest, *, console: Optional[C
         write_compare_outputs(summarize(request.out, base, records, skipped, time.perf_counter() - started), base)
     result = summarize(request.out, base, records, skipped, time.perf_counter() - started)
     write_compare_outputs(result, base)
+    _write_report(request.out, console)
     return result
+
+
+def _write_report(out: Path, console: Console) -> None:
+    """The comparison's report.html; a report that fails to draw never fails the comparison it shows."""
+    from tunelab.report import write_compare_report
+
+    try:
+        console.print(f"report: {write_compare_report(out)}")
+    except Exception as err:  # noqa: BLE001 - the rows and compare.json are written; `tunelab report` retries
+        console.print(f"[yellow]warning:[/] the comparison report could not be drawn ({escape(str(err))}); "
+                      f"rebuild it with: tunelab report {out}")
 
 
 def plan_rows(raw: dict[str, Any], base: RunConfig, request: CompareRequest,

@@ -45,6 +45,9 @@ def test_rows_repeat_as_train_runs(config: dict, tmp_path: Path) -> None:
         {(s, f, 2) for s in ("head", "lora") for f in (0.5, 1.0)}
     assert "paired bootstrap" in report["noise_test"]
     assert (out / "compare.csv").read_text().count("\n") == 9
+    page = (out / "report.html").read_text()
+    assert 'href="runs/lora-s1-f0.5/report.html"' in page and "<svg" in page
+    assert all((out / "runs" / n / "report.html").is_file() for n in names)
     # a row with seed 1 on half the data: `tunelab train` of its own config.yaml gives the same run
     row = out / "runs" / "lora-s1-f0.5"
     train_via_cli(row / "config.yaml", "--out", str(tmp_path / "solo"))
