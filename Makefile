@@ -4,6 +4,7 @@
 #   make bench  - tunelab against Hugging Face Trainer (+ peft), same settings (long on a small CPU;
 #                 BENCH_ARGS="--limit 400 --max-length 128 --epochs-scale 0.4" for a quick look)
 #   make bench-compare - one `tunelab compare` against separate `tunelab train` runs and against the peer
+#   make bench-tune - `tunelab tune` against one cold run and against Trainer.hyperparameter_search
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
@@ -11,7 +12,7 @@ STAMP  := $(VENV)/.tunelab-installed
 export HF_HUB_OFFLINE := 1
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: demo test test-fast bench bench-compare install clean
+.PHONY: demo test test-fast bench bench-compare bench-tune install clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +45,10 @@ bench: $(STAMP)
 bench-compare: $(STAMP)
 	$(BIN)/pip install --quiet "peft>=0.13" "accelerate>=1.1"
 	$(BIN)/python benchmarks/compare_cost.py $(BENCH_ARGS)
+
+bench-tune: $(STAMP)
+	$(BIN)/pip install --quiet "peft>=0.13" "accelerate>=1.1"
+	$(BIN)/python benchmarks/tune_cost.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -36,6 +36,7 @@ import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Optional  # noqa: E402
 
@@ -322,12 +323,25 @@ def peer_arguments(config, precision: str, out: str):
         dataloader_num_workers=0, disable_tqdm=True, bf16=precision == "bf16")
 
 
-def run_peer_row(config_path: Path, precision: str, threads: int) -> dict[str, Any]:
-    """One compare row with the peer: the row's split (tunelab's reader and split seed), its settings."""
-    import numpy as np
+@dataclass
+class PeerData:
+    """What a peer worker trains on: the config's split encoded with the backbone's tokenizer."""
+
+    config: Any
+    model_dir: Path
+    tokenizer: Any
+    index: dict[str, int]
+    train: list[dict[str, Any]]
+    validation: list[dict[str, Any]]
+    test: list[dict[str, Any]]
+
+
+def peer_data(config_path: Path, threads: int) -> PeerData:
+    """A tunelab config's data as the peer sees it: the same split (tunelab's reader and split seed), token
+    ids truncated to the same max length; shared with tune_cost.py, so both benchmarks feed the peer alike."""
     import torch
     import yaml
-    from transformers import AutoTokenizer, DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+    from transformers import AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     from tunelab.catalog import parse_config
@@ -344,7 +358,18 @@ def run_peer_row(config_path: Path, precision: str, threads: int) -> dict[str, A
     index = {name: i for i, name in enumerate(data.label_names)}
     train, validation, test = (_vs_hf().encode_records(tokenizer, split, index, config.data.max_length)
                                for split in (data.splits.train, data.splits.validation, data.splits.test))
-    model = peer_model(config, len(index), model_dir)
+    return PeerData(config, model_dir, tokenizer, index, train, validation, test)
+
+
+def run_peer_row(config_path: Path, precision: str, threads: int) -> dict[str, Any]:
+    """One compare row with the peer: the row's split (tunelab's reader and split seed), its settings."""
+    import numpy as np
+    from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer
+
+    data = peer_data(config_path, threads)
+    config, index, tokenizer = data.config, data.index, data.tokenizer
+    train, validation, test = data.train, data.validation, data.test
+    model = peer_model(config, len(index), data.model_dir)
     callbacks = [gradual_callback(config.strategy.unfreeze_every)] if config.strategy.name == "gradual" else []
     if config.early_stopping.patience is not None:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=config.early_stopping.patience))
