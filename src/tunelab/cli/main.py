@@ -326,8 +326,8 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory written by 
 
 @app.command()
 @user_errors
-def report(folder: Path = typer.Argument(..., help="A run directory (with manifest.json) or a compare directory "
-                                                    "(with compare.json).")) -> None:
+def report(folder: Path = typer.Argument(..., help="A run directory (with manifest.json), a compare directory "
+                                                    "(with compare.json) or a search directory (with tune.json).")) -> None:
     """Rebuild FOLDER/report.html from the folder's files (no model or data needed)."""
     from tunelab.report import directory_kind, write_report
 

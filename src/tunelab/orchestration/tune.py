@@ -210,8 +210,38 @@ def _finish(study: Any, prepared: Prepared, metric: str, direction: str, request
     result = TuneResult(request.out, metric, direction, best, trials, wall_time_s)
     atomic_write_json(request.out / "tune.json", {"metric": metric, "direction": direction, "best": best,
                                                   "trials": trials, "wall_time_s": round(wall_time_s, 2),
-                                                  "sampler": request.sampler, "pruner": request.pruner})
+                                                  "sampler": request.sampler, "pruner": request.pruner,
+                                                  "importances": _importances(study),
+                                                  "importance_method": _IMPORTANCE_METHOD})
+    _write_report(request.out, console)
     return result
+
+
+_IMPORTANCE_METHOD = "optuna.importance.get_param_importances (Optuna's default evaluator) over the finished trials"
+
+
+def _importances(study: Any) -> dict[str, float]:
+    """Which parameters the score depended on; empty with too few finished trials to tell."""
+    import warnings
+
+    import optuna
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "importances will be equal" with a handful of trials
+            return {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()}
+    except (RuntimeError, ValueError, ZeroDivisionError):
+        return {}
+
+
+def _write_report(out: Path, console: Console) -> None:
+    from tunelab.report import write_tune_report
+
+    try:
+        console.print(f"report: {write_tune_report(out)}")
+    except Exception as err:  # noqa: BLE001 - the search's files are written; `tunelab report` retries
+        console.print(f"[yellow]warning:[/] the search report could not be drawn ({err}); rebuild it with: "
+                      f"tunelab report {out}")
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:

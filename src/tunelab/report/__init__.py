@@ -9,14 +9,20 @@ from pathlib import Path
 from tunelab.report._files import ReportError, directory_kind
 from tunelab.report.compare_report import write_compare_report
 from tunelab.report.run_report import write_run_report
+from tunelab.report.tune_report import write_tune_report
 
-__all__ = ["write_run_report", "write_compare_report", "write_report", "directory_kind", "ReportError"]
+__all__ = ["write_run_report", "write_compare_report", "write_tune_report", "write_report", "directory_kind",
+           "ReportError"]
 
 
 def write_report(folder: Path) -> Path:
-    """The report of a compare directory (it has compare.json) or a run directory (it has manifest.json);
+    """The report of a compare directory (it has compare.json), a search directory (tune.json) or a run
+    directory (manifest.json);
     a ReportError naming the folder and what is missing otherwise."""
     folder = Path(folder)
-    if directory_kind(folder) == "compare":
+    kind = directory_kind(folder)
+    if kind == "compare":
         return write_compare_report(folder)
+    if kind == "tune":
+        return write_tune_report(folder)
     return write_run_report(folder)

@@ -42,7 +42,7 @@ class RunFiles:
         return str((self.config.get("early_stopping") or {}).get("metric") or "loss")
 
 
-def directory_kind(folder: Path) -> Literal["run", "compare"]:
+def directory_kind(folder: Path) -> Literal["run", "compare", "tune"]:
     """`compare` when the folder has compare.json, `run` when it has manifest.json; otherwise a ReportError
     that names the folder and what is missing."""
     if not folder.is_dir():
@@ -50,10 +50,12 @@ def directory_kind(folder: Path) -> Literal["run", "compare"]:
                           "compare directory (with compare.json)")
     if (folder / "compare.json").is_file():
         return "compare"
+    if (folder / "tune.json").is_file():
+        return "tune"
     if (folder / "manifest.json").is_file():
         return "run"
     hint = " (an unfinished run: it has no manifest.json until it ends)" if (folder / "config.yaml").is_file() else ""
-    raise ReportError(f"report: {folder} has neither compare.json (a compare directory) nor manifest.json (a run "
+    raise ReportError(f"report: {folder} has neither compare.json (a compare directory), tune.json (a search) nor manifest.json (a run "
                       f"directory){hint}; give the folder `tunelab train` or `tunelab compare` wrote")
 
 

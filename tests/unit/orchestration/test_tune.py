@@ -53,6 +53,9 @@ def test_study_trials_and_best(config: dict, tmp_path: Path, monkeypatch: pytest
     assert {"optim.lr", "schedule.warmup_ratio", "optim.weight_decay"} <= set(study.best_params)
     from tunelab.catalog import load_config
 
+    page = (out / "report.html").read_text()
+    assert all(f'id="{name}"' in page for name in ("history", "slice", "trials")) and "<svg" in page
+    assert isinstance(summary["importances"], dict)
     chosen = load_config(out / "best.yaml")
     assert chosen.optim.lr == pytest.approx(study.best_params["optim.lr"])
 

@@ -144,6 +144,19 @@ def compare_dir(text_run: Callable[..., Path], report_root: Path) -> Path:
     return folder
 
 
+@pytest.fixture(scope="session")
+def tune_dir(tiny_bert: Path, report_root: Path) -> Path:
+    """A real `tunelab tune` of the tiny model: 4 head trials, median pruning."""
+    from tunelab.orchestration.tune import TuneRequest, tune
+
+    data = write_csv(report_root / "tune-train.csv", sentiment_rows(80))
+    raw = {"model": str(tiny_bert), "data": {"train": str(data), "max_length": 16, "validation_split": 0.2,
+                                             "test_split": 0.2},
+           "strategy": {"name": "head"}, "train": {"epochs": 3, "batch_size": 8, "precision": "fp32"}}
+    tune(raw, TuneRequest(out=report_root / "tune", trials=4, sampler="random"))
+    return report_root / "tune"
+
+
 @pytest.fixture
 def copy_of(tmp_path: Path) -> Callable[[Path], Path]:
     """A copy of a session run directory a test may change."""

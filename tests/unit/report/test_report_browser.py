@@ -29,6 +29,7 @@ KINDS: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
               ("per-class",)),
     "instruction": ("instruction_run", ("loss", "validation", "data", "parameters"), ("generations", "test")),
     "compare": ("compare_dir", ("params", "time", "curves", "fractions"), ("runs", "summary", "skipped")),
+    "tune": ("tune_dir", ("history", "slice"), ("trials",)),
 }
 
 
