@@ -23,7 +23,7 @@ from tunelab.errors import ModelError, TunelabError
 from tunelab.export import graph
 from tunelab.export.merge import export_merged
 from tunelab.export.parity import FP32_ATOL, INT8_AGREEMENT, check_parity, measure_parity, parity_data
-from tunelab.inference.exported import MODEL_FILES, load_exported_model, text_or_image_inputs
+from tunelab.inference.exported import EXPORT_META, MODEL_FILES, load_exported_model, text_or_image_inputs
 from tunelab.optional import require
 from tunelab.tasks.base import Task
 from tunelab.tasks.registry import get_task
@@ -32,7 +32,6 @@ __all__ = ["export_run", "ExportFormat", "EXPORT_FORMATS", "EXPORT_META", "write
 
 ExportFormat = Literal["onnx", "torchscript", "merged"]
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript", "merged")
-EXPORT_META = "export.json"
 _VERSIONS = ("tunelab", "torch", "transformers", "onnx", "onnxscript", "onnxruntime")
 
 

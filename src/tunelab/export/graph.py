@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import warnings
 from pathlib import Path
 from typing import Any
@@ -130,8 +131,13 @@ def onnx_opset(path: Path) -> int:
 
 @contextlib.contextmanager
 def _quiet():
-    """The exporters' progress lines and deprecation warnings stay out of the CLI's output (the CLI says once
-    that TorchScript is deprecated)."""
-    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-        warnings.simplefilter("ignore")
-        yield
+    """The exporters' progress lines, log warnings (torchvision ops skipped, onnxruntime's pre-processing hint)
+    and deprecation warnings stay out of the CLI's output (the CLI says once that TorchScript is deprecated)."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.WARNING)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logging.disable(previous)

@@ -16,11 +16,13 @@ import torch
 from tunelab.errors import ModelError
 from tunelab.optional import require
 
-__all__ = ["ExportedModel", "GraphFormat", "MODEL_FILES", "load_exported_model", "text_or_image_inputs"]
+__all__ = ["ExportedModel", "GraphFormat", "MODEL_FILES", "EXPORT_META", "load_exported_model", "text_or_image_inputs"]
 
 GraphFormat = Literal["onnx", "torchscript"]
 # the model file of each graph format inside an export directory
 MODEL_FILES: dict[str, str] = {"onnx": "model.onnx", "torchscript": "model.pt"}
+# what marks an export directory (format, parity, source run): written by export, read by serving
+EXPORT_META = "export.json"
 
 
 def text_or_image_inputs(takes_images: bool) -> tuple[str, ...]:
