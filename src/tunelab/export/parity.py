@@ -3,7 +3,7 @@
 Both models see the same batches (`predict_logits`, the path every prediction takes) of the run's test split,
 re-read with the run's own config (a sample when it is large), or of probe inputs when the run's data cannot
 be read here. fp32 exports must agree within `FP32_ATOL` on every logit; int8 exports must take the same
-decision (argmax; the thresholded labels for multilabel; a value within 1% of the outputs' spread for
+decision (argmax; the thresholded labels for multilabel; a value within 1% of the targets' range for
 regression) on at least `INT8_AGREEMENT` of the examples, and the metric change is reported.
 """
 
@@ -70,10 +70,12 @@ def _rows(outputs: Outputs) -> torch.Tensor:
     return torch.cat(list(outputs)) if isinstance(outputs, list) else outputs
 
 
-def _decisions(task: Task, ref: torch.Tensor, got: torch.Tensor) -> torch.Tensor:
-    """Per row: whether the exported model decides as the PyTorch one does."""
+def _decisions(task: Task, ref: torch.Tensor, got: torch.Tensor, split: EncodedSplit) -> torch.Tensor:
+    """Per row: whether the exported model decides as the PyTorch one does (regression: a value within 1% of the
+    range of the split's targets, or of the PyTorch outputs where there are no targets)."""
     if task.hf_problem_type == "regression":
-        spread = float(ref.max() - ref.min()) if ref.numel() > 1 else 0.0
+        values = split.targets.float() if split.targets is not None else ref
+        spread = float(values.max() - values.min()) if values.numel() > 1 else 0.0
         return ((ref - got).abs() <= 0.01 * (spread or 1.0)).all(dim=-1)
     if task.hf_problem_type == "multi_label_classification":
         return ((ref > 0) == (got > 0)).all(dim=-1)
@@ -90,7 +92,7 @@ def measure_parity(reference: Any, exported: Any, data: ParityData, run: LoadedR
     figures: dict[str, Any] = {"data": data.source, "examples": len(data.split),
                                "max_abs_logit_diff": float(diff.max()) if diff.numel() else 0.0,
                                "largest_at": {"example": _where(data, ref_out, row), "output": column},
-                               "decision_agreement": float(_decisions(task, ref, got).float().mean()) if len(ref) else 1.0}
+                               "decision_agreement": float(_decisions(task, ref, got, data.split).float().mean()) if len(ref) else 1.0}
     if is_labelled(data.split) and data.split.records:
         before, after = (_metrics(task, data, run, out) for out in (ref_out, got_out))
         figures["metrics_pytorch"], figures["metrics_export"] = before, after

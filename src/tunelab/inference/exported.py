@@ -8,6 +8,7 @@ export's parity check compares the two runtimes on equal footing.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
@@ -45,7 +46,9 @@ class ExportedModel:
                 options.intra_op_num_threads = threads
             self._session: Any = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         else:
-            self._session = torch.jit.load(str(path), map_location="cpu").eval()
+            with warnings.catch_warnings():  # torch.jit is deprecated; the CLI says so once, at export
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._session = torch.jit.load(str(path), map_location="cpu").eval()
 
     def eval(self) -> "ExportedModel":
         return self
