@@ -67,13 +67,24 @@ def base_card_metadata(base_dir: Optional[Path]) -> dict[str, Any]:
 def model_card(config: RunConfig, labels: list[str], metrics: dict[str, Any], manifest: dict[str, Any],
                sizes: dict[str, int]) -> str:
     """The card's text: front matter, then training, evaluation, intended use and how to load it."""
-    base_dir = Path(manifest["base_model"]) if manifest.get("base_model") else None
+    base_dir = Path(manifest["base_model"]) if manifest.get("base_model") else _resolved(config.model.name)
     base = base_card_metadata(base_dir)
     front = _front_matter(config, metrics, base)
     sections = [f"# {Path(config.output).name}: {config.model.name} fine-tuned for {config.task}",
                 _training(config, manifest, sizes), _evaluation(metrics, labels), _intended_use(config, base),
                 _how_to_load(config, labels, str(base_dir or config.model.name))]
     return "---\n" + yaml.safe_dump(front, sort_keys=False, allow_unicode=True) + "---\n\n" + "\n\n".join(sections) + "\n"
+
+
+def _resolved(name: str) -> Optional[Path]:
+    """The base model's directory when the run's manifest does not name it (and it is still here)."""
+    from tunelab.errors import TunelabError
+    from tunelab.models.loading import resolve_model_dir
+
+    try:
+        return resolve_model_dir(name)
+    except (TunelabError, OSError):
+        return None
 
 
 def _front_matter(config: RunConfig, metrics: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
