@@ -73,7 +73,8 @@ def measure(path: Path, records: list, requests: int, threads: int) -> dict[str,
     from tunelab.serving.predictor import load_predictor
 
     predictor = load_predictor(path, threads=threads)
-    predictor.config.train.evaluation_batch_size = 32  # batch throughput at 32, the same for every backend
+    train = predictor.config.train.model_copy(update={"eval_batch_size": 32})  # throughput at batch 32, every backend
+    predictor.config = predictor.config.model_copy(update={"train": train})
     one = records[:1]
     p50, p95 = latency_ms(lambda: predictor.predict(one), requests)
     split = predictor.encode(records, with_targets=True)
