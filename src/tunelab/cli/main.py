@@ -227,10 +227,10 @@ def validate(config: Path = typer.Argument(..., help="YAML run config."),
 
 @app.command("eval")
 @user_errors
-def eval_(run_dir: Path = typer.Argument(..., help="A run directory written by `tunelab train`."),
+def eval_(run_dir: Path = typer.Argument(..., help="A run directory (`tunelab train`) or an export directory."),
           data: Path = typer.Option(..., "--data", help="Labelled CSV/JSONL/Parquet file to score."),
           output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here.")) -> None:
-    """Score a trained run on a labelled file."""
+    """Score a trained run (or an export of one) on a labelled file."""
     from tunelab.serving.predict import evaluate_file
 
     metrics = evaluate_file(run_dir, data)
@@ -247,16 +247,16 @@ def eval_(run_dir: Path = typer.Argument(..., help="A run directory written by `
 
 @app.command()
 @user_errors
-def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory written by `tunelab train`."),
+def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory (`tunelab train`) or an export "
+                                                    "directory (`tunelab export`: ONNX, TorchScript, merged)."),
             input: Optional[Path] = typer.Option(None, "--input", help="CSV/JSONL/Parquet with the text column."),
             text: list[str] = typer.Option([], "--text", help="A text to classify (repeatable)."),
             adapter: list[str] = typer.Option([], "--adapter", help="NAME=RUN_DIR of an adapter run (repeatable): all "
                                               "adapters share one loaded base; each row names its adapter."),
             output: Optional[Path] = typer.Option(None, "--output", help="Write predictions here (.csv or .jsonl).")) -> None:
-    """Predict with a trained run (or several adapters on one base); probabilities for every class."""
-    from tunelab.artifacts.model_io import load_run
+    """Predict with a trained run or an export of one (or several adapters on one base); probabilities for every class."""
     from tunelab.serving.predict import predict_rows, write_predictions
-    from tunelab.tasks.registry import get_task
+    from tunelab.serving.predictor import load_predictor, predictor_of
 
     if (input is None) == (not text):
         raise TunelabError("predict: give --input FILE or one or more --text T (one of them)")
@@ -269,15 +269,16 @@ def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory
 
         rows = []
         for name, run in load_adapters(parse_adapter_specs(adapter)).items():
-            rows += [{"adapter": name, **row} for row in predict_rows(run, input_path=input, texts=text)]
+            predictor = predictor_of(run)
+            rows += [{"adapter": name, **row} for row in predict_rows(predictor, input_path=input, texts=text)]
     else:
-        run = load_run(run_dir)
-        rows = predict_rows(run, input_path=input, texts=text)
+        predictor = load_predictor(run_dir)
+        rows = predict_rows(predictor, input_path=input, texts=text)
     if output is None:
         for row in rows:
             out_console.print(json.dumps(row), highlight=False, markup=False, soft_wrap=True)
     else:
-        write_predictions(rows, output, get_task(run.config.task))
+        write_predictions(rows, output, predictor.task)
         err_console.print(f"wrote {len(rows)} predictions to {output}")
 
 
@@ -313,15 +314,43 @@ def generate(run_dir: Path = typer.Argument(..., help="A run directory of task i
 @app.command()
 @user_errors
 def export(run_dir: Path = typer.Argument(..., help="A run directory written by `tunelab train`."),
-           merge: bool = typer.Option(False, "--merge", help="Fold the adapter into the base weights (LoRA, IA3)."),
+           format: Optional[str] = typer.Option(
+               None, "--format", metavar="onnx|torchscript|merged",
+               help="onnx: an ONNX graph (onnxruntime); torchscript: a traced torch.jit module (deprecated by PyTorch, "
+                    "kept because users ask for it; prefer onnx); merged: the adapter folded into the base weights, a "
+                    "plain Hugging Face directory (LoRA, IA3)."),
+           quantize: Optional[str] = typer.Option(None, "--quantize", metavar="int8",
+                                                  help="With --format onnx: dynamic int8 weights (onnxruntime)."),
+           merge: bool = typer.Option(False, "--merge", help="Same as --format merged."),
            out: Path = typer.Option(..., "--out", help="Folder for the exported model (must be new or empty).")) -> None:
-    """Export a run: `--merge` writes a plain Hugging Face model directory, checked against the run's outputs."""
-    from tunelab.export import export_merged
+    """Export a run, checked against the run's own outputs on its test split before anything is written."""
+    from tunelab.export import export_run
 
-    if not merge:
-        raise TunelabError("export: only --merge is available; add --merge to write a merged Hugging Face directory")
-    check = export_merged(run_dir, out)
-    out_console.print(f"wrote {out} (merged; max logit difference to the adapter model {check['max_abs_logit_diff']:.2e})")
+    if merge and format not in (None, "merged"):
+        raise TunelabError(f"export: --merge is --format merged; it cannot be combined with --format {format}")
+    format = "merged" if merge else format
+    if format is None:
+        raise TunelabError("export: give --format onnx, torchscript or merged (for example: tunelab export RUN_DIR "
+                           "--format onnx --out exported/)")
+    if format == "torchscript":
+        err_console.print("note: TorchScript is deprecated by PyTorch (torch.jit.trace); --format onnx is the "
+                          "maintained path")
+    meta = export_run(run_dir, out, format=format, quantize=quantize)
+    out_console.print(_export_summary(out, meta), highlight=False, markup=False, soft_wrap=True)
+
+
+def _export_summary(out: Path, meta: dict) -> str:
+    """One line per figure of the parity check (export.json holds them all)."""
+    parity = meta["parity"]
+    kind = meta["format"] + (f" {meta['quantize']}" if meta.get("quantize") else "")
+    lines = [f"wrote {out} ({kind}; adapter: {meta['adapter']})",
+             f"parity on {parity['data']}: max |Δlogit| {parity['max_abs_logit_diff']:.2e}"
+             + (f", decisions agree on {100 * parity['decision_agreement']:.2f}%" if "decision_agreement" in parity else "")]
+    for key, delta in parity.get("metric_delta", {}).items():
+        if key in ("accuracy", "macro_f1", "entity_f1", "micro_f1", "mse", "mae", "r2"):
+            lines.append(f"  {key}: {parity['metrics_pytorch'][key]:.4f} (PyTorch) -> "
+                         f"{parity['metrics_export'][key]:.4f} (export), delta {delta:+.4f}")
+    return "\n".join(lines)
 
 
 @app.command()

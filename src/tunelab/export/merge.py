@@ -8,6 +8,7 @@ before it is moved to its final name; a mismatch leaves nothing behind.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, Optional
 
 import torch
 from safetensors.torch import load_file
@@ -19,10 +20,10 @@ from tunelab.strategies.peft.base import adaptation_of, unwrap_merged
 from tunelab.strategies.registry import PEFT_METHODS, peft_method
 from tunelab.tasks.registry import get_task
 
-__all__ = ["export_merged"]
+__all__ = ["export_merged", "merge_adapter", "probe_inputs"]
 
 
-def _probe_inputs(vocab_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def probe_inputs(vocab_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """(4, 24) token ids, some padded, drawn from the vocabulary above the special tokens."""
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(5, vocab_size, (4, 24), generator=generator)
@@ -32,8 +33,10 @@ def _probe_inputs(vocab_size: int, seed: int = 0) -> tuple[torch.Tensor, torch.T
     return ids * mask, mask
 
 
-def export_merged(run_dir: Path, out_dir: Path, *, atol: float = 1e-4) -> dict[str, float]:
-    """Write the merged model to `out_dir`; returns the largest logit difference found in the check."""
+def export_merged(run_dir: Path, out_dir: Path, *, atol: float = 1e-4,
+                  extra: Optional[Callable[[Path, Any, float], None]] = None) -> dict[str, float]:
+    """Write the merged model to `out_dir`; returns the largest logit difference found in the check.
+    `extra(staging, run, diff)` adds files to the checked folder before it gets its final name."""
     run = load_run(run_dir)
     method = peft_method(run.config.strategy.name)
     if method is None:
@@ -46,12 +49,10 @@ def export_merged(run_dir: Path, out_dir: Path, *, atol: float = 1e-4) -> dict[s
     if out_dir.exists() and any(out_dir.iterdir()):
         raise TunelabError(f"export --out: {out_dir} exists and is not empty; choose a new folder")
     model = run.model.eval()
-    ids, mask = _probe_inputs(int(model.network.config.vocab_size))
+    ids, mask = probe_inputs(int(model.network.config.vocab_size))
     with torch.no_grad():
         expected = model(ids, mask)
-        for layer in adaptation_of(model).layers.values():
-            layer.merge()
-    unwrap_merged(model)
+    merge_adapter(model)
     sweep_leftovers(out_dir.parent, out_dir.name)  # what a killed export to this folder left
     # refuses an out_dir filled meanwhile (an empty one is taken over); not fsync'd, as the export never was
     with atomic_dir(out_dir, replace=False, fsync=False) as staging:
@@ -61,7 +62,21 @@ def export_merged(run_dir: Path, out_dir: Path, *, atol: float = 1e-4) -> dict[s
         if diff > atol:
             raise TunelabError(f"export --merge: the merged model's logits differ from the adapter model's by {diff:.2e} "
                                f"(> {atol:g}); nothing was written. Please report this with the run directory")
+        if extra is not None:
+            extra(staging, run, diff)
     return {"max_abs_logit_diff": diff}
+
+
+def merge_adapter(model: torch.nn.Module) -> None:
+    """Fold every layer of the model's (mergeable) adapter into its base weights and unwrap them, in place: the
+    model is a plain model of the base architecture afterwards."""
+    adaptation = adaptation_of(model)
+    if adaptation is None:
+        return
+    with torch.no_grad():
+        for layer in adaptation.layers.values():
+            layer.merge()
+    unwrap_merged(model)
 
 
 def _reload_logits(model_dir: Path, run, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from typing import Any, Optional, Sequence, Union
 from rich.console import Console
 from rich.markup import escape
 
+from tunelab.artifacts.model_card import write_model_card
 from tunelab.artifacts.model_io import save_task_model
 from tunelab.artifacts.rundir import RunDirectory
 from tunelab.config.schema import RunConfig
@@ -157,6 +158,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                          peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
     write_manifest(staging, prepared, config, summary, fit,
                    session.checkpoint.name if session.checkpoint is not None else None, cache)
+    write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
     write_report_files(staging, prepared, parameters, base_texts, console)
     return summary
 

@@ -1,0 +1,75 @@
+"""The "how to load it" code of a model card: snippets that run for this run type (a test executes them).
+
+A native-head text run loads with transformers alone; an adapter saved in peft's format (LoRA, IA3, prompt
+tuning) with a native head loads with peft on the base model; every run loads with tunelab.
+"""
+
+from __future__ import annotations
+
+from tunelab.config.schema import RunConfig
+from tunelab.strategies.registry import peft_method
+from tunelab.tasks.registry import get_task
+
+__all__ = ["snippets"]
+
+_EXAMPLE = "an example text"
+# how each task turns logits into what it predicts, as one expression over `logits`
+_READ = {"classification": "logits.softmax(-1)", "multilabel": "logits.sigmoid()", "regression": "logits[:, 0]",
+         "token_classification": "logits.argmax(-1)"}
+
+
+def snippets(config: RunConfig, labels: list[str], base_dir: str) -> list[tuple[str, str]]:
+    """(title, python code) pairs, `RUN_DIR` standing for the run directory; a note has no code."""
+    task = get_task(config.task)
+    method = peft_method(config.strategy.name)
+    native = config.head.type == "native" and config.task in _READ
+    out: list[tuple[str, str]] = []
+    if native and method is None:
+        out.append(("With transformers:", _transformers(config)))
+    elif native and method is not None and method.peft_type:
+        out.append(("With peft (the adapter on its base model):", _peft(config, labels, base_dir)))
+    elif method is not None or not native:
+        why = "a tunelab head" if not native else f"a {method.name} adapter (not in peft's format)"
+        out.append((f"This run has {why}, so it loads with tunelab (below).", ""))
+    out.append(("With tunelab (predictions as `tunelab predict` writes them):", _tunelab(task.takes_images)))
+    return out
+
+
+def _auto_class(config: RunConfig) -> str:
+    return "AutoModelForTokenClassification" if config.task == "token_classification" else "AutoModelForSequenceClassification"
+
+
+def _inputs(config: RunConfig) -> str:
+    if config.task == "token_classification":
+        return (f'inputs = tokenizer([{"an example text".split()!r}], is_split_into_words=True, truncation=True, '
+                f'max_length={config.data.max_length}, return_tensors="pt")\n')
+    return f'inputs = tokenizer(["{_EXAMPLE}"], truncation=True, max_length={config.data.max_length}, return_tensors="pt")\n'
+
+
+def _transformers(config: RunConfig) -> str:
+    auto = _auto_class(config)
+    return (f"import torch\nfrom transformers import AutoTokenizer, {auto}\n\n"
+            'model_dir = "RUN_DIR/model"\n'
+            "tokenizer = AutoTokenizer.from_pretrained(model_dir)\n"
+            f"model = {auto}.from_pretrained(model_dir).eval()\n" + _inputs(config) +
+            "with torch.no_grad():\n    logits = model(**inputs).logits\n"
+            f"print({_READ[config.task]})\n")
+
+
+def _peft(config: RunConfig, labels: list[str], base_dir: str) -> str:
+    auto = _auto_class(config)
+    outputs = 1 if config.task == "regression" else len(labels)
+    return (f"import torch\nfrom peft import PeftModel\nfrom transformers import AutoTokenizer, {auto}\n\n"
+            f"base = {auto}.from_pretrained({base_dir!r}, num_labels={outputs})\n"
+            'model = PeftModel.from_pretrained(base, "RUN_DIR/model").eval()\n'
+            'tokenizer = AutoTokenizer.from_pretrained("RUN_DIR/model")\n' + _inputs(config) +
+            "with torch.no_grad():\n    logits = model(**inputs).logits\n"
+            f"print({_READ[config.task]})\n")
+
+
+def _tunelab(images: bool) -> str:
+    if images:
+        return ("from tunelab.serving.predict import predict_rows\nfrom tunelab.serving.predictor import load_predictor\n\n"
+                'predictor = load_predictor("RUN_DIR")\nprint(predict_rows(predictor, input_path="images.csv"))\n')
+    return ("from tunelab.serving.predict import predict_rows\nfrom tunelab.serving.predictor import load_predictor\n\n"
+            f'predictor = load_predictor("RUN_DIR")\nprint(predict_rows(predictor, texts=["{_EXAMPLE}"]))\n')

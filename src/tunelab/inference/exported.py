@@ -1,0 +1,76 @@
+"""Exported models (ONNX, TorchScript) run in their own runtime behind the call signature of a TaskModel.
+
+`predict_logits` calls a model as `model(**batch.inputs)` and reads a tensor back; an :class:`ExportedModel`
+does the same with an onnxruntime `InferenceSession` or a `torch.jit` module, so an export directory predicts
+through the very code a run directory does (same batches, same task reduction, same predictions table), and
+export's parity check compares the two runtimes on equal footing.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import torch
+
+from tunelab.errors import ModelError
+from tunelab.optional import require
+
+__all__ = ["ExportedModel", "GraphFormat", "MODEL_FILES", "EXPORT_META", "load_exported_model", "text_or_image_inputs"]
+
+GraphFormat = Literal["onnx", "torchscript"]
+# the model file of each graph format inside an export directory
+MODEL_FILES: dict[str, str] = {"onnx": "model.onnx", "torchscript": "model.pt"}
+# what marks an export directory (format, parity, source run): written by export, read by serving
+EXPORT_META = "export.json"
+
+
+def text_or_image_inputs(takes_images: bool) -> tuple[str, ...]:
+    """The graph's input names, in the order the traced module takes them."""
+    return ("pixel_values",) if takes_images else ("input_ids", "attention_mask")
+
+
+class ExportedModel:
+    """A model file run by its own runtime: `model(input_ids=..., attention_mask=...)` or
+    `model(pixel_values=...)` -> logits tensor `(B, C)` or `(B, T, C)` (float32, CPU)."""
+
+    def __init__(self, path: Path, kind: GraphFormat, input_names: Sequence[str], threads: int = 0) -> None:
+        self.path, self.kind, self.input_names = Path(path), kind, tuple(input_names)
+        if kind == "onnx":
+            require(f"export {path.name}", "onnxruntime", error=ModelError)
+            import onnxruntime as ort
+
+            options = ort.SessionOptions()
+            if threads:
+                options.intra_op_num_threads = threads
+            self._session: Any = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        else:
+            with warnings.catch_warnings():  # torch.jit is deprecated; the CLI says so once, at export
+                warnings.simplefilter("ignore", DeprecationWarning)
+                self._session = torch.jit.load(str(path), map_location="cpu").eval()
+
+    def eval(self) -> "ExportedModel":
+        return self
+
+    def to(self, device: Any) -> "ExportedModel":
+        return self
+
+    def __call__(self, *args: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        named = dict(zip(self.input_names, args)) | {k: v for k, v in inputs.items() if k in self.input_names}
+        missing = [n for n in self.input_names if n not in named]
+        if missing:
+            raise ModelError(f"{self.path}: the exported model needs inputs {list(self.input_names)}; missing {missing}")
+        if self.kind == "onnx":
+            feed = {name: named[name].cpu().numpy() for name in self.input_names}
+            return torch.from_numpy(self._session.run(None, feed)[0])
+        with torch.no_grad():
+            return self._session(*(named[name] for name in self.input_names)).float()
+
+
+def load_exported_model(export_dir: Path, kind: GraphFormat, takes_images: bool, threads: int = 0) -> ExportedModel:
+    """The model file of an export directory, in its runtime."""
+    path = Path(export_dir) / MODEL_FILES[kind]
+    if not path.is_file():
+        raise ModelError(f"{export_dir}: {MODEL_FILES[kind]} is missing; export the run again with tunelab export")
+    return ExportedModel(path, kind, text_or_image_inputs(takes_images), threads)
