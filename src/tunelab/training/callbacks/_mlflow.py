@@ -41,8 +41,8 @@ def _client(tracking_uri: str) -> Any:
 
 def _experiment_id(client: Any, settings: MlflowConfig) -> str:
     found = client.get_experiment_by_name(settings.experiment)
-    if found is None:
-        return client.create_experiment(settings.experiment)
+    if found is None:  # the kind makes MLflow 3's UI open the experiment on its runs, not on LLM traces
+        return client.create_experiment(settings.experiment, tags={"mlflow.experimentKind": "custom_model_development"})
     if found.lifecycle_stage == "deleted":
         raise ConfigError(f"tracking.mlflow.experiment: {settings.experiment!r} is deleted in "
                           f"{settings.tracking_uri}; restore it (mlflow experiments restore) or choose another name")

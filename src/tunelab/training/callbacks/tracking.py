@@ -86,7 +86,8 @@ class TensorBoardCallback(Callback):
         folder = run_dir / TENSORBOARD_DIR
         aside = folder / f".tmp-outcome-{os.getpid()}"
         writer = SummaryWriter(str(aside))
-        for summary in hparams(flatten_config(self.config), scalars):
+        params = {k: str(v).lower() if isinstance(v, bool) else v for k, v in flatten_config(self.config).items()}
+        for summary in hparams(params, scalars):  # booleans as text: HParams would show them as 0.0 / 1.0
             writer.file_writer.add_summary(summary)
         for tag, value in scalars.items():
             writer.add_scalar(tag, value, self.last_step)
