@@ -6,6 +6,7 @@ fails validation with its install command; a failed run is marked failed; ranks 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,12 @@ pytest.importorskip("mlflow")
 
 from mlflow import MlflowClient  # noqa: E402
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
+
+
+def _reader(store: Path) -> Any:
+    """MlflowClient on the file store `store` (MLflow >= 3.7 opens one only when asked to, as tunelab does)."""
+    os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    return MlflowClient(tracking_uri=store.as_uri())
 
 
 def _raw(tiny_bert: Path, sentiment_csv: Path, out: Path, store: Path) -> dict[str, Any]:
@@ -78,7 +85,7 @@ def test_tensorboard_scalars_are_the_metrics_log(tracked_run: tuple[Path, Path])
 
 
 def _the_run(store: Path) -> Any:
-    client = MlflowClient(tracking_uri=store.as_uri())
+    client = _reader(store)
     experiment = client.get_experiment_by_name("tiny")
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1
@@ -118,7 +125,7 @@ def test_compare_nests_rows_under_a_parent(tiny_config: dict, tmp_path: Path) ->
     result = CliRunner().invoke(app, ["compare", str(path), "--out", str(tmp_path / "cmp"),
                                       "--strategies", "head,full"])
     assert result.exit_code == 0, result.output
-    client = MlflowClient(tracking_uri=store.as_uri())
+    client = _reader(store)
     runs = client.search_runs([client.get_experiment_by_name("cmp").experiment_id])
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.run_name == "compare cmp" and parents[0].info.status == "FINISHED"
@@ -182,7 +189,36 @@ def test_a_failed_run_is_marked_failed(tmp_path: Path) -> None:
         callback.on_fit_start(_state(), Control())
         callback.on_step_end(_state(step=1), Control())
     abort_tracking(tracking, RuntimeError("boom"))
-    client = MlflowClient(tracking_uri=store.as_uri())
+    client = _reader(store)
     run = client.get_run(json.loads((tmp_path / ".run.staging" / RECORD).read_text())["mlflow"]["run_id"])
     assert run.info.status == "FAILED" and run.data.metrics["train/loss"] == 0.5
     assert run.data.metrics["train/lr/lr_0.001"] == 1e-3 and run.data.metrics["train/grad_norm"] == 2.0
+
+
+def test_a_resumed_run_continues_its_mlflow_run(tiny_bert: Path, sentiment_csv: Path, tmp_path: Path) -> None:
+    """SIGTERM after step 5: the MLflow run is marked KILLED and kept; --resume reopens it, so one run holds
+    every step once, as metrics.jsonl does, and TensorBoard's events match too."""
+    import subprocess
+
+    run, store = tmp_path / "run", tmp_path / "mlruns"
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(_raw(tiny_bert, sentiment_csv, run, store)), encoding="utf-8")
+    killer = Path(__file__).with_name("kill_run.py")
+    src = Path(__file__).resolve().parents[3] / "src"
+    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "HF_HUB_OFFLINE": "1"}
+    env.pop("MLFLOW_ALLOW_FILE_STORE", None)   # tunelab opts in to the file store the config names
+    first = subprocess.run([sys.executable, str(killer), "term:5", "train", str(config)], capture_output=True,
+                           text=True, env=env, timeout=300)
+    assert first.returncode != 0 and not run.exists(), first.stderr
+    client = _reader(store)
+    run_id = json.loads((tmp_path / ".run.staging" / RECORD).read_text())["mlflow"]["run_id"]
+    assert client.get_run(run_id).info.status == "KILLED"
+    train_via_cli(config, "--resume")
+    _, found = _the_run(store)
+    assert found.info.run_id == run_id and found.info.status == "FINISHED"
+    train = _lines(run, "train")
+    assert sorted((m.step, m.value) for m in client.get_metric_history(run_id, "train/loss")) == \
+        [(r["step"], r["loss"]) for r in train]
+    events = EventAccumulator(str(run / TENSORBOARD_DIR))
+    events.Reload()
+    assert _scalars(events, "train/loss") == [(r["step"], pytest.approx(r["loss"], rel=1e-6)) for r in train]
