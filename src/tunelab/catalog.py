@@ -15,6 +15,7 @@ from typing import Any
 
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
 from tunelab.config.schema import RunConfig
+from tunelab.optional import INSTALL, missing
 from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names, unknown_strategy
 from tunelab.tasks.registry import TASKS, canonical_task, task_hint, task_names
 
@@ -56,7 +57,17 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     problems += check_strategy(config.strategy)
     if task is not None:
         problems += task.check_config(config)
-    return config, problems
+    return config, problems + _tracking_problems(config)
+
+
+def _tracking_problems(config: RunConfig) -> list[str]:
+    """A tracker the config asks for must be installed: found without importing it (mlflow takes a second),
+    so `tunelab validate` says so before any training starts."""
+    wanted = {"tracking.tensorboard": "tensorboard" if config.tracking.tensorboard else None,
+              "tracking.mlflow": "mlflow" if config.tracking.mlflow is not None else None}
+    return [f"{key}: needs {INSTALL[module][0]} (not installed): {INSTALL[module][1]} "
+            f"(or pip install \"tunelab[tracking]\" for both trackers)"
+            for key, module in wanted.items() if module is not None and missing([module])]
 
 
 def _section_lines(err: Any, config: RunConfig, prefix: str) -> list[str]:

@@ -32,6 +32,9 @@ INSTALL: dict[str, tuple[str, str]] = {
     "onnx": ("onnx", 'pip install "onnx>=1.17"'),
     "onnxscript": ("onnxscript", 'pip install "onnxscript>=0.5"'),
     "onnxruntime": ("onnxruntime", 'pip install "onnxruntime>=1.20"'),
+    # the `tracking` extra (pip install "tunelab[tracking]"): experiment trackers
+    "tensorboard": ("tensorboard", 'pip install "tensorboard>=2.14"'),
+    "mlflow": ("mlflow-skinny", 'pip install "mlflow-skinny>=2.16"'),
 }
 
 

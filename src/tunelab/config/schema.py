@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
-    "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig",
+    "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig", "TrackingConfig",
+    "MlflowConfig",
 ]
 
 
@@ -198,6 +199,35 @@ class GenerationConfig(_Section):
                                                  "(base_exact_match, base_rouge_l): what fine-tuning changed.")
 
 
+class MlflowConfig(_Section):
+    """An MLflow run per training run (a parent run per compare / tune, its rows nested under it)."""
+
+    tracking_uri: str = Field("file:./mlruns", description="Any MLflow tracking URI: a local file store "
+                              "(file:./mlruns, relative to the current folder), sqlite:///mlflow.db, http://host:5000.")
+    experiment: str = Field("tunelab", min_length=1, description="Experiment name; created when it does not exist.")
+    run_name: Optional[str] = Field(None, description="Name of the MLflow run; default: the run directory's name.")
+
+
+class TrackingConfig(_Section):
+    """Experiment trackers fed from the trainer's callbacks (optional extras: pip install 'tunelab[tracking]').
+    Only rank 0 writes."""
+
+    tensorboard: bool = Field(False, description="Write TensorBoard event files to <run dir>/tensorboard/.")
+    mlflow: Optional[MlflowConfig] = Field(None, description="Log params, metrics and artifacts to MLflow; "
+                                                             "`true` takes the defaults.")
+
+    @field_validator("mlflow", mode="before")
+    @classmethod
+    def _mlflow_shorthand(cls, value: object) -> object:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    @property
+    def enabled(self) -> bool:
+        return self.tensorboard or self.mlflow is not None
+
+
 class RunConfig(_Section):
     """A whole run. `tunelab validate` checks one of these; the resolved form is saved in every run."""
 
@@ -213,6 +243,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     output: str = "runs/latest"
 
     @property

@@ -29,6 +29,7 @@ from tunelab.orchestration.prepare import Prepared, prepare
 from tunelab.orchestration.run_one import run_one
 from tunelab.strategies.recommended import COMPARE_ORDER, recommended_settings
 from tunelab.strategies.registry import strategy_names
+from tunelab.training.callbacks.tracking import tracking_parent
 
 __all__ = ["CompareRequest", "RowPlan", "compare", "plan_rows", "row_name"]
 
@@ -78,16 +79,19 @@ def compare(raw: dict[str, Any], request: CompareRequest, *, console: Optional[C
     for item in skipped:
         console.print(f"[yellow]skip[/] {item['strategy']}: {escape(item['reason'])}")
     records: list[dict[str, Any]] = []
-    for i, row in enumerate(rows, start=1):
-        if any(s["strategy"] == row.strategy for s in skipped):
-            continue
-        console.rule(f"[{i}/{len(rows)}] {row.name}")
-        record = _run_row(prepared, row, request, console, skipped)
-        if record is not None:
-            records.append(record)
-        write_compare_outputs(summarize(request.out, base, records, skipped, time.perf_counter() - started), base)
-    result = summarize(request.out, base, records, skipped, time.perf_counter() - started)
-    write_compare_outputs(result, base)
+    with tracking_parent(base, f"compare {request.out.name}") as parent:  # MLflow: the rows nest under one run
+        for i, row in enumerate(rows, start=1):
+            if any(s["strategy"] == row.strategy for s in skipped):
+                continue
+            console.rule(f"[{i}/{len(rows)}] {row.name}")
+            record = _run_row(prepared, row, request, console, skipped)
+            if record is not None:
+                records.append(record)
+            write_compare_outputs(summarize(request.out, base, records, skipped, time.perf_counter() - started), base)
+        result = summarize(request.out, base, records, skipped, time.perf_counter() - started)
+        write_compare_outputs(result, base)
+        if parent is not None:
+            parent.log_artifacts(request.out / "compare.json", request.out / "compare.csv")
     _write_report(request.out, console)
     return result
 

@@ -35,6 +35,7 @@ from tunelab.training.accel import compile_blocks
 from tunelab.training.cache import ActivationCache, activation_cache_for
 from tunelab.training.callbacks import Callback, MetricsLogCallback, ProgressCallback
 from tunelab.training.callbacks.progress import print_phrases
+from tunelab.training.callbacks.tracking import RunTracking, abort_tracking, finish_tracking, open_tracking
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore
 from tunelab.training.device import seed_everything
 from tunelab.training.loop_state import check_weights
@@ -61,6 +62,7 @@ class _Session:
     counts: tuple[int, int] = (0, 0)   # (trainable, total) parameters at the first step
     callbacks: tuple[Callback, ...] = ()  # the caller's, beside the log and the progress bar
     test: bool = True                  # score the test split (a search's trials do not: it never selects)
+    tracking: Optional[RunTracking] = None   # TensorBoard / MLflow, as config.tracking asks
 
 
 def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: RunDirectory, resume: bool = False,
@@ -83,9 +85,11 @@ def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: 
     try:
         summary = _train_and_write(session, model, plan, staging, cache, started)
     except BaseException as err:
+        abort_tracking(session.tracking, err)
         _keep_or_abandon(run_dir, session.store, err, console)
         raise
     run_dir.commit()
+    finish_tracking(session.tracking, run_dir.target, summary.test_metrics)  # test metrics, artifacts
     return summary
 
 
@@ -187,7 +191,9 @@ def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> 
     if config.train.compile:
         console.print(f"torch.compile: {compile_blocks(model)} blocks")
     loss_fn = task.loss_fn(config.loss, prepared.encoded["train"], prepared.label_names)
-    callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console), *session.callbacks]
+    session.tracking = open_tracking(config, staging, session.run_dir.target)
+    callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console), *session.tracking.callbacks,
+                 *session.callbacks]
     trainer = Trainer(config, task, prepared.label_names, loss_fn, prepared.device,
                       prepared.tokenizer.pad_token_id or 0, callbacks, activation_cache=cache)
     return trainer, cache

@@ -31,6 +31,7 @@ from tunelab.orchestration.score import score_test
 from tunelab.orchestration.tune_space import Dimension, as_override, check_space, default_space, load_space, suggest
 from tunelab.training.callbacks import metric_mode
 from tunelab.training.callbacks.pruning import PruningCallback
+from tunelab.training.callbacks.tracking import tracking_parent
 
 __all__ = ["TuneRequest", "TuneResult", "tune", "SAMPLERS", "PRUNERS"]
 
@@ -87,9 +88,10 @@ def tune(raw: dict[str, Any], request: TuneRequest, *, console: Optional[Console
     objective = _Objective(raw, source, prepared, space, metric, request, console)
     remaining = request.trials - _counted(study)
     if remaining > 0:
-        study.optimize(objective, n_trials=remaining, catch=(TunelabError, ValueError, RuntimeError),
-                       timeout=None if request.timeout_min is None else 60 * request.timeout_min,
-                       gc_after_trial=True)
+        with tracking_parent(base, f"tune {request.out.name}"):  # MLflow: the trials nest under one run
+            study.optimize(objective, n_trials=remaining, catch=(TunelabError, ValueError, RuntimeError),
+                           timeout=None if request.timeout_min is None else 60 * request.timeout_min,
+                           gc_after_trial=True)
     return _finish(study, prepared, metric, direction, request, console, time.perf_counter() - started)
 
 

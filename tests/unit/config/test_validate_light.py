@@ -21,7 +21,7 @@ import pytest
 from tunelab.configs import DEMO_CONFIG
 
 SRC = Path(__file__).resolve().parents[3] / "src"
-HEAVY = ("torch", "transformers", "peft", "safetensors")
+HEAVY = ("torch", "transformers", "peft", "safetensors", "mlflow", "tensorboard")
 
 CONFIGS: dict[str, str] = {
     "lora": "data: {builtin: bbc-news}\nstrategy:\n  name: lora\n  lora: {rank: 4, target_modules: [query]}\n",
@@ -29,6 +29,9 @@ CONFIGS: dict[str, str] = {
     "token": "task: ner\ndata: {train: tags.jsonl}\nstrategy: {name: houlsby}\nearly_stopping: {metric: entity_f1}\n",
     "instruction": "model: smollm2\ntask: instruction_tuning\ndata: {train: chat.jsonl, max_length: 256}\n"
                    "strategy: {name: lora, lora: {target_modules: [q_proj, v_proj]}}\n",
+    # the trackers are found installed without importing them (mlflow alone takes a second)
+    "tracking": "data: {builtin: bbc-news}\ntracking: {tensorboard: true, mlflow: {tracking_uri: 'file:./mlruns', "
+                "experiment: bbc}}\n",
     "image": "task: image_classification\ndata: {train: images.csv, image_size: 64}\nstrategy: {name: full}\n",
     "invalid": "task: instruction_tuning\ndata: {builtin: bbc-news}\nhead: {type: mlp}\n"
                "strategy: {name: lora, r: 8, lora: {rank: 0}, ia3: {}}\nearly_stopping: {metric: accuracy}\n",
