@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 __all__ = [
     "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
-    "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig",
+    "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig", "ForgettingConfig",
 ]
 
 
@@ -198,6 +198,18 @@ class GenerationConfig(_Section):
                                                  "(base_exact_match, base_rouge_l): what fine-tuning changed.")
 
 
+class ForgettingConfig(_Section):
+    """The forgetting meter: what a fine-tune cost the pre-trained model, measured after every run (weight drift
+    and representation drift per LayerStack block, and a retention measure that fits the backbone), written to
+    test_metrics.json under `forgetting`."""
+
+    measure: bool = Field(True, description="false: skip the meter (it costs a forward pass of the base and the "
+                                            "tuned model over the reference examples).")
+    reference: Optional[str] = Field(None, description="A file of reference inputs (read like data.train, labels "
+                                                       "not needed); default: a seeded sample of the test inputs.")
+    max_examples: int = Field(256, ge=8, le=4096, description="At most this many reference examples.")
+
+
 class RunConfig(_Section):
     """A whole run. `tunelab validate` checks one of these; the resolved form is saved in every run."""
 
@@ -213,6 +225,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
     output: str = "runs/latest"
 
     @property
