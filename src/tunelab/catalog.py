@@ -15,7 +15,7 @@ from typing import Any
 
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
 from tunelab.config.schema import RunConfig
-from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names, unknown_strategy
+from tunelab.strategies.registry import check_strategy, resolve_sections, strategy_names, unknown_strategy
 from tunelab.tasks.registry import TASKS, canonical_task, task_hint, task_names
 
 __all__ = ["load_config", "parse_config", "resolve_config"]
@@ -51,18 +51,12 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
         early = config.early_stopping.model_copy(update={"metric": task.default_metric})
         config = config.model_copy(update={"early_stopping": early})
     strategy, section_errors = resolve_sections(config.strategy)
-    problems += [line for prefix, err in section_errors for line in _section_lines(err, config, prefix)]
+    problems += [line for prefix, err, schema in section_errors for line in describe_errors(err, schema, prefix)]
     config = config.model_copy(update={"strategy": strategy})
     problems += check_strategy(config.strategy)
     if task is not None:
         problems += task.check_config(config)
     return config, problems
-
-
-def _section_lines(err: Any, config: RunConfig, prefix: str) -> list[str]:
-    method = peft_method(config.strategy.name)
-    assert method is not None
-    return describe_errors(err, method.Section, prefix)
 
 
 def _name_problems(raw: dict[str, Any]) -> list[str]:
