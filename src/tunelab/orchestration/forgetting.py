@@ -83,13 +83,15 @@ def effective_weights(model: TaskModel) -> dict[str, torch.Tensor]:
     mergeable PEFT layer's update folded in on a merged copy of the layer; inserted parameters left out."""
     merged: dict[str, torch.Tensor] = {}
     adaptation = adaptation_of(model)
-    for path, layer in (adaptation.layers.items() if adaptation is not None else ()):
+    layers = adaptation.layers if adaptation is not None else {}
+    for path, layer in layers.items():
         if getattr(layer, "mergeable", False) and hasattr(layer, "base_layer"):
             clone = copy.deepcopy(layer)
             with torch.no_grad():
                 clone.merge()
             merged.update({f"{path}.{n}": p.detach() for n, p in clone.base_layer.named_parameters()})
-    out = {name.replace(".base_layer.", "."): p.detach() for name, p in model.named_parameters()}
+    inserted = {f"{path}.{n}" for path, layer in layers.items() for n in layer.declared_names()}
+    out = {name.replace(".base_layer.", "."): p.detach() for name, p in model.named_parameters() if name not in inserted}
     out.update(merged)
     return out
 
