@@ -52,7 +52,7 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
         early = config.early_stopping.model_copy(update={"metric": task.default_metric})
         config = config.model_copy(update={"early_stopping": early})
     strategy, section_errors = resolve_sections(config.strategy)
-    problems += [line for prefix, err in section_errors for line in _section_lines(err, config, prefix)]
+    problems += [line for prefix, err, schema in section_errors for line in describe_errors(err, schema, prefix)]
     config = config.model_copy(update={"strategy": strategy})
     problems += check_strategy(config.strategy)
     if task is not None:
@@ -68,12 +68,6 @@ def _tracking_problems(config: RunConfig) -> list[str]:
     return [f"{key}: needs {INSTALL[module][0]} (not installed): {INSTALL[module][1]} "
             f"(or pip install \"tunelab[tracking]\" for both trackers)"
             for key, module in wanted.items() if module is not None and missing([module])]
-
-
-def _section_lines(err: Any, config: RunConfig, prefix: str) -> list[str]:
-    method = peft_method(config.strategy.name)
-    assert method is not None
-    return describe_errors(err, method.Section, prefix)
 
 
 def _name_problems(raw: dict[str, Any]) -> list[str]:

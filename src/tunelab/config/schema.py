@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
     "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig", "TrackingConfig",
-    "MlflowConfig",
+    "MlflowConfig", "ForgettingConfig",
 ]
 
 
@@ -228,6 +228,18 @@ class TrackingConfig(_Section):
         return self.tensorboard or self.mlflow is not None
 
 
+class ForgettingConfig(_Section):
+    """The forgetting meter: what a fine-tune cost the pre-trained model, measured after every run (weight drift
+    and representation drift per LayerStack block, and a retention measure that fits the backbone), written to
+    test_metrics.json under `forgetting`."""
+
+    measure: bool = Field(True, description="false: skip the meter (it costs a forward pass of the base and the "
+                                            "tuned model over the reference examples).")
+    reference: Optional[str] = Field(None, description="A file of reference inputs (read like data.train, labels "
+                                                       "not needed); default: a seeded sample of the test inputs.")
+    max_examples: int = Field(256, ge=8, le=4096, description="At most this many reference examples.")
+
+
 class RunConfig(_Section):
     """A whole run. `tunelab validate` checks one of these; the resolved form is saved in every run."""
 
@@ -244,6 +256,7 @@ class RunConfig(_Section):
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
     output: str = "runs/latest"
 
     @property

@@ -24,6 +24,7 @@ from tunelab.config.loading import apply_overrides
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError, RunInterrupted, TunelabError
 from tunelab.orchestration.compare_summary import CompareResult, summarize, write_compare_outputs
+from tunelab.orchestration.forgetting import forgetting_summary
 from tunelab.orchestration.outputs import reset_peak_rss
 from tunelab.orchestration.prepare import Prepared, prepare
 from tunelab.orchestration.run_one import run_one
@@ -225,7 +226,8 @@ def _row_record(row: RowPlan, target: Path, out: Path) -> dict[str, Any]:
             "best_validation": manifest.get("best_metric"), "trainable_params": manifest["trainable_params"],
             "total_params": manifest["total_params"], "train_time_s": manifest["train_time_s"],
             "wall_time_s": manifest.get("wall_time_s"), "peak_rss_mb": manifest.get("peak_rss_mb"),
-            "model_bytes": model_bytes, "epochs_run": manifest["epochs_run"]}
+            "model_bytes": model_bytes, "epochs_run": manifest["epochs_run"],
+            "forgetting": forgetting_summary(test.get("forgetting"))}
 
 
 def check_request(request: CompareRequest) -> None:

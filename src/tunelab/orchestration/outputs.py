@@ -72,7 +72,8 @@ def write_test_outputs(staging: Path, prepared: Any, metrics: dict[str, Any], pr
 
 
 def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: RunSummary, fit: FitResult,
-                   resumed_from: Optional[str], cache: Optional[ActivationCache]) -> None:
+                   resumed_from: Optional[str], cache: Optional[ActivationCache],
+                   guard: Optional[dict[str, Any]] = None) -> None:
     """Versions, data and base-model hashes, seed, git state, and what this run did."""
     manifest = build_manifest(
         seed=config.train.seed, data_hashes=prepared.data_hashes,
@@ -83,7 +84,7 @@ def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: Run
                "peak_rss_mb": round(summary.peak_rss_mb, 1),
                "wall_time_s": round(summary.wall_time_s, 2), "history": fit.history,
                "device": prepared.device.type, "precision": config.train.precision, "resumed_from": resumed_from,
-               "activation_cache": None if cache is None else cache.stats.as_dict()},
+               "activation_cache": None if cache is None else cache.stats.as_dict(), "guard": guard},
     )
     atomic_write_json(staging / "manifest.json", manifest)
 

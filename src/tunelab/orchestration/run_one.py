@@ -24,6 +24,8 @@ from tunelab.inference.generation import generate_test
 from tunelab.models.cpu_dropout import use_fast_cpu_dropout
 from tunelab.models.loading import count_parameters
 from tunelab.models.task_model import TaskModel
+from tunelab.orchestration.forgetting import measure_forgetting, start_meter
+from tunelab.orchestration.guarding import guard_report, prepare_guard
 from tunelab.orchestration.outputs import (RunSummary, peak_rss_mb, write_manifest, write_report_files, write_run_start,
                                            write_test_outputs)
 from tunelab.orchestration.prepare import Prepared
@@ -63,6 +65,8 @@ class _Session:
     callbacks: tuple[Callback, ...] = ()  # the caller's, beside the log and the progress bar
     test: bool = True                  # score the test split (a search's trials do not: it never selects)
     tracking: Optional[RunTracking] = None   # TensorBoard / MLflow, as config.tracking asks
+    meter: Any = None                  # the forgetting meter's base copy and reference (orchestration/forgetting.py)
+    guard: Optional[dict[str, Any]] = None  # the forgetting guard's report (orchestration/guarding.py)
 
 
 def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: RunDirectory, resume: bool = False,
@@ -114,6 +118,7 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
     """The task model with the strategy applied, and what it trains; one summary line for the user."""
     prepared, config = session.prepared, session.config
     model = prepared.build_model(config)
+    session.meter = start_meter(prepared, config, model) if session.test else None
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     apply_trainable(model, plan.trainable_at(0))
     if session.checkpoint is not None:
@@ -143,12 +148,14 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
     parameters = parameters_by_block(model)  # at the first step, before compile renames anything
     trainer, cache = _trainer(session, model, staging, cache)
     base_texts, base_generation = _base_generation(session, model)
+    session.guard = prepare_guard(prepared, config, model, plan, trainer.loss_fn, staging, session.checkpoint is not None)
     with graceful_stop(lambda r: console.print(f"{r.name} received: finishing the current step, then writing "
                                                "a checkpoint (press Ctrl-C again to stop at once)")) as stop:
         fit = trainer.fit(model, plan, prepared.encoded["train"], prepared.encoded["validation"],
                           checkpoints=session.store, resume=session.checkpoint, stop=stop, identity=session.identity)
     if fit.stopped_early:
         console.print(fit.stopped_early)
+    session.guard = guard_report(session.guard, plan)
     test_metrics = _test(session, trainer, model, staging, base_generation)
     if cache is not None:
         for line in cache.stats.notes:
@@ -161,7 +168,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                          total_params=total, wall_time_s=time.perf_counter() - started, train_time_s=fit.wall_time_s,
                          peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
     write_manifest(staging, prepared, config, summary, fit,
-                   session.checkpoint.name if session.checkpoint is not None else None, cache)
+                   session.checkpoint.name if session.checkpoint is not None else None, cache, guard=session.guard)
     write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
     write_report_files(staging, prepared, parameters, base_texts, console)
     return summary
@@ -232,6 +239,8 @@ def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Path,
         metrics.update(generated)
         metrics.update({f"base_{k}": v for k, v in base_generation.items()})
         predictions = Predictions(values=texts, scores=None, raw=texts)
+    if session.meter is not None:
+        metrics["forgetting"] = {**measure_forgetting(session.meter, prepared, session.config, model), "guard": session.guard}
     write_test_outputs(staging, prepared, metrics, predictions)
     return metrics
 

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from tunelab.config.schema import OptimConfig, StrategyConfig
 from tunelab.errors import ConfigError
+from tunelab.strategies.guards import GUARDS, PLANNED, GuardSection
 from tunelab.strategies.depth import compile_full, compile_gradual, compile_head, compile_partial
 from tunelab.strategies.peft.adapters import HoulsbyMethod, PfeifferMethod
 from tunelab.strategies.peft.base import PeftMethod, PeftSection
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
     from tunelab.models.task_model import TaskModel
 
 __all__ = ["DEPTH_STRATEGIES", "PEFT_METHODS", "strategy_names", "compile_strategy", "peft_method", "check_strategy",
-           "resolve_sections", "unknown_strategy"]
+           "resolve_sections", "unknown_strategy", "GUARD_KEY"]
 
+GUARD_KEY = "guard"  # strategy.guard: a forgetting guard's section, for every strategy (strategies/guards/)
 Compiler = Callable[[StrategyConfig, "TaskModel", OptimConfig, int], Plan]
 
 DEPTH_STRATEGIES: dict[str, Compiler] = {
@@ -61,12 +63,38 @@ def strategy_names() -> list[str]:
 
 
 def compile_strategy(config: StrategyConfig, model: TaskModel, optim: OptimConfig, epochs: int) -> Plan:
-    """Strategy (data) + model -> Plan (names, param groups, events)."""
+    """Strategy (data) + model -> Plan (names, param groups, events), with the guard's penalty when
+    `strategy.guard` names one (EWC's Fisher is filled in by the caller, which has the data)."""
     method = PEFT_METHODS.get(config.name)
     compiler = method.compile if method is not None else DEPTH_STRATEGIES.get(config.name)
     if compiler is None:
         raise ConfigError(unknown_strategy(config.name))
-    return compiler(config, model, optim, epochs)
+    plan = compiler(config, model, optim, epochs)
+    guard = guard_section(config)
+    return GUARDS[guard.name].attach(plan, model, guard) if guard is not None else plan
+
+
+def guard_section(config: StrategyConfig) -> Optional[GuardSection]:
+    """The resolved `strategy.guard` section, or None without one (validated here when built in code)."""
+    raw: Any = (config.model_extra or {}).get(GUARD_KEY)
+    if raw is None or isinstance(raw, GuardSection):
+        return raw
+    return GUARDS[raw["name"]].Section.model_validate(raw)
+
+
+def check_guard(raw: Any) -> list[str]:
+    """The guard's name: known, or planned (said so), or missing; its options are its section's schema's."""
+    if isinstance(raw, GuardSection):
+        return []
+    if not isinstance(raw, dict):
+        return [f"strategy.{GUARD_KEY}: expected a mapping such as {{name: l2sp, strength: 0.01}}, got {raw!r}"]
+    name = raw.get("name")
+    if name in GUARDS:
+        return []
+    if name in PLANNED:
+        return [f"strategy.{GUARD_KEY}.name: {PLANNED[name]}; choose one of: {', '.join(GUARDS)}"]
+    what = "is missing" if name is None else f"unknown guard {name!r}"
+    return [f"strategy.{GUARD_KEY}.name: {what}; choose one of: {', '.join(GUARDS)}"]
 
 
 def unknown_strategy(name: str) -> str:
@@ -102,7 +130,9 @@ def check_strategy(config: StrategyConfig) -> list[str]:
     for key, value in (config.model_extra or {}).items():
         if value is None:  # `lora: null`, as configs saved before sections moved to their methods spell it
             continue
-        if key not in sections:
+        if key == GUARD_KEY:
+            errors += check_guard(value)
+        elif key not in sections:
             errors.append(_unknown_key(key, config.name, sections))
         elif method is None or method.section != key:
             wanted = f"strategy.{method.section}" if method else "no method section"
@@ -111,22 +141,28 @@ def check_strategy(config: StrategyConfig) -> list[str]:
     return errors
 
 
-def resolve_sections(config: StrategyConfig) -> tuple[StrategyConfig, list[tuple[str, ValidationError]]]:
-    """The chosen method's section, validated by the schema declared with the method and filled with its
-    defaults (so the resolved config shows them); the validation errors, with the section's key path."""
+SectionErrors = list[tuple[str, ValidationError, type[BaseModel]]]
+
+
+def resolve_sections(config: StrategyConfig) -> tuple[StrategyConfig, SectionErrors]:
+    """The chosen method's section and the guard's, each validated by the schema declared with it and filled
+    with its defaults (so the resolved config shows them); the validation errors, with the section's key path
+    and schema."""
+    resolved, errors = config.model_copy(), []
     method = peft_method(config.name)
-    if method is None:
-        return config, []
-    raw: Any = (config.model_extra or {}).get(method.section)
-    if isinstance(raw, BaseModel):
-        raw = raw.model_dump()
-    try:
-        section = method.Section.model_validate(raw or {})
-    except ValidationError as err:
-        return config, [(f"strategy.{method.section}", err)]
-    resolved = config.model_copy()
-    setattr(resolved, method.section, section)
-    return resolved, []
+    raw_guard: Any = (config.model_extra or {}).get(GUARD_KEY)
+    wanted = [(method.section, method.Section)] if method is not None else []
+    if isinstance(raw_guard, dict) and raw_guard.get("name") in GUARDS:  # a bad name: check_guard says so
+        wanted.append((GUARD_KEY, GUARDS[raw_guard["name"]].Section))
+    for key, schema in wanted:
+        raw: Any = (config.model_extra or {}).get(key)
+        if isinstance(raw, BaseModel):
+            raw = raw.model_dump()
+        try:
+            setattr(resolved, key, schema.model_validate(raw or {}))
+        except ValidationError as err:
+            errors.append((f"strategy.{key}", err, schema))
+    return resolved, errors
 
 
 def _unknown_key(key: str, strategy: str, sections: dict[str, str]) -> str:

@@ -37,8 +37,11 @@ def full_reference(tiny_bert: Path, sentiment_csv: Path, tmp_path_factory: pytes
     return config, tmp / "reference"
 
 
+GUARDED = {"full+ewc": {"name": "full", "guard": {"name": "ewc", "strength": 1e8, "fisher_examples": 8}}}
+
+
 def write_config(tmp_path: Path, tiny_config: dict, strategy: str) -> Path:
-    tiny_config["strategy"] = {"name": strategy}
+    tiny_config["strategy"] = GUARDED.get(strategy, {"name": strategy})
     # precision fixed: runs killed in a subprocess (no conftest there) resume in this process
     tiny_config["train"].update(epochs=EPOCHS, num_threads=1, checkpoint_every_steps=EVERY, keep_checkpoints=2,
                                 precision="fp32")
@@ -70,7 +73,7 @@ def assert_bit_identical(a: Path, b: Path) -> None:
     assert train_rows(a) == train_rows(b)
 
 
-@pytest.mark.parametrize("strategy", ["full", "gradual", "lora"])
+@pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc"])
 def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config, strategy)
     reference = tmp_path / "reference"
@@ -91,6 +94,10 @@ def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, t
     result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
     assert result.exit_code == 0, result.output
     assert_bit_identical(reference, run)
+    if strategy in GUARDED:  # the Fisher was estimated once, by the first process, and read back when resuming
+        assert torch.equal(*(load_file(str(d / "guards" / "fisher.safetensors"))["network.bert.embeddings.word_embeddings.weight"]
+                             for d in (reference, run)))
+        assert json.loads((run / "manifest.json").read_text())["guard"]["fisher"].startswith("read back")
     print(f"{strategy}: killed after step {step}, then during checkpoint file write {write}: bit-identical")
 
 

@@ -1,0 +1,33 @@
+"""Elastic weight consolidation (Kirkpatrick et al., 2017): strength / 2 * sum_i F_i (theta_i - theta*_i)^2,
+F the diagonal of the Fisher information at theta* (where this run starts), estimated once from per-example
+squared gradients of the task loss on reference data: `guard.data` (a labelled file read like data.train,
+with this run's label set), or, when none is given, the run's own training examples as a stand-in for the
+previous task (until task sequences give it one). The Fisher is stored with the run
+(`guards/fisher.safetensors`), so a resumed run reads it back instead of estimating it again."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional
+
+from pydantic import Field
+
+from tunelab.strategies.guards.base import Guard, GuardSection
+
+__all__ = ["EWCSection", "EWCGuard"]
+
+
+class EWCSection(GuardSection):
+    name: Literal["ewc"] = "ewc"
+    strength: float = Field(1000.0, gt=0.0, description="lambda of EWC: the penalty is strength/2 * sum F (theta - theta*)^2.")
+    fisher_examples: int = Field(256, ge=1, description="Examples the Fisher is estimated from (one backward pass each).")
+    data: Optional[str] = Field(None, description="Labelled reference file for the Fisher (this run's columns and "
+                                                  "labels); default: the run's training split, as a stand-in.")
+
+
+class EWCGuard(Guard):
+    name = "ewc"
+    Section = EWCSection
+    needs_fisher = True
+
+    def weight(self, section: GuardSection) -> float:
+        return section.strength / 2.0
