@@ -16,7 +16,7 @@ from typing import Any
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
 from tunelab.config.schema import RunConfig
 from tunelab.optional import INSTALL, missing
-from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names, unknown_strategy
+from tunelab.strategies.registry import check_strategy, resolve_sections, strategy_names, unknown_strategy
 from tunelab.tasks.registry import TASKS, canonical_task, task_hint, task_names
 
 __all__ = ["load_config", "parse_config", "resolve_config"]
