@@ -50,7 +50,17 @@ def peak_rss_mb() -> float:
 
 def reset_peak_rss() -> None:
     """Start the peak-memory count again (each row of a comparison reports its own peak, not the largest
-    row's so far). Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0)."""
+    row's so far). Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0); the earlier row's
+    garbage is collected and the allocator's free pages handed back first, so the count starts from what the
+    process really holds (the prepared data and base models)."""
+    import ctypes
+    import gc
+
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
     try:
         Path("/proc/self/clear_refs").write_text("5")
     except OSError:
