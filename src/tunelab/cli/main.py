@@ -1,4 +1,4 @@
-"""`tunelab` command line: train, eval, predict, generate, validate, export."""
+"""`tunelab` command line: train, eval, predict, generate, validate, export, serve."""
 
 from __future__ import annotations
 
@@ -265,6 +265,33 @@ def export(run_dir: Path = typer.Argument(..., help="A run directory written by 
         raise TunelabError("export: only --merge is available; add --merge to write a merged Hugging Face directory")
     check = export_merged(run_dir, out)
     out_console.print(f"wrote {out} (merged; max logit difference to the adapter model {check['max_abs_logit_diff']:.2e})")
+
+
+@app.command()
+@user_errors
+def serve(run_dir: Optional[Path] = typer.Argument(None, help="A run directory written by `tunelab train`."),
+          adapter: list[str] = typer.Option([], "--adapter", help="NAME=RUN_DIR of an adapter run (repeatable); "
+                                            "adapters share one base; a request names one."),
+          host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
+          max_batch: int = typer.Option(32, "--max-batch", min=1, help="Inputs per forward pass (micro-batch)."),
+          no_batching: bool = typer.Option(False, "--no-batching", help="One request per forward pass (--max-batch 1)."),
+          max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="How long a batch waits for more."),
+          max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests waiting for a batch; more get 429."),
+          max_inputs: int = typer.Option(64, "--max-inputs", min=1, help="Texts per request; more get 413."),
+          max_chars: int = typer.Option(20_000, "--max-chars", min=1, help="Characters per text; longer get 413."),
+          graceful_timeout: float = typer.Option(30.0, "--graceful-timeout", min=0,
+                                                 help="Seconds to finish requests in flight after SIGTERM.")) -> None:
+    """Serve a run (or several adapters on one base) over HTTP: /v1/predict, /v1/generate, /health, /metrics, /docs."""
+    from tunelab.optional import require
+
+    require("tunelab serve", "fastapi", "uvicorn", "prometheus_client", error=TunelabError)
+    from tunelab.serving.adapters import parse_adapter_specs
+    from tunelab.serving.app import ServeSettings
+    from tunelab.serving.server import serve as run_server
+
+    settings = ServeSettings(max_batch=1 if no_batching else max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                             max_inputs=max_inputs, max_chars=max_chars)
+    run_server(run_dir, parse_adapter_specs(adapter), settings, host=host, port=port, graceful_timeout_s=graceful_timeout)
 
 
 def main() -> None:
