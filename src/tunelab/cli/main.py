@@ -280,7 +280,9 @@ def serve(run_dir: Optional[Path] = typer.Argument(None, help="A run directory w
           max_inputs: int = typer.Option(64, "--max-inputs", min=1, help="Texts per request; more get 413."),
           max_chars: int = typer.Option(20_000, "--max-chars", min=1, help="Characters per text; longer get 413."),
           graceful_timeout: float = typer.Option(30.0, "--graceful-timeout", min=0,
-                                                 help="Seconds to finish requests in flight after SIGTERM.")) -> None:
+                                                 help="Seconds to finish requests in flight after SIGTERM."),
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: one per "
+                                                "core; 1 can be faster on a CPU shared with other work).")) -> None:
     """Serve a run (or several adapters on one base) over HTTP: /v1/predict, /v1/generate, /health, /metrics, /docs."""
     from tunelab.optional import require
 
@@ -291,7 +293,8 @@ def serve(run_dir: Optional[Path] = typer.Argument(None, help="A run directory w
 
     settings = ServeSettings(max_batch=1 if no_batching else max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
                              max_inputs=max_inputs, max_chars=max_chars)
-    run_server(run_dir, parse_adapter_specs(adapter), settings, host=host, port=port, graceful_timeout_s=graceful_timeout)
+    run_server(run_dir, parse_adapter_specs(adapter), settings, host=host, port=port,
+               graceful_timeout_s=graceful_timeout, threads=threads)
 
 
 def main() -> None:

@@ -94,13 +94,19 @@ def check_servable(run_dir: Path, label: str) -> str:
     return task
 
 
-def load_models(run_dir: Optional[Path], adapters: dict[str, Path]) -> dict[str, ServedModel]:
+def load_models(run_dir: Optional[Path], adapters: dict[str, Path], *,
+                threads: Optional[int] = None) -> dict[str, ServedModel]:
     """{name: model}, the first being the default one: RUN_DIR (named after its folder) then the adapters.
-    Adapter runs (RUN_DIR too when it is one) share one base in memory."""
+    Adapter runs (RUN_DIR too when it is one) share one base in memory. `threads`: torch's intra-op threads for
+    the whole process (default: torch's choice, one per core; on a CPU shared with other work 1 can be faster)."""
+    import torch
+
     from tunelab.artifacts.adapter_io import is_adapter_dir
     from tunelab.artifacts.model_io import load_run
     from tunelab.serving.adapters import load_adapters
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     named = dict(adapters)
     if run_dir is not None:
         if run_dir.name in named:

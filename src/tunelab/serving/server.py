@@ -34,7 +34,8 @@ class _DrainingServer(uvicorn.Server):
 
 
 def serve(run_dir: Optional[Path], adapters: dict[str, Path], settings: ServeSettings, *, host: str = "127.0.0.1",
-          port: int = 8000, graceful_timeout_s: float = 30.0, log_level: str = "info") -> None:
+          port: int = 8000, graceful_timeout_s: float = 30.0, threads: Optional[int] = None,
+          log_level: str = "info") -> None:
     """Check the runs (fast, before binding), then serve until a signal. A model that fails to load stops the
     server and is raised here as a TunelabError."""
     if run_dir is None and not adapters:
@@ -50,7 +51,7 @@ def serve(run_dir: Optional[Path], adapters: dict[str, Path], settings: ServeSet
         failure.append(err)
         holder["server"].should_exit = True
 
-    app = create_app(lambda: load_models(run_dir, adapters), settings, on_load_error=load_failed)
+    app = create_app(lambda: load_models(run_dir, adapters, threads=threads), settings, on_load_error=load_failed)
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
                             access_log=False, lifespan="on")
     ours = logging.getLogger("tunelab.serve")  # uvicorn configured its own loggers: ours writes the same way
