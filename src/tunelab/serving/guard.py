@@ -48,7 +48,7 @@ class Guard:
             self.state.metrics.observe_request(scope["path"], status[0], time.perf_counter() - started)
 
     async def _guarded(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.state.draining and scope["path"] != "/metrics":
+        if self.state.draining and scope["path"] not in ("/metrics", "/health"):  # /health says "draining"
             await _answer(send, 503, error_body("the server is shutting down; retry on another instance",
                                                 "unavailable"), close=True)
             return

@@ -216,3 +216,13 @@ def test_metrics_and_openapi() -> None:
     assert {"PredictRequest", "PredictResponse", "GenerateRequest", "ErrorResponse", "ModelsResponse"} <= set(schemas)
     assert "429" in openapi.json()["paths"]["/v1/predict"]["post"]["responses"]
     assert docs.status_code == 200
+
+
+def test_draining_refuses_new_work_with_503_but_metrics_answer() -> None:
+    async def scenario(client):
+        client._transport.app.state.tunelab.draining = True
+        return await post(client, {"inputs": ["a"]}), await client.get("/health"), await client.get("/metrics")
+    refused, health, metrics = serve({"m": FakeModel("m")}, scenario)
+    assert refused.status_code == 503 and "shutting down" in refused.json()["error"]
+    assert refused.headers["connection"] == "close"
+    assert health.status_code == 503 and health.json()["status"] == "draining" and metrics.status_code == 200
