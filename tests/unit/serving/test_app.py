@@ -226,3 +226,26 @@ def test_draining_refuses_new_work_with_503_but_metrics_answer() -> None:
     assert refused.status_code == 503 and "shutting down" in refused.json()["error"]
     assert refused.headers["connection"] == "close"
     assert health.status_code == 503 and health.json()["status"] == "draining" and metrics.status_code == 200
+
+
+def test_real_adapters_on_one_base_answer_as_tunelab_predict(adapter_run) -> None:
+    from tunelab.serving.adapters import parse_adapter_specs, shared_base_count
+    from tunelab.serving.backend import load_models
+    from tunelab.serving.predict import predict_rows
+
+    a = adapter_run({"name": "lora"}, name="a", seed=1)
+    b = adapter_run({"name": "lora", "lora": {"rank": 2}}, name="b", seed=2, labels=("x", "y"))
+    models = load_models(a, parse_adapter_specs([f"second={b}"]))
+    assert list(models) == ["a", "second"] and [m.info.kind for m in models.values()] == ["adapter", "adapter"]
+    assert shared_base_count({n: m.run for n, m in models.items()}) == shared_base_count({"a": models["a"].run})
+    texts = ["good movie", "awful plot and bad acting"]
+
+    async def scenario(client):
+        return [(await post(client, {"inputs": texts, "adapter": name})).json() for name in (None, "second")]
+    first, second = serve(models, scenario)
+    for answer, run_dir in ((first, a), (second, b)):
+        rows = predict_rows(run_dir, texts=texts)
+        assert [o["label"] for o in answer["outputs"]] == [r["prediction"] for r in rows]
+        assert [o["scores"] for o in answer["outputs"]] == [r["probabilities"] for r in rows]
+    with pytest.raises(Exception, match="the name is taken by RUN_DIR"):
+        load_models(a, parse_adapter_specs([f"a={b}"]))
