@@ -83,10 +83,10 @@ def _inputs_seen(url: str) -> float:
     return 0.0
 
 
-async def _sigterm_in_flight(server: Any, texts: list[str], n: int) -> tuple[list[Any], int, list[str]]:
-    """`n` requests of 64 texts in flight (the server has read them all), then SIGTERM; then new requests.
+async def _sigterm_in_flight(server: Any, texts: list[str], n: int, size: int) -> tuple[list[Any], int, list[str]]:
+    """`n` requests of `size` texts in flight (the server has read them all), then SIGTERM; then new requests.
     Returns the in-flight outcomes, how many finished after the signal, and what the later requests got."""
-    body = {"inputs": [texts[i % len(texts)] for i in range(64)]}
+    body = {"inputs": [texts[i % len(texts)] for i in range(size)]}
     before = await asyncio.to_thread(_inputs_seen, server.url)
     finished: list[float] = []
     async with httpx.AsyncClient(base_url=server.url, timeout=60) as client:
@@ -96,7 +96,7 @@ async def _sigterm_in_flight(server: Any, texts: list[str], n: int) -> tuple[lis
             return answer
         tasks = [asyncio.ensure_future(one()) for _ in range(n)]
         deadline = time.monotonic() + 30
-        while await asyncio.to_thread(_inputs_seen, server.url) < before + 64 * n and time.monotonic() < deadline:
+        while await asyncio.to_thread(_inputs_seen, server.url) < before + size * n and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         signalled = time.perf_counter()
         server.terminate()
@@ -116,7 +116,10 @@ async def _later_request(url: str, body: dict) -> str:
         return type(err).__name__
 
 
-def check_server(run_dir: Path, log: Path, *, requests: int, clients: int, server_args: tuple[str, ...] = ()) -> None:
+def check_server(run_dir: Path, log: Path, *, requests: int, clients: int, server_args: tuple[str, ...] = (),
+                 in_flight: tuple[int, int] = (24, 64)) -> None:
+    """`in_flight`: (requests, texts each) in flight at SIGTERM; the server must finish them within its
+    --graceful-timeout (30 s unless `server_args` say otherwise)."""
     bench = load_bench()
     texts = sorted(set(bench.run_texts(run_dir)))
     expected = expected_outputs(run_dir, texts)
@@ -133,9 +136,10 @@ def check_server(run_dir: Path, log: Path, *, requests: int, clients: int, serve
         after = httpx.post(f"{server.url}/v1/predict", json={"inputs": texts[:3]}, timeout=30)
         assert after.status_code == 200 and all(_same(o, expected[t]) for t, o in zip(texts, after.json()["outputs"]))
 
-        results, after_signal, later = asyncio.run(_sigterm_in_flight(server, texts, n=24))
+        results, after_signal, later = asyncio.run(_sigterm_in_flight(server, texts, *in_flight))
         print(f"SIGTERM: {len(results)} in flight, {after_signal} finished after the signal; later requests: {later}")
-        assert [getattr(r, "status_code", repr(r)) for r in results] == [200] * len(results)
+        outcomes = [getattr(r, "status_code", repr(r)) for r in results]
+        assert outcomes == [200] * len(results), f"in flight at SIGTERM: {outcomes}\n{log.read_text()[-3000:]}"
         assert after_signal > 0, "every request finished before the signal: nothing was in flight to check"
         assert all(status in ("503", "ConnectError") for status in later), later
         assert server.process.wait(60) in (0, -signal.SIGTERM), log.read_text()

@@ -274,7 +274,7 @@ def serve(run_dir: Optional[Path] = typer.Argument(None, help="A run directory w
                                             "adapters share one base; a request names one."),
           host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
           max_batch: int = typer.Option(32, "--max-batch", min=1, help="Inputs per forward pass (micro-batch)."),
-          no_batching: bool = typer.Option(False, "--no-batching", help="One request per forward pass (--max-batch 1)."),
+          no_batching: bool = typer.Option(False, "--no-batching", help="One request per pass (= --max-batch 1)."),
           max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="How long a batch waits for more."),
           max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests waiting for a batch; more get 429."),
           max_inputs: int = typer.Option(64, "--max-inputs", min=1, help="Texts per request; more get 413."),

@@ -52,8 +52,8 @@ def serve(run_dir: Optional[Path], adapters: dict[str, Path], settings: ServeSet
         holder["server"].should_exit = True
 
     app = create_app(lambda: load_models(run_dir, adapters, threads=threads), settings, on_load_error=load_failed)
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, timeout_graceful_shutdown=graceful_timeout_s,
-                            access_log=False, lifespan="on")
+    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=graceful_timeout_s)
     ours = logging.getLogger("tunelab.serve")  # uvicorn configured its own loggers: ours writes the same way
     ours.setLevel(log_level.upper())
     ours.handlers, ours.propagate = list(logging.getLogger("uvicorn").handlers), False
