@@ -21,7 +21,7 @@ from tunelab.errors import TunelabError
 from tunelab.tasks.base import Predictions
 from tunelab.tasks.registry import get_task
 
-__all__ = ["ModelInfo", "ServedModel", "RunModel", "check_servable", "load_models", "text_records"]
+__all__ = ["ModelInfo", "ServedModel", "RunModel", "ExportModel", "check_servable", "load_models", "text_records"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,20 @@ class RunModel:
         return generate_replies(self.run, records, max_new_tokens=max_new_tokens)
 
 
+class ExportModel:
+    """An export directory (`tunelab export`: ONNX in onnxruntime, TorchScript, merged), predicting through
+    the same `Predictor` as `tunelab predict EXPORT_DIR`."""
+
+    def __init__(self, predictor: Any, info: ModelInfo) -> None:
+        self.predictor, self.info = predictor, info
+
+    def predict(self, records: list[Record]) -> Predictions:
+        return self.predictor.predict(records)
+
+    def generate(self, records: list[Record], max_new_tokens: Optional[int]) -> tuple[list[str], list[bool]]:
+        raise TunelabError(f"{self.info.name}: an exported {self.info.task} model does not generate text")
+
+
 def text_records(texts: list[str], task_name: str, where: str, system: Optional[str] = None) -> list[Record]:
     """Prediction-input records of raw texts, as `tunelab predict --text` builds them (words split on
     whitespace for token tasks; one user message for generative ones)."""
@@ -83,10 +97,12 @@ def check_servable(run_dir: Path, label: str) -> str:
     with `label`, e.g. "--adapter news=runs/news") for what the server cannot serve: not a run, an image task."""
     import yaml
 
+    from tunelab.serving.predictor import is_export_dir
+
     config = run_dir / "config.yaml"
-    if not config.is_file() or not (run_dir / "model").is_dir():
-        raise TunelabError(f"{label}: not a tunelab run directory (no config.yaml or model/); "
-                           "give the folder a `tunelab train` wrote")
+    if not config.is_file() or not ((run_dir / "model").is_dir() or is_export_dir(run_dir)):
+        raise TunelabError(f"{label}: not a tunelab run or export directory (no config.yaml, or neither model/ "
+                           "nor export.json); give the folder `tunelab train` or `tunelab export` wrote")
     task = (yaml.safe_load(config.read_text(encoding="utf-8")) or {}).get("task", "classification")
     if get_task(task).takes_images:
         raise TunelabError(f"{label}: a {task} run; the server takes text inputs only, "
@@ -113,10 +129,16 @@ def load_models(run_dir: Optional[Path], adapters: dict[str, Path], *,
             raise TunelabError(f"--adapter {run_dir.name}: the name is taken by RUN_DIR {run_dir}; give the adapter "
                                "another name")
         named = {run_dir.name: run_dir, **named}
+    from tunelab.serving.predictor import is_export_dir, load_predictor
+
     shared = {name: path for name, path in named.items() if is_adapter_dir(path / "model")}
     loaded = load_adapters(shared) if shared else {}
     models: dict[str, ServedModel] = {}
     for name, path in named.items():
+        if is_export_dir(path):
+            predictor = load_predictor(path, threads=threads or 0)
+            models[name] = ExportModel(predictor, _info(name, path, predictor, predictor.backend))
+            continue
         run = loaded[name] if name in loaded else load_run(path)
         models[name] = RunModel(run, _info(name, path, run, "adapter" if name in loaded else "run"))
     return models
@@ -125,6 +147,11 @@ def load_models(run_dir: Optional[Path], adapters: dict[str, Path], *,
 def _info(name: str, path: Path, run: Any, kind: str) -> ModelInfo:
     manifest_path = path / "manifest.json"
     manifest = json.loads(manifest_path.read_text(encoding="utf-8")) if manifest_path.is_file() else {}
+    export_path = path / "export.json"
+    if not manifest and export_path.is_file():  # an export names its source run and its versions
+        meta = json.loads(export_path.read_text(encoding="utf-8"))
+        manifest = {"base_model_sha256": (meta.get("source_run") or {}).get("base_model_sha256"),
+                    "packages": meta.get("versions", {})}
     packages = manifest.get("packages", {})
     versions = {"created": manifest.get("created"), "base_sha256": manifest.get("base_model_sha256"),
                 **{pkg: packages.get(pkg) for pkg in ("tunelab", "torch", "transformers")}}

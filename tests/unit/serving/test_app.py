@@ -249,3 +249,26 @@ def test_real_adapters_on_one_base_answer_as_tunelab_predict(adapter_run) -> Non
         assert [o["scores"] for o in answer["outputs"]] == [r["probabilities"] for r in rows]
     with pytest.raises(Exception, match="the name is taken by RUN_DIR"):
         load_models(a, parse_adapter_specs([f"a={b}"]))
+
+
+def test_an_onnx_export_serves_as_tunelab_predict_of_it(tiny_config: dict, tmp_path) -> None:
+    """`tunelab serve EXPORT_DIR`: the ONNX model in onnxruntime answers what `tunelab predict EXPORT_DIR` does."""
+    pytest.importorskip("onnxruntime")
+    from tests.conftest import train_via_cli
+    from tunelab.export.formats import export_run
+    from tunelab.serving.backend import check_servable, load_models
+    from tunelab.serving.predict import predict_rows
+
+    train_via_cli(tiny_config, folder=tmp_path)
+    export_run(tmp_path / "run", tmp_path / "onnx", format="onnx")
+    assert check_servable(tmp_path / "onnx", "RUN_DIR") == "classification"
+    models = load_models(tmp_path / "onnx", {})
+    assert [m.info.kind for m in models.values()] == ["onnx"]
+    texts = ["good movie", "awful plot and bad acting"]
+
+    async def scenario(client):
+        return (await post(client, {"inputs": texts})).json()
+    answer = serve(models, scenario)
+    rows = predict_rows(tmp_path / "onnx", texts=texts)
+    assert [o["label"] for o in answer["outputs"]] == [r["prediction"] for r in rows]
+    assert [o["scores"] for o in answer["outputs"]] == [r["probabilities"] for r in rows]
