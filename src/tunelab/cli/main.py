@@ -342,7 +342,8 @@ def report(folder: Path = typer.Argument(..., help="A run directory (with manife
 
 @app.command()
 @user_errors
-def serve(run_dir: Optional[Path] = typer.Argument(None, help="A run directory (`tunelab train`) or an export directory (`tunelab export`)."),
+def serve(run_dir: Optional[Path] = typer.Argument(None, help="A run directory (`tunelab train`) or an export "
+                                                         "directory (`tunelab export`)."),
           adapter: list[str] = typer.Option([], "--adapter", help="NAME=RUN_DIR of an adapter run (repeatable); "
                                             "adapters share one base; a request names one."),
           host: str = typer.Option("127.0.0.1", "--host"), port: int = typer.Option(8000, "--port"),
