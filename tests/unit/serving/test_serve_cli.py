@@ -22,7 +22,7 @@ def serve(*args: str) -> str:
 
 
 def test_not_a_run_directory(tmp_path: Path) -> None:
-    assert f"serve {tmp_path}: not a tunelab run directory" in serve(str(tmp_path))
+    assert f"serve {tmp_path}: not a tunelab run or export directory" in serve(str(tmp_path))
     assert "give a RUN_DIR or one or more --adapter" in serve()
     assert "expected NAME=RUN_DIR" in serve("--adapter", "=x")
 
