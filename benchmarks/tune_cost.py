@@ -79,7 +79,7 @@ def strategy_config(args: argparse.Namespace, strategy: str, blocks: int) -> dic
 
     from tunelab.config.loading import apply_overrides
     from tunelab.configs import DEMO_CONFIG
-    from tunelab.orchestration.tune_space import as_override
+    from tunelab.config.loading import as_override
     from tunelab.strategies.recommended import recommended_settings
 
     epochs = args.epochs if strategy == "head" else args.partial_epochs

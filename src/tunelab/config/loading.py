@@ -18,7 +18,7 @@ from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError, bullet_lines
 
 __all__ = ["read_config_file", "validate_schema", "describe_errors", "problems_error", "apply_overrides",
-           "config_to_yaml"]
+           "as_override", "config_to_yaml"]
 
 
 # Names other tools use for our keys: a user coming from HF Trainer or Axolotl gets pointed at ours.
@@ -92,6 +92,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             node = child
         node[parts[-1]] = _parse_value(value)
     return result
+
+
+def as_override(key: str, value: Any) -> str:
+    """`key=value` as `apply_overrides` reads it back to the same value (strings quoted, numbers and lists as
+    written): the one way code, not a user, sets a key path (compare's rows, tune's trials)."""
+    return f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
 
 
 def _parse_value(text: str) -> Any:

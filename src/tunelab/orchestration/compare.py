@@ -20,7 +20,7 @@ from rich.markup import escape
 
 from tunelab.artifacts.rundir import FINISHED_MARKER, RunDirectory, staging_path
 from tunelab.catalog import parse_config
-from tunelab.config.loading import apply_overrides
+from tunelab.config.loading import apply_overrides, as_override
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError, RunInterrupted, TunelabError
 from tunelab.orchestration.compare_summary import CompareResult, summarize, write_compare_outputs
@@ -71,7 +71,7 @@ def compare(raw: dict[str, Any], request: CompareRequest, *, console: Optional[C
     """Run every row of the comparison of `raw` (a config mapping, before overrides) as `request` says."""
     console = console or Console(stderr=True)
     started = time.perf_counter()
-    base = parse_config(_with_overrides(raw, _global_overrides(request)), source=source)
+    base = parse_config(apply_overrides(raw, _global_overrides(request)), source=source)
     _check_out(request)
     request.out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(base.model_copy(update={"data": base.data.model_copy(update={"train_fraction": 1.0})}),
@@ -144,19 +144,14 @@ def _row_config(raw: dict[str, Any], base: RunConfig, request: CompareRequest, s
     row = copy.deepcopy(raw)
     row["strategy"] = {"name": strategy}
     row = _set_values(row, recommended_settings(strategy, num_blocks=num_blocks, epochs=base.train.epochs))
-    row = _with_overrides(row, _global_overrides(request) + _strategy_overrides(request, strategy))
+    row = apply_overrides(row, _global_overrides(request) + _strategy_overrides(request, strategy))
     row = _set_values(row, {"train.seed": seed, "data.split_seed": base.split_seed, "data.train_fraction": fraction,
                             "output": str(request.out / "runs" / row_name(strategy, seed, fraction, request))})
     return parse_config(row, source=f"compare row {strategy}")
 
 
 def _set_values(raw: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
-    return apply_overrides(raw, [f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"
-                                 for key, value in values.items()])
-
-
-def _with_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    return apply_overrides(raw, overrides)
+    return apply_overrides(raw, [as_override(key, value) for key, value in values.items()])
 
 
 def _global_overrides(request: CompareRequest) -> list[str]:

@@ -21,14 +21,14 @@ from rich.console import Console
 from tunelab.artifacts.rundir import RunDirectory
 from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.catalog import parse_config
-from tunelab.config.loading import apply_overrides, config_to_yaml
+from tunelab.config.loading import apply_overrides, as_override, config_to_yaml
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError, RunInterrupted, TunelabError
 from tunelab.optional import require
 from tunelab.orchestration.prepare import Prepared, prepare
 from tunelab.orchestration.run_one import run_one
 from tunelab.orchestration.score import score_test
-from tunelab.orchestration.tune_space import Dimension, as_override, check_space, default_space, load_space, suggest
+from tunelab.orchestration.tune_space import Dimension, check_space, default_space, load_space, suggest
 from tunelab.training.callbacks import metric_mode
 from tunelab.training.callbacks.pruning import PruningCallback
 from tunelab.training.callbacks.tracking import tracking_parent

@@ -16,13 +16,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 from tunelab.catalog import parse_config
-from tunelab.config.loading import apply_overrides, describe_errors
+from tunelab.config.loading import apply_overrides, as_override, describe_errors
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError, bullet_lines
 from tunelab.strategies.recommended import recommended_settings
 from tunelab.strategies.registry import peft_method
 
-__all__ = ["Dimension", "default_space", "load_space", "check_space", "suggest", "as_override"]
+__all__ = ["Dimension", "default_space", "load_space", "check_space", "suggest"]
 
 Value = Union[float, int, str, bool]
 
@@ -133,7 +133,3 @@ def suggest(trial: Any, space: dict[str, Dimension]) -> dict[str, Value]:
         else:
             values[key] = trial.suggest_float(key, d.low, d.high, log=d.log, step=d.step)
     return values
-
-
-def as_override(key: str, value: Value) -> str:
-    return f"{key}={value!r}" if isinstance(value, str) else f"{key}={value}"

@@ -59,6 +59,18 @@ def directory_kind(folder: Path) -> Literal["run", "compare", "tune"]:
                       f"directory){hint}; give the folder `tunelab train` or `tunelab compare` wrote")
 
 
+def read_result(folder: Path, name: str, list_key: str, command: str, what: str) -> dict[str, Any]:
+    """`folder/name` (compare.json, tune.json) as a mapping holding a list under `list_key`, or a ReportError
+    naming the folder, the file and the command that writes it."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise ReportError(f"report: {folder} has no {name}; give the folder `{command}` wrote")
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get(list_key), list):
+        raise ReportError(f"report: {path} has no list of {list_key}; the file is not {what}")
+    return data
+
+
 def read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text(encoding="utf-8"))

@@ -10,7 +10,7 @@ from typing import Any
 
 from tunelab.atomic import atomic_write_text
 from tunelab.report import _plots
-from tunelab.report._files import ReportError, read_json, validation_curve
+from tunelab.report._files import read_result, validation_curve
 from tunelab.report._html import esc, note, page, table
 
 __all__ = ["write_compare_report", "render_compare_report"]
@@ -21,12 +21,7 @@ Section = tuple[str, str, str]
 def write_compare_report(compare_dir: Path) -> Path:
     """Write `compare_dir/report.html` from `compare_dir/compare.json` and return its path."""
     compare_dir = Path(compare_dir)
-    path = compare_dir / "compare.json"
-    if not path.is_file():
-        raise ReportError(f"report: {compare_dir} has no compare.json; give the folder `tunelab compare` wrote")
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("rows"), list):
-        raise ReportError(f"report: {path} has no list of rows; the file is not a compare result")
+    data = read_result(compare_dir, "compare.json", "rows", "tunelab compare", "a compare result")
     target = compare_dir / "report.html"
     atomic_write_text(target, render_compare_report(compare_dir, data))
     return target

@@ -10,7 +10,7 @@ from typing import Any, Optional
 
 from tunelab.atomic import atomic_write_text
 from tunelab.report import _plots
-from tunelab.report._files import ReportError, read_json
+from tunelab.report._files import read_result
 from tunelab.report._html import esc, note, page, table
 
 __all__ = ["write_tune_report", "render_tune_report"]
@@ -21,12 +21,7 @@ _MARKS = {"COMPLETE": ("o", "finished"), "PRUNED": ("x", "pruned"), "FAIL": ("s"
 
 def write_tune_report(tune_dir: Path) -> Path:
     tune_dir = Path(tune_dir)
-    path = tune_dir / "tune.json"
-    if not path.is_file():
-        raise ReportError(f"report: {tune_dir} has no tune.json; give the folder `tunelab tune` wrote")
-    data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("trials"), list):
-        raise ReportError(f"report: {path} has no list of trials; the file is not a search result")
+    data = read_result(tune_dir, "tune.json", "trials", "tunelab tune", "a search result")
     target = tune_dir / "report.html"
     atomic_write_text(target, render_tune_report(tune_dir, data))
     return target
