@@ -26,6 +26,7 @@ from tunelab.errors import ConfigError, RunInterrupted, TunelabError
 from tunelab.orchestration.compare_summary import CompareResult, summarize, write_compare_outputs
 from tunelab.orchestration.forgetting import forgetting_summary
 from tunelab.orchestration.outputs import reset_peak_rss
+from tunelab.orchestration.experiment_dir import check_experiment_out, write_experiment_report
 from tunelab.orchestration.prepare import Prepared, prepare
 from tunelab.orchestration.run_one import run_one
 from tunelab.strategies.recommended import COMPARE_ORDER, recommended_settings
@@ -72,7 +73,8 @@ def compare(raw: dict[str, Any], request: CompareRequest, *, console: Optional[C
     console = console or Console(stderr=True)
     started = time.perf_counter()
     base = parse_config(apply_overrides(raw, _global_overrides(request)), source=source)
-    _check_out(request)
+    check_experiment_out(request.out, resume=request.resume, overwrite=request.overwrite, marker="compare.json",
+                         noun="comparison", replaces="replace its rows")
     request.out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(base.model_copy(update={"data": base.data.model_copy(update={"train_fraction": 1.0})}),
                        trust_pickle=request.trust_pickle, console=console)
@@ -93,19 +95,8 @@ def compare(raw: dict[str, Any], request: CompareRequest, *, console: Optional[C
         write_compare_outputs(result, base)
         if parent is not None:
             parent.log_artifacts(request.out / "compare.json", request.out / "compare.csv")
-    _write_report(request.out, console)
+    write_experiment_report(request.out, console, "comparison")
     return result
-
-
-def _write_report(out: Path, console: Console) -> None:
-    """The comparison's report.html; a report that fails to draw never fails the comparison it shows."""
-    from tunelab.report import write_compare_report
-
-    try:
-        console.print(f"report: {write_compare_report(out)}")
-    except Exception as err:  # noqa: BLE001 - the rows and compare.json are written; `tunelab report` retries
-        console.print(f"[yellow]warning:[/] the comparison report could not be drawn ({escape(str(err))}); "
-                      f"rebuild it with: tunelab report {out}")
 
 
 def plan_rows(raw: dict[str, Any], base: RunConfig, request: CompareRequest,
@@ -167,16 +158,6 @@ def _reason(err: ConfigError) -> str:
     """The rule a strategy breaks, without the file header of a config error."""
     lines = [line.strip(" -*•") for line in str(err).splitlines()[1:] if line.strip()]
     return "; ".join(lines) or str(err)
-
-
-def _check_out(request: CompareRequest) -> None:
-    out = request.out
-    if request.resume and not (out / "compare.json").is_file():
-        raise ConfigError(f"--resume: {out} holds no compare.json, so there is no comparison to continue; "
-                          "drop --resume to start one")
-    if not request.resume and not request.overwrite and out.is_dir() and any(out.iterdir()):
-        raise ConfigError(f"--out: {out} already holds files (an earlier comparison?); continue it with --resume, "
-                          "pass --overwrite to replace its rows, or choose another folder")
 
 
 def _run_row(prepared: Prepared, row: RowPlan, request: CompareRequest, console: Console,

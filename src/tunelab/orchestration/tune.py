@@ -22,9 +22,9 @@ from tunelab.artifacts.rundir import RunDirectory
 from tunelab.atomic import atomic_write_json, atomic_write_text
 from tunelab.catalog import parse_config
 from tunelab.config.loading import apply_overrides, as_override, config_to_yaml
-from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError, RunInterrupted, TunelabError
 from tunelab.optional import require
+from tunelab.orchestration.experiment_dir import check_experiment_out, write_experiment_report
 from tunelab.orchestration.prepare import Prepared, prepare
 from tunelab.orchestration.run_one import run_one
 from tunelab.orchestration.score import score_test
@@ -74,9 +74,10 @@ def tune(raw: dict[str, Any], request: TuneRequest, *, console: Optional[Console
     raw = _with_metric(raw, request.metric)
     base = parse_config(raw, source=source)
     metric = base.early_stopping.metric or "loss"
-    _check_out(request)
+    check_experiment_out(request.out, resume=request.resume, overwrite=request.overwrite, marker="study.db",
+                         noun="search", replaces="start over", clear=True)
     prepared = prepare(base, trust_pickle=request.trust_pickle, console=console)
-    space = load_space(request.space) if request.space else default_space(base, prepared.depth(base))
+    space = load_space(request.space) if request.space else default_space(prepared.config, prepared.depth(base))
     check_space(raw, space, source)
     request.out.mkdir(parents=True, exist_ok=True)
     direction = "maximize" if metric_mode(metric, base.early_stopping.mode) == "max" else "minimize"
@@ -182,19 +183,6 @@ def _fail_stale(study: Any) -> None:
         study._storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
 
 
-def _check_out(request: TuneRequest) -> None:
-    out = request.out
-    if request.resume and not (out / "study.db").is_file():
-        raise ConfigError(f"--resume: {out} holds no study.db, so there is no search to continue; drop --resume")
-    if not request.resume and out.is_dir() and any(out.iterdir()):
-        if not request.overwrite:
-            raise ConfigError(f"--out: {out} already holds files (an earlier search?); continue it with --resume, "
-                              "pass --overwrite to start over, or choose another folder")
-        import shutil
-
-        shutil.rmtree(out)
-
-
 def _finish(study: Any, prepared: Prepared, metric: str, direction: str, request: TuneRequest, console: Console,
             wall_time_s: float) -> TuneResult:
     """Score the best trial on the test split (once), write best.yaml and tune.json."""
@@ -215,7 +203,7 @@ def _finish(study: Any, prepared: Prepared, metric: str, direction: str, request
                                                   "sampler": request.sampler, "pruner": request.pruner,
                                                   "importances": _importances(study),
                                                   "importance_method": _IMPORTANCE_METHOD})
-    _write_report(request.out, console)
+    write_experiment_report(request.out, console, "search")
     return result
 
 
@@ -234,16 +222,6 @@ def _importances(study: Any) -> dict[str, float]:
             return {k: round(float(v), 4) for k, v in optuna.importance.get_param_importances(study).items()}
     except (RuntimeError, ValueError, ZeroDivisionError):
         return {}
-
-
-def _write_report(out: Path, console: Console) -> None:
-    from tunelab.report import write_tune_report
-
-    try:
-        console.print(f"report: {write_tune_report(out)}")
-    except Exception as err:  # noqa: BLE001 - the search's files are written; `tunelab report` retries
-        console.print(f"[yellow]warning:[/] the search report could not be drawn ({err}); rebuild it with: "
-                      f"tunelab report {out}")
 
 
 def _run_config(run_dir: Path) -> dict[str, Any]:
