@@ -149,8 +149,9 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
     trainer, cache = _trainer(session, model, staging, cache)
     base_texts, base_generation = _base_generation(session, model)
     session.guard = prepare_guard(prepared, config, model, plan, trainer.loss_fn, staging, session.checkpoint is not None)
-    with graceful_stop(lambda r: console.print(f"{r.name} received: finishing the current step, then writing "
-                                               "a checkpoint (press Ctrl-C again to stop at once)")) as stop:
+    with graceful_stop(lambda r: print_phrases(console, [f"{r.name} received:", "finishing the current step,",
+                                                         "then writing a checkpoint", "(press Ctrl-C again to stop at once)"],
+                                               sep=" ")) as stop:
         fit = trainer.fit(model, plan, prepared.encoded["train"], prepared.encoded["validation"],
                           checkpoints=session.store, resume=session.checkpoint, stop=stop, identity=session.identity)
     if fit.stopped_early:
@@ -181,8 +182,8 @@ def _start_outputs(session: _Session, staging: Path) -> None:
         return
     session.store.rewind_sidecars(session.checkpoint)
     position = session.checkpoint.state["position"]
-    session.console.print(f"resuming from {session.checkpoint.path} (epoch {position['epoch'] + 1}, batch "
-                          f"{position['batch']}, step {position['step']})")
+    print_phrases(session.console, ["resuming from", str(session.checkpoint.path), f"(epoch {position['epoch'] + 1},",
+                                    f"batch {position['batch']},", f"step {position['step']})"], sep=" ")
 
 
 def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> tuple[Trainer, Optional[ActivationCache]]:
@@ -250,5 +251,5 @@ def _keep_or_abandon(run_dir: RunDirectory, store: CheckpointStore, err: BaseExc
     if not store.names():
         run_dir.abandon()
     elif not isinstance(err, RunInterrupted):
-        console.print(f"the unfinished run's checkpoints are kept in {store.root}; continue it with --resume "
-                      "(or start over with --overwrite)")
+        print_phrases(console, ["the unfinished run's checkpoints are kept in", f"{store.root};",
+                                "continue it with --resume", "(or start over with --overwrite)"], sep=" ")

@@ -59,3 +59,21 @@ def test_fit_phrases_breaks_between_phrases_only() -> None:
     assert fit_phrases(phrases, 120) == ["[bold]gradual[/]: " + "; ".join(phrases).split(": ", 1)[1]]
     assert fit_phrases(["short", "line"], 80) == ["short; line"]
     assert fit_phrases(["a phrase wider than the line"], 10) == ["a phrase wider than the line"]
+
+
+def test_kept_checkpoints_line_breaks_between_phrases(tmp_path) -> None:
+    """The line a failed run leaves (where its checkpoints are, how to continue) breaks between phrases at 80
+    columns, never inside "--resume" or the path."""
+    from types import SimpleNamespace
+
+    from tunelab.orchestration.run_one import _keep_or_abandon
+
+    out = StringIO()
+    console = Console(width=80, file=out, force_terminal=True, color_system=None)
+    root = tmp_path / "runs" / ".a-rather-long-run-name.staging" / "checkpoints"
+    store = SimpleNamespace(names=lambda: ["step-10"], root=root)
+    _keep_or_abandon(SimpleNamespace(abandon=lambda: None), store, RuntimeError("boom"), console)  # type: ignore[arg-type]
+    lines = [line.rstrip() for line in ANSI.sub("", out.getvalue()).splitlines() if line.strip()]
+    assert lines[0] == "the unfinished run's checkpoints are kept in", lines
+    assert lines[1].strip() == f"{root};", lines  # wider than 80 alone: one line the terminal wraps, copied back whole
+    assert lines[2] == "  continue it with --resume (or start over with --overwrite)", lines

@@ -36,9 +36,10 @@ def fit_phrases(phrases: Sequence[str], width: int, sep: str = "; ", indent: str
 
 
 def print_phrases(console: Console, phrases: Sequence[str], sep: str = "; ") -> None:
-    """Print one status line, broken between its phrases where it does not fit the console."""
+    """Print one status line, broken between its phrases where it does not fit the console. A phrase wider
+    than the console on its own (a long path) is left to the terminal to wrap, so it copies back whole."""
     for line in fit_phrases(phrases, console.width, sep):
-        console.print(line)
+        console.print(line, soft_wrap=Text.from_markup(line).cell_len > console.width)
 
 
 def _columns(width: int) -> list[ProgressColumn]:
