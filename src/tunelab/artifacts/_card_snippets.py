@@ -1,7 +1,9 @@
 """The "how to load it" code of a model card: snippets that run for this run type (a test executes them).
 
-A native-head text run loads with transformers alone; an adapter saved in peft's format (LoRA, IA3, prompt
-tuning) with a native head loads with peft on the base model; every run loads with tunelab.
+A native-head text run loads with transformers alone, and so does a full/head run with tunelab's linear head
+(the backbone with transformers, the head's two tensors with safetensors, pooled in three lines); an adapter
+saved in peft's format (LoRA, IA3, prompt tuning) with a native head loads with peft on the base model; every
+run loads with tunelab.
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ def snippets(config: RunConfig, labels: list[str], base_dir: str) -> list[tuple[
     out: list[tuple[str, str]] = []
     if native and method is None:
         out.append(("With transformers:", _transformers(config)))
+    elif config.head.type == "linear" and method is None and config.task in _READ and config.task != "token_classification":
+        out.append(("With transformers and safetensors (the backbone, then tunelab's linear head):", _pooled(config)))
     elif native and method is not None and method.peft_type:
         out.append(("With peft (the adapter on its base model):", _peft(config, labels, base_dir)))
     elif method is not None or not native:
@@ -53,6 +57,22 @@ def _transformers(config: RunConfig) -> str:
             "tokenizer = AutoTokenizer.from_pretrained(model_dir)\n"
             f"model = {auto}.from_pretrained(model_dir).eval()\n" + _inputs(config) +
             "with torch.no_grad():\n    logits = model(**inputs).logits\n"
+            f"print({_READ[config.task]})\n")
+
+
+def _pooled(config: RunConfig) -> str:
+    pool = ("    pooled = states[:, 0]\n" if config.head.pooling == "cls" else
+            '    mask = inputs["attention_mask"].unsqueeze(-1).to(states.dtype)\n'
+            "    pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1.0)\n")
+    norm = ("    pooled = torch.nn.functional.normalize(pooled, dim=-1) * pooled.shape[-1] ** 0.5\n"
+            if config.head.normalize else "")
+    return ("import torch\nfrom safetensors.torch import load_file\nfrom transformers import AutoModel, AutoTokenizer\n\n"
+            'model_dir = "RUN_DIR/model"\n'
+            "tokenizer = AutoTokenizer.from_pretrained(model_dir)\n"
+            "backbone = AutoModel.from_pretrained(model_dir, add_pooling_layer=False).eval()\n"
+            'head = load_file(f"{model_dir}/tunelab_head.safetensors")\n' + _inputs(config) +
+            "with torch.no_grad():\n    states = backbone(**inputs).last_hidden_state\n" + pool + norm +
+            '    logits = pooled @ head["proj.weight"].T + head["proj.bias"]\n'
             f"print({_READ[config.task]})\n")
 
 

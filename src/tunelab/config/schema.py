@@ -91,11 +91,16 @@ class HeadConfig(_Section):
 
     `native` uses the Hugging Face architecture's own sequence-classification head (for BERT: pooler on
     [CLS] + linear), so the saved model loads with AutoModelForSequenceClassification as is. `linear` and
-    `mlp` are tunelab heads with a choice of pooling, saved next to the backbone.
+    `mlp` are tunelab heads with a choice of pooling, saved next to the backbone. `auto` (the default) is
+    `native`, except for feature extraction (`strategy: head`) on a backbone that says how it was trained to
+    pool (a sentence-transformers directory's `modules.json` + `1_Pooling/config.json`): the frozen features
+    are then read the way they were trained to be read, a linear head over that pooling (and its
+    normalisation). The task settles `auto` once per run; config.yaml records what ran.
     """
 
-    type: Literal["native", "linear", "mlp"] = "native"
-    pooling: Literal["cls", "mean"] = "mean"
+    type: Literal["auto", "native", "linear", "mlp"] = "auto"
+    pooling: Literal["auto", "cls", "mean"] = Field("auto", description="auto: as the backbone declares, else mean")
+    normalize: Optional[bool] = Field(None, description="L2-normalise the pooled features; None: as the backbone declares")
     hidden_size: int = Field(256, ge=1, description="mlp: width of the hidden layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 

@@ -100,8 +100,11 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
         raise ModelError(f"model: cannot load {model_dir} as a {head_cfg.type} {problem_type} model: {_short(err)}; "
                          f"{_load_advice(model_dir, err)}") from None
     hidden = int(getattr(network.config, "hidden_size", 0) or getattr(network.config, "d_model", 0))
+    if head_cfg.type not in ("linear", "mlp") or head_cfg.pooling == "auto":
+        raise ModelError(f"head: {head_cfg.type} / pooling {head_cfg.pooling} was not settled before building the model "
+                         "(Task.settle_head); this is a tunelab bug")
     head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling="none" if per_token else head_cfg.pooling,
-                       dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size)
+                       dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size, normalize=bool(head_cfg.normalize))
     return TaskModel(network, head)
 
 

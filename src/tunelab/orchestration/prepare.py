@@ -15,7 +15,7 @@ import torch
 from rich.console import Console
 
 from tunelab.artifacts.manifest import hash_records
-from tunelab.config.schema import RunConfig
+from tunelab.config.schema import HeadConfig, RunConfig
 from tunelab.data.encoding import EncodedSplit
 from tunelab.data.records import Splits
 from tunelab.data.sources import load_data
@@ -35,7 +35,7 @@ SPLITS = ("train", "validation", "test")
 # what a prepared run fixed: a run_one config must agree on these (the rest, strategy, optimisation,
 # schedule, epochs, output, is free; train.seed too while the split seed stays, and data.train_fraction
 # of a prepared run on the whole training split)
-_FIXED = ("model", "task", "head")
+_FIXED = ("model", "task")
 _FIXED_TRAIN = ("device", "num_threads")
 _MODEL_TEMPLATES = 4  # base models kept in memory per prepared run (one per seed of a comparison)
 
@@ -52,6 +52,7 @@ class Prepared:
     base_model_hash: str
     tokenizer: Any                     # the task's preprocessor (tokenizer, image preprocessor)
     encoded: dict[str, EncodedSplit]
+    declared_head: Optional[HeadConfig] = None  # the head as the config gave it (`auto` settles per strategy)
     # base models built so far, by the RNG state they were built from, shared by every `for_config` of this run
     templates: dict[str, tuple[TaskModel, Any]] = field(default_factory=dict, repr=False)
 
@@ -62,7 +63,7 @@ class Prepared:
         if config is None:
             return self
         self._check_fixed(config)
-        settled, _ = resolve_run_precision(config, self.device)
+        settled, _ = resolve_run_precision(self.settled_head(config), self.device)
         if settled.data.train_fraction == self.config.data.train_fraction:
             return dataclasses.replace(self, config=settled)
         keep = nested_fraction(self.splits.train, settled.data.train_fraction, seed=settled.split_seed,
@@ -72,8 +73,16 @@ class Prepared:
                                    data_hashes={**self.data_hashes, "train": hash_records(train)},
                                    encoded={**self.encoded, "train": self.encoded["train"].select(keep)})
 
+    def settled_head(self, config: RunConfig) -> RunConfig:
+        """`config` with its head settled for its strategy on this backbone (Task.settle_head)."""
+        head = self.task.settle_head(config.head, config.strategy.name, self.model_dir)
+        return config if head == config.head else config.model_copy(update={"head": head})
+
     def _check_fixed(self, config: RunConfig) -> None:
         changed = [k for k in _FIXED if getattr(config, k) != getattr(self.config, k)]
+        declared = self.declared_head or self.config.head
+        if self.settled_head(config).head != self.task.settle_head(declared, config.strategy.name, self.model_dir):
+            changed.append("head")
         changed += [f"train.{k}" for k in _FIXED_TRAIN if getattr(config.train, k) != getattr(self.config.train, k)]
         ours = self.config.data.model_copy(update={"train_fraction": 1.0, "split_seed": None})
         if config.data.model_copy(update={"train_fraction": 1.0, "split_seed": None}) != ours:
@@ -90,12 +99,13 @@ class Prepared:
         """The task model before the strategy: built once per RNG state (a seed, once seeded) and copied after
         that, so the rows of a comparison load the backbone once and each gets the weights and the generator
         state a fresh build would have given it."""
-        key = _rng_digest()
+        head = self.settled_head(config).head
+        key = _rng_digest() + head.model_dump_json()
         if key in self.templates:
             template, after = self.templates[key]
             load_rng_state(*after)
             return copy.deepcopy(template)
-        model = self.task.build_model(config.model, config.head, self.label_names, self.model_dir)
+        model = self.task.build_model(config.model, head, self.label_names, self.model_dir)
         if len(self.templates) >= _MODEL_TEMPLATES:
             self.templates.pop(next(iter(self.templates)))
         self.templates[key] = (copy.deepcopy(model), rng_state())
@@ -135,10 +145,15 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
                                                   lambda: _model_side(config, task, trust_pickle)])
     encoded = {name: encode_split(getattr(data.splits, name), tokenizer, config.data.max_length, task,
                                   data.label_names, train=name == "train") for name in SPLITS}
+    declared_head, config = config.head, _settled(config, task, model_dir)
     return Prepared(config=config, task=task, device=device, splits=data.splits, label_names=data.label_names,
                     data_hashes={name: hash_records(getattr(data.splits, name)) for name in SPLITS},
                     model_dir=model_dir, base_model_hash=hash_model_dir(model_dir), tokenizer=tokenizer,
-                    encoded=encoded)
+                    encoded=encoded, declared_head=declared_head)
+
+
+def _settled(config: RunConfig, task: Task, model_dir: Path) -> RunConfig:
+    return config.model_copy(update={"head": task.settle_head(config.head, config.strategy.name, model_dir)})
 
 
 def _model_side(config: RunConfig, task: Task, trust_pickle: bool) -> tuple[Path, Any]:

@@ -70,6 +70,8 @@ class Task(Protocol):
     def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
                with_targets: bool = True, train: bool = False) -> EncodedSplit: ...
 
+    def settle_head(self, head: HeadConfig, strategy: str, model_dir: Path) -> HeadConfig: ...
+
     def build_model(self, model_cfg: ModelConfig, head_cfg: HeadConfig, label_names: list[str],
                     model_dir: Optional[Path] = None) -> "TaskModel": ...
 
@@ -103,6 +105,13 @@ class TaskBase:
     takes_images: ClassVar[bool] = False   # data.image_size / data.augment / model.pretrained: false apply
     name: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
+
+    def settle_head(self, head: HeadConfig, strategy: str, model_dir: Path) -> HeadConfig:
+        """`head` with nothing left on `auto`: the native head, mean pooling, no normalisation; a task whose
+        head pools a sequence widens it (SequenceTask). Settled heads come back unchanged."""
+        return head.model_copy(update={"type": "native" if head.type == "auto" else head.type,
+                                       "pooling": "mean" if head.pooling == "auto" else head.pooling,
+                                       "normalize": bool(head.normalize)})
 
     def check_config(self, config: "RunConfig") -> list[str]:
         """Rules that need to know the task; each line names its key and the fix."""
@@ -155,6 +164,23 @@ class SequenceTask(TaskBase):
 
     def num_outputs(self, label_names: list[str]) -> int:
         return len(label_names)
+
+    def settle_head(self, head: HeadConfig, strategy: str, model_dir: Path) -> HeadConfig:
+        """Feature extraction (`strategy: head`, the backbone frozen) on a backbone that declares its pooling
+        reads the features as they were trained to be read: `auto` becomes a linear head over that pooling and
+        normalisation (all-MiniLM: L2-normalised mean, about 2 points of BBC News accuracy over the native
+        pooler on [CLS]). Fine-tuning, and a per-token task (nothing pools), keep the native head, which loads
+        with transformers alone."""
+        from tunelab.models.pooling import declared_pooling
+
+        declared = declared_pooling(model_dir) if "auto" in (head.type, head.pooling) or head.normalize is None \
+            else None
+        if declared is not None and not self.per_token and (head.type != "auto" or strategy == "head"):
+            head = head.model_copy(update={
+                "type": "linear" if head.type == "auto" else head.type,
+                "pooling": declared.pooling if head.pooling == "auto" else head.pooling,
+                "normalize": declared.normalize if head.normalize is None else head.normalize})
+        return super().settle_head(head, strategy, model_dir)
 
     def targets(self, records: list[Record], label_names: list[str]) -> torch.Tensor:
         raise NotImplementedError

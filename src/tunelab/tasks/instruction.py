@@ -79,7 +79,7 @@ class InstructionTuningTask(TaskBase):
     def check_config(self, config: RunConfig) -> list[str]:
         """Combinations that make no sense for a decoder LM, with the reason."""
         errors = super().check_config(config)
-        if config.head.type != "native":
+        if config.head.type not in ("native", "auto"):
             errors.append("head.type: instruction_tuning writes text with the model's own LM head; set head.type: native")
         if config.strategy.name in _REFUSED_STRATEGIES:
             errors.append(f"strategy.name: {config.strategy.name} with task instruction_tuning: "

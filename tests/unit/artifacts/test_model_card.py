@@ -63,3 +63,28 @@ def test_lora_run_card_has_a_peft_snippet_that_runs(adapter_run, capsys: pytest.
     assert "PeftModel.from_pretrained" in body and "With transformers" not in body
     printed = _run_snippets(body, run, capsys)
     assert "tensor" in printed[0]
+
+
+def test_linear_head_run_card_snippet_gives_tunelabs_probabilities(tiny_config: dict, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture) -> None:
+    """A linear head over the normalised mean (what `head: auto` gives feature extraction on a sentence
+    encoder) loads with transformers + safetensors: the snippet prints the probabilities tunelab computes."""
+    import torch
+
+    from tunelab.serving.predictor import load_predictor
+
+    tiny_config["train"]["epochs"] = 1
+    tiny_config["head"] = {"type": "linear", "pooling": "mean", "normalize": True}
+    train_via_cli(tiny_config, folder=tmp_path)
+    run = Path(tiny_config["output"])
+    _, body = _card(run)
+    assert "With transformers and safetensors" in body
+    code = re.findall(r"```python\n(.*?)```", body, flags=re.S)[0]
+    scope: dict = {}
+    exec(compile(code.replace("RUN_DIR", str(run)), "model-card", "exec"), scope)
+    capsys.readouterr()
+    predictor = load_predictor(run)
+    encoded = predictor.tokenizer(["an example text"], truncation=True, max_length=16, return_tensors="pt")
+    with torch.no_grad():
+        expected = predictor.model(encoded["input_ids"], encoded["attention_mask"])
+    assert torch.allclose(scope["logits"], expected, atol=1e-5)
