@@ -14,6 +14,7 @@ batch carries every model input by name in `inputs`, so `TaskModel.forward(**inp
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
@@ -118,7 +119,8 @@ def unknown_token_rate(split: EncodedSplit, tokenizer: Any) -> Optional[float]:
     unk = getattr(tokenizer, "unk_token_id", None)
     if unk is None or not split.has_tokens or any(getattr(tokenizer, role, None) == unk for role in _SPECIAL_ROLES):
         return None
-    ids = np.fromiter((i for row in split.input_ids for i in row), dtype=np.int64)
+    ids = np.fromiter(itertools.chain.from_iterable(split.input_ids), dtype=np.int64,
+                      count=sum(map(len, split.input_ids)))  # (total tokens,)
     others = [i for i in getattr(tokenizer, "all_special_ids", ()) if i != unk]
     counted = ids[~np.isin(ids, others)]
     return float(np.mean(counted == unk)) if counted.size else None
