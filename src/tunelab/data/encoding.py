@@ -14,6 +14,7 @@ batch carries every model input by name in `inputs`, so `TaskModel.forward(**inp
 from __future__ import annotations
 
 import functools
+import itertools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional
 
@@ -23,7 +24,7 @@ import torch
 from tunelab.data.records import Record
 
 __all__ = ["EncodedSplit", "Batch", "IGNORE_INDEX", "encode_texts", "iterate_batches", "batch_order", "collate",
-           "padded_length"]
+           "padded_length", "unknown_token_rate"]
 
 BUCKET_FACTOR = 50  # batches per sorting window: large enough to cut padding, small enough to keep randomness
 IGNORE_INDEX = -100  # per-token target the loss skips (padding, special tokens, non-first sub-words)
@@ -105,6 +106,24 @@ def encode_texts(texts: list[str], tokenizer: Any, max_length: int) -> list[list
     encoded = tokenizer(texts, truncation=True, max_length=max_length, padding=False,
                         return_attention_mask=False, return_token_type_ids=False)
     return [list(ids) for ids in encoded["input_ids"]]
+
+
+_SPECIAL_ROLES = ("bos_token_id", "eos_token_id", "pad_token_id", "cls_token_id", "sep_token_id", "mask_token_id")
+
+
+def unknown_token_rate(split: EncodedSplit, tokenizer: Any) -> Optional[float]:
+    """Share of the split's sub-tokens that are the tokenizer's unknown token, special tokens ([CLS], [SEP],
+    ...) left out of the count: a high share means the vocabulary does not cover the text (another language,
+    another script), which no fine-tuning repairs. None when the split has no token ids or the tokenizer has no
+    unknown token of its own (byte-level BPE never needs one; some reuse the end-of-text id as `unk`)."""
+    unk = getattr(tokenizer, "unk_token_id", None)
+    if unk is None or not split.has_tokens or any(getattr(tokenizer, role, None) == unk for role in _SPECIAL_ROLES):
+        return None
+    ids = np.fromiter(itertools.chain.from_iterable(split.input_ids), dtype=np.int64,
+                      count=sum(map(len, split.input_ids)))  # (total tokens,)
+    others = [i for i in getattr(tokenizer, "all_special_ids", ()) if i != unk]
+    counted = ids[~np.isin(ids, others)]
+    return float(np.mean(counted == unk)) if counted.size else None
 
 
 def iterate_batches(split: EncodedSplit, batch_size: int, *, pad_id: int, shuffle: bool, seed: int = 0,

@@ -29,6 +29,8 @@ def test_train_predict_eval_cycle(tiny_config: dict, tmp_path: Path, sentiment_c
         assert (run / name).exists(), name
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["seed"] == 0 and len(manifest["base_model_sha256"]) == 64 and manifest["packages"]["torch"]
+    assert manifest["unknown_token_rate"] == {"train": 0.0, "validation": 0.0, "test": 0.0}  # every word in the vocabulary
+    assert "[UNK]" not in result.output
 
     result = runner.invoke(app, ["predict", str(run), "--text", "good great movie", "--text", "awful bad film"])
     assert result.exit_code == 0, result.output

