@@ -13,8 +13,10 @@ import difflib
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
-from tunelab.config.schema import RunConfig
+from tunelab.config.schema import RunConfig, StrategyConfig
 from tunelab.optional import INSTALL, missing
 from tunelab.strategies.registry import check_strategy, resolve_sections, strategy_names, unknown_strategy
 from tunelab.tasks.registry import TASKS, canonical_task, task_hint, task_names
@@ -30,8 +32,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
 def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
     """Validate a plain mapping; every problem is listed with its key path and what to do."""
     config, problems = validate_schema(raw)
-    if config is None:
-        problems += _name_problems(raw)  # the rest of the rules need a config the schema accepts
+    if config is None:  # the cross-section rules need a config the schema accepts; the strategy's own do not
+        problems += _name_problems(raw) + _strategy_problems(raw, problems)
     else:
         config, more = resolve_config(config)
         problems += more
@@ -81,6 +83,22 @@ def _name_problems(raw: dict[str, Any]) -> list[str]:
     if isinstance(name, str) and name not in strategy_names():
         problems.append(unknown_strategy(name))
     return problems
+
+
+def _strategy_problems(raw: dict[str, Any], problems: list[str]) -> list[str]:
+    """The strategy section's own problems (a peft key at the wrong level, a method section's typo) when
+    the schema failed elsewhere: a user fixing `optim.learning_rate` should not learn of `strategy.r` next."""
+    strategy = raw.get("strategy")
+    if not isinstance(strategy, dict) or strategy.get("name", "full") not in strategy_names() or \
+            any(line.startswith("strategy") for line in problems):
+        return []
+    try:
+        parsed = StrategyConfig.model_validate(strategy)
+    except ValidationError:
+        return []
+    resolved, section_errors = resolve_sections(parsed)
+    return [line for prefix, err, schema in section_errors for line in describe_errors(err, schema, prefix)] + \
+        check_strategy(resolved)
 
 
 def _unknown_task(name: str) -> str:

@@ -98,3 +98,11 @@ def test_strategy_lr_points_to_its_place() -> None:
         with pytest.raises(ConfigError) as caught:
             parse_config({"data": {"builtin": "bbc-news"}, "strategy": strategy})
         assert where in str(caught.value), caught.value
+
+
+def test_strategy_keys_are_reported_beside_schema_errors_elsewhere() -> None:
+    """Trainer's `learning_rate` and peft's flat `r` in one config: both in one message, not one per try."""
+    text = refusal(strategy={"name": "lora", "r": 8, "lora": {"rnak": 4}}, optim={"learning_rate": 1e-4})
+    assert "optim.learning_rate: unknown key (did you mean 'lr'?)" in text
+    assert "strategy.r: unknown key; LoRA options live under strategy.lora: strategy.lora.rank" in text
+    assert "strategy.lora.rnak: unknown key (did you mean 'rank'?)" in text
