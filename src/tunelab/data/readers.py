@@ -137,6 +137,25 @@ def _missing_column(file: Path, place: str, role: str, name: str, present: list[
     return DataError(f"{file}:{place}: no {role} column {name!r}; the columns present are {listed}.{advice}")
 
 
+def _check_columns(file: Path, place: str, text_column: str, label_column: str | None, present: list[str],
+                   require_labels: bool, hint: str = "") -> None:
+    """Both columns checked before either is reported: a file whose columns are named otherwise (`tweet`,
+    `mood`) gets one message for the two settings, not one per try."""
+    missing = [("text", text_column)] if text_column not in present else []
+    if require_labels and (label_column is None or label_column not in present):
+        missing.append(("label", str(label_column)))
+    if len(missing) == 1:
+        raise _missing_column(file, place, *missing[0], present, hint)
+    if missing:
+        names = [p for p in present if len(p) <= 100]
+        parts = []
+        for role, name in missing:
+            close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+            parts.append(f"no {role} column {name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        raise DataError(f"{file}:{place}: {' and '.join(parts)}; the columns present are {_names(present) or '(none)'}."
+                        f"{hint or ' Set text_column and label_column to the columns that hold them.'}")
+
+
 # --- CSV / TSV ----------------------------------------------------------------------------------
 
 def _delimiter_hint(header: list[str], delimiter: str) -> str:
@@ -161,14 +180,9 @@ def _read_csv(file: Path, fmt: str, text_column: str, label_column: str | None,
     reader = csv.reader(io.StringIO(_read_utf8(file), newline=""), delimiter=delimiter)
     header = _csv_header(file, reader)
     hint = _delimiter_hint(header, delimiter)
-    if text_column not in header:
-        raise _missing_column(file, "header", "text", text_column, header, hint)
+    _check_columns(file, "header", text_column, label_column, header, require_labels, hint)
     text_index = header.index(text_column)
-    label_index: int | None = None
-    if label_column is not None and label_column in header:
-        label_index = header.index(label_column)
-    elif require_labels:
-        raise _missing_column(file, "header", "label", str(label_column), header, hint)
+    label_index = header.index(label_column) if label_column is not None and label_column in header else None
     n = 0
     while True:
         try:
@@ -238,14 +252,8 @@ def _read_jsonl(file: Path, fmt: str, text_column: str, label_column: str | None
         obj = _parse_json_line(file, n, line)
         where = f"{file}:row {n}"
         present = list(obj)
-        if text_column not in obj:
-            raise _missing_column(file, f"line {n}", "text", text_column, present)
-        if label_column is not None and label_column in obj:
-            label = obj[label_column]
-        elif require_labels:
-            raise _missing_column(file, f"line {n}", "label", str(label_column), present)
-        else:
-            label = _ABSENT
+        _check_columns(file, f"line {n}", text_column, label_column, present, require_labels)
+        label = obj[label_column] if label_column is not None and label_column in obj else _ABSENT
         yield _Row(where, obj[text_column], label)
 
 
@@ -287,13 +295,8 @@ def _read_parquet(file: Path, fmt: str, text_column: str, label_column: str | No
         raise DataError(f"{file}: is not a readable Parquet file ({exc}); re-write it with "
                         "pyarrow or pandas' to_parquet, or use another suffix") from None
     present = list(parquet.schema_arrow.names)
-    if text_column not in present:
-        raise _missing_column(file, "schema", "text", text_column, present)
-    wanted = [text_column]
-    if label_column is not None and label_column in present:
-        wanted.append(label_column)
-    elif require_labels:
-        raise _missing_column(file, "schema", "label", str(label_column), present)
+    _check_columns(file, "schema", text_column, label_column, present, require_labels)
+    wanted = [text_column] + ([label_column] if label_column is not None and label_column in present else [])
     table = parquet.read(columns=wanted)
     if table.num_rows == 0:
         raise DataError(f"{file}: has a schema but no rows; add examples to the file")

@@ -176,6 +176,18 @@ def test_missing_label_column(tmp_path):
     assert "Did you mean" not in message
 
 
+@pytest.mark.parametrize("suffix", ["csv", "jsonl", "parquet"])
+def test_both_columns_missing_in_one_message(tmp_path, suffix):
+    """A file of one's own rarely says text,label: both settings are named at once, with their did-you-means."""
+    path = tmp_path / f"d.{suffix}"
+    if suffix == "parquet":
+        pq.write_table(pa.table({"tweet": ["a"], "labels": ["b"]}), path)
+    else:
+        write(path, "tweet,labels\na,b\n" if suffix == "csv" else '{"tweet": "a", "labels": "b"}\n')
+    raises(path, "no text column 'text' (did you mean 'tweet'?) and no label column 'label' (did you mean 'labels'?)",
+           "Set text_column and label_column")
+
+
 def test_missing_label_column_parquet(tmp_path):
     path = tmp_path / "d.parquet"
     pq.write_table(pa.table({"text": ["a"], "labels": ["b"]}), path)
