@@ -161,7 +161,8 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
     if cache is not None:
         for line in cache.stats.notes:
             console.print(line)
-        print_phrases(console, cache.summary_phrases(), sep=" ")
+        if cache.stats.built_entries or cache.stats.reused_entries:  # a run with nothing frozen has nothing to cache
+            print_phrases(console, cache.summary_phrases(), sep=" ")
     model.cpu()
     save_task_model(model, prepared.tokenizer, staging / "model", config)
     trainable, total = session.counts
