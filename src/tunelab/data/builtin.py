@@ -164,13 +164,21 @@ def load_digits() -> list[Record]:
     return load_digits_records()
 
 
+def load_animal_mnist() -> list[Record]:
+    from tunelab.data.images import load_animal_mnist_records
+
+    return load_animal_mnist_records()
+
+
 BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_news, "hironsan-ner": load_hironsan_ner,
                                                            "conll2003-en": load_conll2003_en,
                                                            "digits": load_digits, "bbc-headlines": load_bbc_headlines,
                                                            "bbc-sections": load_bbc_sections,
-                                                           "twitter-sentiment": load_twitter_sentiment}
+                                                           "twitter-sentiment": load_twitter_sentiment,
+                                                           "animal-mnist": load_animal_mnist}
 BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification", "hironsan-ner": "token_classification",
                                  "conll2003-en": "token_classification",
                                  "digits": "image_classification", "bbc-headlines": "instruction_tuning",
                                  "bbc-sections": "instruction_tuning",
-                                 "twitter-sentiment": "classification"}  # the task each built-in set is labelled for
+                                 "twitter-sentiment": "classification",
+                                 "animal-mnist": "image_classification"}  # the task each built-in set is labelled for

@@ -8,7 +8,11 @@ rotation) is one affine warp per image (`affine_grid` + `grid_sample`): no torch
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
+import io
 import math
+import pickle
 from pathlib import Path
 from typing import Any, Optional
 
@@ -18,9 +22,10 @@ import torch.nn.functional as F
 
 from tunelab.data.records import Record
 from tunelab.errors import DataError
-from tunelab.optional import require
+from tunelab.optional import reinstall_command, require
 
-__all__ = ["read_images", "load_digits_records", "images_to_tensor", "make_augment", "IMAGE_SUFFIXES"]
+__all__ = ["read_images", "load_digits_records", "load_animal_mnist_records", "images_to_tensor", "make_augment",
+           "IMAGE_SUFFIXES"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 
@@ -77,6 +82,61 @@ def load_digits_records() -> list[Record]:
     images = digits.images.astype(np.float32) / 16.0
     return [Record(text=f"digits #{i}", label=str(int(t)), where=f"digits:{i}", image=images[i])
             for i, t in enumerate(digits.target)]
+
+
+_ANIMAL_PACKAGE = "animal_mnist"
+
+
+def load_animal_mnist_records() -> list[Record]:
+    """Animal-MNIST (PyPI `animal-mnist` 0.4, MIT): 10,000 grey 28x28 silhouettes of 10 animals, 1,000 each,
+    in MNIST's format: far from ImageNet's photographs, like digits but less easy. The package does not say
+    which index is which animal, so labels are the indices "0".."9". `where` is `"animal-mnist:<i>"`."""
+    require("the animal-mnist data set", _ANIMAL_PACKAGE, error=DataError)
+    spec = importlib.util.find_spec(_ANIMAL_PACKAGE)
+    root = None if spec is None or not spec.submodule_search_locations else \
+        Path(next(iter(spec.submodule_search_locations))) / "data" / "Animal_MNIST"
+    files = [root / f"animal_{kind}_version_3.gz" for kind in ("data", "label")] if root else []
+    if not files or not all(f.is_file() for f in files):
+        raise DataError(f"the installed animal-mnist package has no data/Animal_MNIST/animal_data_version_3.gz; "
+                        f"reinstall it: {reinstall_command(_ANIMAL_PACKAGE)}")
+    images, labels = (_numpy_pickle(f) for f in files)
+    if images.shape != (len(labels), 28, 28):
+        raise DataError(f"{files[0]}: expected (N, 28, 28) images with one label each, got {images.shape}; "
+                        f"reinstall it: {reinstall_command(_ANIMAL_PACKAGE)}")
+    scaled = images.astype(np.float32) / 255.0
+    return [Record(text=f"animal-mnist #{i}", label=str(int(t)), where=f"animal-mnist:{i}", image=scaled[i])
+            for i, t in enumerate(labels)]
+
+
+class _ArraysOnly(pickle.Unpickler):
+    """Unpickles a plain numpy array and nothing else: any other global (code) is refused, the same rule as
+    `torch.load(weights_only=True)`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) in (("numpy", "ndarray"), ("numpy", "dtype")):
+            return getattr(np, name)
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return _reconstruct_function()
+        raise pickle.UnpicklingError(f"{module}.{name} is not a numpy array part; refused")
+
+
+def _reconstruct_function() -> Any:
+    try:  # numpy >= 2 moved it (the old path still works there, with a deprecation warning)
+        from numpy._core.multiarray import _reconstruct  # type: ignore[import-not-found]
+    except ImportError:
+        from numpy.core.multiarray import _reconstruct  # type: ignore[no-redef]
+    return _reconstruct
+
+
+def _numpy_pickle(path: Path) -> np.ndarray:
+    try:
+        with gzip.open(path, "rb") as handle:
+            array = _ArraysOnly(io.BytesIO(handle.read())).load()
+    except (OSError, EOFError, pickle.UnpicklingError) as err:
+        raise DataError(f"{path}: not a gzipped numpy array ({err}); reinstall the package") from None
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path}: holds {type(array).__name__}, not a numpy array; reinstall the package")
+    return array
 
 
 def _as_array(record: Record) -> np.ndarray:

@@ -54,3 +54,43 @@ def test_augment_is_seeded_and_identity_without_change() -> None:
     a = warp({"pixel_values": pixels}, torch.Generator().manual_seed(1))["pixel_values"]
     b = warp({"pixel_values": pixels}, torch.Generator().manual_seed(1))["pixel_values"]
     assert torch.equal(a, b) and not torch.allclose(a, pixels)
+
+
+def _fake_animal_package(root, images, labels) -> None:
+    """A stand-in for the animal-mnist wheel: the same folder and the same gzipped numpy pickles."""
+    import gzip
+    import pickle
+
+    data = root / "animal_mnist" / "data" / "Animal_MNIST"
+    data.mkdir(parents=True)
+    (root / "animal_mnist" / "__init__.py").write_text("")
+    for kind, array in (("data", images), ("label", labels)):
+        with gzip.open(data / f"animal_{kind}_version_3.gz", "wb") as handle:
+            pickle.dump(array, handle)
+
+
+def test_animal_mnist_reads_the_packaged_arrays(tmp_path, monkeypatch) -> None:
+    from tunelab.data.builtin import BUILTIN_DATASETS, BUILTIN_TASKS
+
+    images = np.arange(3 * 28 * 28, dtype=np.int64).reshape(3, 28, 28).astype(np.uint8)
+    _fake_animal_package(tmp_path, images, np.array([2, 0, 9]))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    records = BUILTIN_DATASETS["animal-mnist"]()
+    assert [r.label for r in records] == ["2", "0", "9"] and BUILTIN_TASKS["animal-mnist"] == "image_classification"
+    assert records[1].where == "animal-mnist:1" and records[1].image.shape == (28, 28)
+    assert np.allclose(records[1].image * 255, images[1])
+
+
+def test_animal_mnist_refuses_a_pickle_that_carries_code(tmp_path, monkeypatch) -> None:
+    import os
+
+    from tunelab.data.images import load_animal_mnist_records
+
+    class Runs:
+        def __reduce__(self):
+            return (os.system, ("echo ran",))
+
+    _fake_animal_package(tmp_path, Runs(), np.array([0]))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(DataError, match="not a numpy array part; refused"):
+        load_animal_mnist_records()

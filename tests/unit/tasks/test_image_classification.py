@@ -25,6 +25,31 @@ def test_layer_stack_finds_the_blocks(tiny_vision_dir: Path) -> None:
     assert model.layer_stack.num_blocks == 16 and model.layer_stack.embedding_prefixes == ("network.embeddings.",)
 
 
+def test_fine_tuned_batch_norm_follows_the_new_data(tiny_vision_dir: Path) -> None:
+    """Issue 13: with the ported weights' momentum 0.01, 30 train-mode steps left each running statistic 74%
+    where it was (ImageNet's), so a short `full` fine-tune was evaluated with the wrong normalisation. With
+    PyTorch's 0.1 it has moved 1 - 0.9^30 = 96% of the way to the new data's."""
+    import torch
+
+    from tunelab.config.schema import HeadConfig, ModelConfig
+    from tunelab.tasks import get_task
+
+    model = get_task("image_classification").build_model(ModelConfig(name=str(tiny_vision_dir)), HeadConfig(type="linear"),
+                                                         [str(i) for i in range(10)], tiny_vision_dir).train()
+    model.network.drop_connect_rate = 0.0  # stochastic depth would change the deeper layers' input each time
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    start = [m.running_mean.clone() for m in norms]
+    batch_means: dict[int, torch.Tensor] = {}
+    for i, norm in enumerate(norms):
+        norm.register_forward_pre_hook(lambda _, args, i=i: batch_means.__setitem__(i, args[0].mean((0, 2, 3))))
+    pixels = torch.randn(8, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 2 + 1  # (B, 3, S, S)
+    with torch.no_grad():
+        for _ in range(30):  # no weight changes: every layer sees the same batch each time
+            model.network(pixels)
+    moved = [float((n.running_mean - s).norm() / (batch_means[i] - s).norm()) for i, (n, s) in enumerate(zip(norms, start))]
+    assert len(norms) == 49 and min(moved) > 0.9, moved
+
+
 STRATEGIES = {"full": {"name": "full"}, "head": {"name": "head"}, "partial": {"name": "partial", "freeze_blocks": 8},
               "lora-conv": {"name": "lora", "lora": {"target_modules": [], "target_types": ["Conv2d"], "rank": 2}},
               "bitfit": {"name": "bitfit"}}
