@@ -208,8 +208,11 @@ class SequenceTask(TaskBase):
 
     def build_model(self, model_cfg: ModelConfig, head_cfg: HeadConfig, label_names: list[str],
                     model_dir: Optional[Path] = None) -> "TaskModel":
-        from tunelab.models.loading import build_task_model
+        from tunelab.models.loading import build_task_model, resolve_model_dir
 
+        model_dir = model_dir or resolve_model_dir(model_cfg.name)
+        # a run's head is settled for its strategy already (Prepared); a direct caller's `auto` gets the defaults
+        head_cfg = self.settle_head(head_cfg, "", model_dir)
         return build_task_model(model_cfg, head_cfg, problem_type=self.hf_problem_type, label_names=label_names,
                                 num_outputs=self.num_outputs(label_names), model_dir=model_dir,
                                 native=self.native_model, per_token=self.per_token)
