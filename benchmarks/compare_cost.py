@@ -66,6 +66,7 @@ def base_config(args: argparse.Namespace) -> dict[str, Any]:
     from tunelab.configs import DEMO_CONFIG
 
     raw = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
+    raw["head"] = {"type": "native"}  # the peer's rows train AutoModelForSequenceClassification's own head
     raw["data"].update({"limit": args.limit, "max_length": args.max_length})
     raw["train"].update({"epochs": args.epochs, "batch_size": args.batch_size, "seed": args.seed,
                          "precision": args.precision, "num_threads": args.threads})

@@ -85,6 +85,8 @@ def strategy_config(args: argparse.Namespace, strategy: str, blocks: int) -> dic
     epochs = args.epochs if strategy == "head" else args.partial_epochs
     raw = yaml.safe_load(DEMO_CONFIG.read_text(encoding="utf-8"))
     raw["strategy"] = {"name": strategy}
+    # the peer freezes all but AutoModelForSequenceClassification's pooler + classifier: the same head for both
+    raw["head"] = {"type": "native"}
     raw["data"].update({"limit": args.limit, "max_length": args.max_length})
     raw["train"].update({"batch_size": args.batch_size, "seed": args.seed, "precision": args.precision,
                          "num_threads": args.threads})
