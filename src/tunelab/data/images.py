@@ -9,7 +9,6 @@ rotation) is one affine warp per image (`affine_grid` + `grid_sample`): no torch
 from __future__ import annotations
 
 import gzip
-import importlib.util
 import io
 import math
 import pickle
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 
 from tunelab.data.records import Record
 from tunelab.errors import DataError
-from tunelab.optional import reinstall_command, require
+from tunelab.optional import package_file, reinstall_command, require
 
 __all__ = ["read_images", "load_digits_records", "load_animal_mnist_records", "images_to_tensor", "make_augment",
            "IMAGE_SUFFIXES"]
@@ -91,14 +90,8 @@ def load_animal_mnist_records() -> list[Record]:
     """Animal-MNIST (PyPI `animal-mnist` 0.4, MIT): 10,000 grey 28x28 silhouettes of 10 animals, 1,000 each,
     in MNIST's format: far from ImageNet's photographs, like digits but less easy. The package does not say
     which index is which animal, so labels are the indices "0".."9". `where` is `"animal-mnist:<i>"`."""
-    require("the animal-mnist data set", _ANIMAL_PACKAGE, error=DataError)
-    spec = importlib.util.find_spec(_ANIMAL_PACKAGE)
-    root = None if spec is None or not spec.submodule_search_locations else \
-        Path(next(iter(spec.submodule_search_locations))) / "data" / "Animal_MNIST"
-    files = [root / f"animal_{kind}_version_3.gz" for kind in ("data", "label")] if root else []
-    if not files or not all(f.is_file() for f in files):
-        raise DataError(f"the installed animal-mnist package has no data/Animal_MNIST/animal_data_version_3.gz; "
-                        f"reinstall it: {reinstall_command(_ANIMAL_PACKAGE)}")
+    files = [package_file(_ANIMAL_PACKAGE, f"data/Animal_MNIST/animal_{kind}_version_3.gz", "the animal-mnist data set",
+                          error=DataError) for kind in ("data", "label")]
     images, labels = (_numpy_pickle(f) for f in files)
     if images.shape != (len(labels), 28, 28):
         raise DataError(f"{files[0]}: expected (N, 28, 28) images with one label each, got {images.shape}; "
