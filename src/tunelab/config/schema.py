@@ -101,6 +101,13 @@ class HeadConfig(_Section):
     type: Literal["auto", "native", "linear", "mlp"] = "auto"
     pooling: Literal["auto", "cls", "mean"] = Field("auto", description="auto: as the backbone declares, else mean")
     normalize: Optional[bool] = Field(None, description="L2-normalise the pooled features; None: as the backbone declares")
+
+    def with_defaults(self) -> "HeadConfig":
+        """Nothing left on `auto`: the native head, mean pooling, no normalisation (what a head settles to when
+        the backbone declares nothing; Task.settle_head decides before this)."""
+        return self.model_copy(update={"type": "native" if self.type == "auto" else self.type,
+                                       "pooling": "mean" if self.pooling == "auto" else self.pooling,
+                                       "normalize": bool(self.normalize)})
     hidden_size: int = Field(256, ge=1, description="mlp: width of the hidden layer.")
     dropout: float = Field(0.1, ge=0.0, lt=1.0)
 

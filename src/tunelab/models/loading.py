@@ -81,9 +81,10 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
 
     quiet_transformers()
     model_dir = model_dir or resolve_model_dir(model_cfg.name)
+    head_cfg = head_cfg.with_defaults()  # settled already in a run; a direct call's `auto` is the plain default
     kwargs: dict[str, Any] = dict(local_files_only=True, use_safetensors=True, trust_remote_code=model_cfg.trust_remote_code)
     try:
-        if head_cfg.type in ("native", "auto"):  # `auto` unsettled (a direct call, not a run): native
+        if head_cfg.type == "native":
             id2label = {i: n for i, n in enumerate(label_names)} if label_names else {0: "value"}
             extra = {"problem_type": problem_type} if native == "sequence" else {}
             config = AutoConfig.from_pretrained(model_dir, num_labels=num_outputs, id2label=id2label,
@@ -100,8 +101,7 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
         raise ModelError(f"model: cannot load {model_dir} as a {head_cfg.type} {problem_type} model: {_short(err)}; "
                          f"{_load_advice(model_dir, err)}") from None
     hidden = int(getattr(network.config, "hidden_size", 0) or getattr(network.config, "d_model", 0))
-    pooling = "mean" if head_cfg.pooling == "auto" else head_cfg.pooling  # unsettled (a direct call): the plain default
-    head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling="none" if per_token else pooling,
+    head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling="none" if per_token else head_cfg.pooling,
                        dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size, normalize=bool(head_cfg.normalize))
     return TaskModel(network, head)
 

@@ -56,7 +56,7 @@ class Prepared:
     base_model_hash: str
     tokenizer: Any                     # the task's preprocessor (tokenizer, image preprocessor)
     encoded: dict[str, EncodedSplit]
-    declared_head: Optional[HeadConfig] = None  # the head as the config gave it (`auto` settles per strategy)
+    declared_head: HeadConfig           # the head as the config gave it (`auto` settles per strategy)
     unknown_token_rates: dict[str, Optional[float]] = field(default_factory=dict)  # per split; None: not counted
     # base models built so far, by the RNG state they were built from, shared by every `for_config` of this run
     templates: dict[str, tuple[TaskModel, Any]] = field(default_factory=dict, repr=False)
@@ -80,13 +80,12 @@ class Prepared:
 
     def settled_head(self, config: RunConfig) -> RunConfig:
         """`config` with its head settled for its strategy on this backbone (Task.settle_head)."""
-        head = self.task.settle_head(config.head, config.strategy.name, self.model_dir)
-        return config if head == config.head else config.model_copy(update={"head": head})
+        return _settled(config, self.task, self.model_dir)
 
     def _check_fixed(self, config: RunConfig) -> None:
         changed = [k for k in _FIXED if getattr(config, k) != getattr(self.config, k)]
-        declared = self.declared_head or self.config.head
-        if self.settled_head(config).head != self.task.settle_head(declared, config.strategy.name, self.model_dir):
+        if self.settled_head(config).head != self.task.settle_head(self.declared_head, config.strategy.name,
+                                                                   self.model_dir):
             changed.append("head")
         changed += [f"train.{k}" for k in _FIXED_TRAIN if getattr(config.train, k) != getattr(self.config.train, k)]
         ours = self.config.data.model_copy(update={"train_fraction": 1.0, "split_seed": None})
@@ -160,7 +159,8 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
 
 
 def _settled(config: RunConfig, task: Task, model_dir: Path) -> RunConfig:
-    return config.model_copy(update={"head": task.settle_head(config.head, config.strategy.name, model_dir)})
+    head = task.settle_head(config.head, config.strategy.name, model_dir)
+    return config if head == config.head else config.model_copy(update={"head": head})
 
 
 def warn_unknown_tokens(rates: dict[str, Optional[float]], tokenizer: Any, model: str, console: Console) -> None:

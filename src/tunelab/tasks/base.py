@@ -109,9 +109,7 @@ class TaskBase:
     def settle_head(self, head: HeadConfig, strategy: str, model_dir: Path) -> HeadConfig:
         """`head` with nothing left on `auto`: the native head, mean pooling, no normalisation; a task whose
         head pools a sequence widens it (SequenceTask). Settled heads come back unchanged."""
-        return head.model_copy(update={"type": "native" if head.type == "auto" else head.type,
-                                       "pooling": "mean" if head.pooling == "auto" else head.pooling,
-                                       "normalize": bool(head.normalize)})
+        return head.with_defaults()
 
     def check_config(self, config: "RunConfig") -> list[str]:
         """Rules that need to know the task; each line names its key and the fix."""
