@@ -1,13 +1,21 @@
 """`tunelab serve`: the app on uvicorn, with a graceful shutdown.
 
-On SIGTERM (or Ctrl-C) uvicorn stops accepting connections and waits for the requests in flight (at most
-`graceful_timeout_s`); from the signal on, the app answers any further request on a kept-alive connection
-with 503, so no request is cut half-way and none starts late. Then the batcher stops.
+On SIGTERM (or Ctrl-C) the listener closes at once (a new client gets "connection refused" and tries another
+instance) and uvicorn waits for the requests in flight (at most `graceful_timeout_s`); from the signal on, the
+app answers any further request on an open connection with 503, so no request is cut half-way and none starts
+late. Then the batcher stops.
+
+uvicorn alone closes the listener only at its next 0.1 s tick and then drops every connection that has not
+sent a request yet. A client that connected in that window had its request reset unanswered (httpx
+`ReadError`), so a connection accepted before the listener closed gets `_LATE_REQUEST_GRACE_S` to send its
+request and receive its 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import socket
 from pathlib import Path
 from types import FrameType
 from typing import Any, Optional
@@ -20,6 +28,8 @@ from tunelab.serving.backend import check_servable, load_models
 
 __all__ = ["serve"]
 
+_LATE_REQUEST_GRACE_S = 0.5
+
 
 class _DrainingServer(uvicorn.Server):
     """uvicorn's server, which also tells the app to refuse new work the moment a signal arrives."""
@@ -28,9 +38,51 @@ class _DrainingServer(uvicorn.Server):
         super().__init__(config)
         self.tunelab_state = state
 
+    async def startup(self, sockets: Optional[list] = None) -> None:
+        self._loop = asyncio.get_running_loop()
+        await super().startup(sockets)
+
     def handle_exit(self, sig: int, frame: Optional[FrameType]) -> None:
         self.tunelab_state.draining = True
         super().handle_exit(sig, frame)
+        loop = getattr(self, "_loop", None)
+        if loop is not None and loop.is_running():  # a signal handler may not touch the loop: schedule it
+            loop.call_soon_threadsafe(self._stop_listening)
+
+    def _stop_listening(self) -> None:
+        for listener in getattr(self, "servers", []):
+            if listener.is_serving():
+                for connection in _accept_pending(listener):  # closing would reset them unanswered
+                    self._loop.create_task(self._loop.connect_accepted_socket(listener._protocol_factory, connection))
+                listener.close()
+
+    async def shutdown(self, sockets: Optional[list] = None) -> None:
+        self._stop_listening()
+        if any(_awaits_request(c) for c in self.server_state.connections):
+            await asyncio.sleep(_LATE_REQUEST_GRACE_S)
+        await super().shutdown(sockets)
+
+
+def _accept_pending(listener: asyncio.base_events.Server) -> list[socket.socket]:
+    """The connections the kernel completed that the loop has not accepted yet (uses asyncio's private
+    `_sockets` and `_protocol_factory`; without them nothing is taken and the pending few are reset, as before)."""
+    if not hasattr(listener, "_protocol_factory"):
+        return []
+    taken = []
+    for sock in getattr(listener, "_sockets", None) or []:
+        while True:
+            try:
+                connection, _ = sock.accept()
+            except OSError:  # BlockingIOError: none left
+                break
+            connection.setblocking(False)
+            taken.append(connection)
+    return taken
+
+
+def _awaits_request(connection: Any) -> bool:
+    """A connection uvicorn's shutdown would close unanswered: accepted, but its request not read yet."""
+    return getattr(connection, "cycle", None) is None
 
 
 def serve(run_dir: Optional[Path], adapters: dict[str, Path], settings: ServeSettings, *, host: str = "127.0.0.1",
