@@ -320,9 +320,13 @@ def _export_summary(out: Path, meta: dict) -> str:
     kind = meta["format"] + (f" {meta['quantize']}" if meta.get("quantize") else "")
     lines = [f"wrote {out} ({kind}; adapter: {meta['adapter']})",
              f"parity on {parity['data']}: max |Δlogit| {parity['max_abs_logit_diff']:.2e}"
-             + (f", decisions agree on {100 * parity['decision_agreement']:.2f}%" if "decision_agreement" in parity else "")]
+             + (f", decisions agree on {100 * parity['decision_agreement']:.2f}%" if "decision_agreement" in parity else "")
+             + (f" of {parity['decoding_steps']} decoding steps" if "decoding_steps" in parity else "")]
+    if "reply_agreement" in parity:
+        lines.append(f"  replies ({parity['reply_tokens']} tokens at most) identical to the run's on "
+                     f"{100 * parity['reply_agreement']:.1f}% of {parity['examples']} test prompts")
     for key, delta in parity.get("metric_delta", {}).items():
-        if key in ("accuracy", "macro_f1", "entity_f1", "micro_f1", "mse", "mae", "r2"):
+        if key in ("accuracy", "macro_f1", "entity_f1", "micro_f1", "mse", "mae", "r2", "exact_match", "rouge_l"):
             lines.append(f"  {key}: {parity['metrics_pytorch'][key]:.4f} (PyTorch) -> "
                          f"{parity['metrics_export'][key]:.4f} (export), delta {delta:+.4f}")
     return "\n".join(lines)

@@ -21,9 +21,12 @@ from tunelab.artifacts.model_io import LoadedRun, load_run
 from tunelab.atomic import atomic_dir, atomic_write_json, sweep_leftovers
 from tunelab.errors import ModelError, TunelabError
 from tunelab.export import graph
+from tunelab.export.decoder import DecoderSpec
+from tunelab.export.decoder_parity import measure_decoder_parity
 from tunelab.export.merge import export_merged
 from tunelab.export.parity import FP32_ATOL, INT8_AGREEMENT, check_parity, measure_parity, parity_data
-from tunelab.inference.exported import EXPORT_META, MODEL_FILES, load_exported_model, text_or_image_inputs
+from tunelab.inference.exported import (EXPORT_META, MODEL_FILES, load_exported_decoder, load_exported_model,
+                                        text_or_image_inputs)
 from tunelab.optional import require
 from tunelab.tasks.base import Task
 from tunelab.tasks.registry import get_task
@@ -33,6 +36,7 @@ __all__ = ["export_run", "ExportFormat", "EXPORT_FORMATS", "EXPORT_META", "write
 ExportFormat = Literal["onnx", "torchscript", "merged"]
 EXPORT_FORMATS: tuple[str, ...] = ("onnx", "torchscript", "merged")
 _VERSIONS = ("tunelab", "torch", "transformers", "onnx", "onnxscript", "onnxruntime")
+PARITY_PROMPTS = 32   # test prompts a decoder's parity check decodes (each up to decoder_parity.PARITY_NEW_TOKENS)
 
 
 def export_run(run_dir: Path, out_dir: Path, *, format: ExportFormat, quantize: Optional[str] = None,
@@ -45,22 +49,28 @@ def export_run(run_dir: Path, out_dir: Path, *, format: ExportFormat, quantize: 
         return _export_merged(run_dir, out_dir)
     reference = load_run(run_dir)
     task = get_task(reference.config.task)
-    if task.generative:
-        raise TunelabError(f"{what}: {run_dir} is an instruction_tuning run; a generative model needs a decoding loop "
-                           "(with its key/value cache) around the graph, which this export does not write. Use the run "
-                           "directory with tunelab generate, or --format merged for a LoRA / IA3 run")
     model, adapter = graph.graph_model(run_dir, task)
-    data = parity_data(reference, task, sample)
+    sig = graph.signature(reference, task, model)
+    data = parity_data(reference, task, PARITY_PROMPTS if task.generative else sample)
     sweep_leftovers(out_dir.parent, out_dir.name)  # what a killed export to this folder left
     with atomic_dir(out_dir, replace=False) as staging:  # refuses a DIR filled meanwhile
-        opset = _write_graph(model, reference, task, staging, format, quantize)
-        exported = load_exported_model(staging, format, task.takes_images)
-        figures = measure_parity(reference.model, exported, data, reference, task)
+        opset = _write_graph(model, sig, staging, format, quantize)
+        figures = _parity(reference, task, sig, staging, format, data)
         check_parity(figures, int8=quantize is not None, what=what)
         write_companions(staging, run_dir, reference)
-        meta = _meta(format, quantize, opset, adapter, task, figures, run_dir)
+        meta = _meta(format, quantize, opset, adapter, task, sig, figures, run_dir)
         atomic_write_json(staging / EXPORT_META, meta)
     return meta
+
+
+def _parity(reference: LoadedRun, task: Task, sig: graph.Signature, staging: Path, format: str,
+            data: Any) -> dict[str, Any]:
+    """The staged model in its own runtime against the PyTorch run (export/parity.py, export/decoder_parity.py)."""
+    if sig.decoder is not None:
+        exported = load_exported_decoder(staging, format, sig.decoder)
+        return measure_decoder_parity(reference, exported, DecoderSpec(**sig.decoder), data, task)
+    exported_model = load_exported_model(staging, format, task.takes_images)
+    return measure_parity(reference.model, exported_model, data, reference, task)
 
 
 def _check_request(format: str, quantize: Optional[str], out_dir: Path, what: str) -> None:
@@ -74,15 +84,14 @@ def _check_request(format: str, quantize: Optional[str], out_dir: Path, what: st
         raise TunelabError(f"export --out: {out_dir} exists and is not empty; choose a new folder")
 
 
-def _write_graph(model: Any, run: LoadedRun, task: Task, staging: Path, format: str, quantize: Optional[str]) -> Optional[int]:
+def _write_graph(model: Any, sig: graph.Signature, staging: Path, format: str, quantize: Optional[str]) -> Optional[int]:
     """The model file in `staging`; the ONNX opset (None for TorchScript)."""
-    inputs = graph.example_inputs(run, task)
     target = staging / MODEL_FILES[format]
     if format == "torchscript":
-        graph.to_torchscript(model, inputs, target)
+        graph.to_torchscript(model, sig.inputs, target)
         return None
     fp32 = staging / "model.fp32.onnx" if quantize else target
-    graph.to_onnx(model, inputs, fp32, task.takes_images)
+    graph.to_onnx(model, sig, fp32)
     if quantize:
         graph.quantize_int8(fp32, target)
         fp32.unlink()
@@ -97,15 +106,25 @@ def write_companions(staging: Path, run_dir: Path, run: LoadedRun) -> None:
 
 
 def _meta(format: str, quantize: Optional[str], opset: Optional[int], adapter: str, task: Task,
-          figures: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+          sig: Optional[graph.Signature], figures: dict[str, Any], run_dir: Path) -> dict[str, Any]:
+    """export.json; `sig` None: a merged export, a plain Hugging Face directory with the task's usual inputs."""
     tolerance = ({"decision_agreement_min": INT8_AGREEMENT} if quantize else {"max_abs_logit_diff": FP32_ATOL})
-    return {"format_version": 1, "format": format, "quantize": quantize, "opset": opset,
-            "model_file": MODEL_FILES.get(format), "task": task.name,
-            "inputs": list(text_or_image_inputs(task.takes_images)), "outputs": ["logits"],
-            "dynamic_axes": graph.dynamic_axes(task.takes_images), "adapter": adapter,
+    if sig is None:
+        inputs, outputs, axes = list(text_or_image_inputs(task.takes_images)), ["logits"], graph.dynamic_axes(task.takes_images)
+    elif sig.decoder is None:
+        inputs, outputs, axes = sig.input_names, sig.output_names, sig.axes
+    else:
+        inputs, outputs, axes = ["input_ids", "attention_mask", "past.*"], ["logits", "present.*"], sig.axes
+    meta = {"format_version": 1, "format": format, "quantize": quantize, "opset": opset,
+            "model_file": MODEL_FILES.get(format), "task": task.name, "inputs": inputs, "outputs": outputs,
+            "dynamic_axes": axes, "adapter": adapter,
             "parity": {**figures, "tolerance": tolerance, "passed": True},
             "source_run": source_run(run_dir), "versions": {name: _version(name) for name in _VERSIONS},
             "created": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if sig is not None and sig.decoder is not None:  # how a decoding loop calls the graph (inference/exported.py reads it)
+        meta["decoder"] = {**sig.decoder, "cache": "past.<layer>.key/value in, present.<layer>.key/value out",
+                           "logits": "last position only", "first_cache": "one slot per layer, masked (mask 0)"}
+    return meta
 
 
 def source_run(run_dir: Path) -> dict[str, Any]:
@@ -142,7 +161,7 @@ def _export_merged(run_dir: Path, out_dir: Path) -> dict[str, Any]:
         write_companions(staging, run_dir, run)
         figures = {"data": "probe inputs", "examples": 4, "max_abs_logit_diff": diff}
         written.append(_meta("merged", None, None, f"merged ({run.config.strategy.name})", get_task(run.config.task),
-                             figures, run_dir))
+                             None, figures, run_dir))
         atomic_write_json(staging / EXPORT_META, written[-1])
 
     export_merged(run_dir, out_dir, extra=extras)

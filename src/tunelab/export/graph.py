@@ -3,7 +3,8 @@ batch and sequence axes), TorchScript through `torch.jit.trace`, and dynamic int
 
 A mergeable adapter (LoRA, IA3, ...) is folded into the base weights first, so the graph is the plain
 architecture; any other PEFT method (adapters, prompts) is traced with its modules in the graph. Tracing
-inputs carry padding, so no code path that skips the attention mask is baked in.
+inputs carry padding, so no code path that skips the attention mask is baked in. A generative run (instruction
+tuning) becomes the one-step decoder graph of export/decoder.py, its key/value cache in and out.
 """
 
 from __future__ import annotations
@@ -12,14 +13,17 @@ import contextlib
 import io
 import logging
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from torch import nn
 
 from tunelab.artifacts.model_io import LoadedRun, load_run
 from tunelab.errors import ModelError, TunelabError
+from tunelab.export.decoder import (DecoderStep, decoder_dynamic_shapes, decoder_example_inputs, decoder_names,
+                                    decoder_spec)
 from tunelab.export.merge import merge_adapter, probe_inputs
 from tunelab.inference.exported import text_or_image_inputs
 from tunelab.optional import require
@@ -27,7 +31,7 @@ from tunelab.strategies.registry import peft_method
 from tunelab.tasks.base import Task
 
 __all__ = ["graph_model", "example_inputs", "to_onnx", "to_torchscript", "quantize_int8", "onnx_opset",
-           "dynamic_axes"]
+           "dynamic_axes", "Signature", "signature"]
 
 
 class _TextGraph(nn.Module):
@@ -66,7 +70,37 @@ def graph_model(run_dir: Path, task: Task) -> tuple[nn.Module, str]:
     model = run.model.eval()
     for param in model.parameters():
         param.requires_grad_(False)
+    if task.generative:
+        return DecoderStep(model.network).eval(), adapter
     return (_ImageGraph(model) if task.takes_images else _TextGraph(model)), adapter
+
+
+@dataclass
+class Signature:
+    """What a graph is traced with and called by: example inputs, input / output names, dynamic shapes (for
+    `torch.export`), the named dynamic axes (for export.json) and, for a decoder, its cache layout."""
+
+    inputs: tuple[torch.Tensor, ...]
+    input_names: list[str]
+    output_names: list[str]
+    dynamic_shapes: Any
+    axes: dict[str, dict[int, str]]
+    decoder: Optional[dict[str, int]] = None
+
+
+def signature(run: LoadedRun, task: Task, model: nn.Module) -> Signature:
+    """The signature of `graph_model`'s module for this run."""
+    if task.generative:
+        spec = decoder_spec(model.network)
+        names, outputs = decoder_names(spec)
+        axes = {"input_ids": {0: "batch", 1: "new_tokens"}, "attention_mask": {0: "batch", 1: "cached_plus_new"},
+                "past.*": {0: "batch", 2: "cached"}, "logits": {0: "batch"}, "present.*": {0: "batch", 2: "cached_plus_new"}}
+        return Signature(decoder_example_inputs(spec, int(model.network.config.vocab_size)), names, outputs,
+                         decoder_dynamic_shapes(spec), axes, spec.as_json())
+    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")  # shared by both text inputs
+    names = list(text_or_image_inputs(task.takes_images))
+    shapes: Any = ({0: batch},) if task.takes_images else ({0: batch, 1: sequence}, {0: batch, 1: sequence})
+    return Signature(example_inputs(run, task), names, ["logits"], shapes, dynamic_axes(task.takes_images))
 
 
 def example_inputs(run: LoadedRun, task: Task) -> tuple[torch.Tensor, ...]:
@@ -87,18 +121,14 @@ def dynamic_axes(takes_images: bool) -> dict[str, dict[int, str]]:
             "logits": {0: "batch"}}
 
 
-def to_onnx(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: Path, takes_images: bool,
-            opset: int | None = None) -> None:
-    """`torch.onnx.export` (dynamo) with dynamic batch (and sequence) axes into one self-contained file."""
+def to_onnx(model: nn.Module, sig: Signature, path: Path, opset: int | None = None) -> None:
+    """`torch.onnx.export` (dynamo) with the signature's dynamic axes into one self-contained file."""
     require("export --format onnx", "onnx", "onnxscript", error=ModelError)
-    batch, sequence = torch.export.Dim("batch"), torch.export.Dim("sequence")  # shared by both text inputs
-    shapes: dict[str, Any] = {"pixel_values": {0: batch}} if takes_images else {
-        name: {0: batch, 1: sequence} for name in ("input_ids", "attention_mask")}
     try:
         with _quiet():
-            torch.onnx.export(model, inputs, str(path), input_names=list(text_or_image_inputs(takes_images)),
-                              output_names=["logits"], dynamic_shapes=shapes, dynamo=True, external_data=False,
-                              opset_version=opset, verbose=False)
+            torch.onnx.export(model, sig.inputs, str(path), input_names=sig.input_names,
+                              output_names=sig.output_names, dynamic_shapes=sig.dynamic_shapes, dynamo=True,
+                              external_data=False, opset_version=opset, verbose=False)
     except Exception as err:  # the exporter raises many kinds; the user needs the reason in one line
         raise TunelabError(f"export --format onnx: torch.onnx.export could not capture this model "
                            f"({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); try --format "

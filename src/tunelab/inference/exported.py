@@ -17,7 +17,8 @@ import torch
 from tunelab.errors import ModelError
 from tunelab.optional import require
 
-__all__ = ["ExportedModel", "GraphFormat", "MODEL_FILES", "EXPORT_META", "load_exported_model", "text_or_image_inputs"]
+__all__ = ["ExportedModel", "ExportedDecoder", "GraphFormat", "MODEL_FILES", "EXPORT_META", "load_exported_model",
+           "load_exported_decoder", "text_or_image_inputs"]
 
 GraphFormat = Literal["onnx", "torchscript"]
 # the model file of each graph format inside an export directory
@@ -37,18 +38,7 @@ class ExportedModel:
 
     def __init__(self, path: Path, kind: GraphFormat, input_names: Sequence[str], threads: int = 0) -> None:
         self.path, self.kind, self.input_names = Path(path), kind, tuple(input_names)
-        if kind == "onnx":
-            require(f"export {path.name}", "onnxruntime", error=ModelError)
-            import onnxruntime as ort
-
-            options = ort.SessionOptions()
-            if threads:
-                options.intra_op_num_threads = threads
-            self._session: Any = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        else:
-            with warnings.catch_warnings():  # torch.jit is deprecated; the CLI says so once, at export
-                warnings.simplefilter("ignore", DeprecationWarning)
-                self._session = torch.jit.load(str(path), map_location="cpu").eval()
+        self._session = _open_session(self.path, kind, threads)
 
     def eval(self) -> "ExportedModel":
         return self
@@ -66,6 +56,74 @@ class ExportedModel:
             return torch.from_numpy(self._session.run(None, feed)[0])
         with torch.no_grad():
             return self._session(*(named[name] for name in self.input_names)).float()
+
+
+def _open_session(path: Path, kind: GraphFormat, threads: int) -> Any:
+    """An onnxruntime `InferenceSession` (CPU) or a loaded `torch.jit` module."""
+    if kind == "onnx":
+        require(f"export {path.name}", "onnxruntime", error=ModelError)
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    with warnings.catch_warnings():  # torch.jit is deprecated; the CLI says so once, at export
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+class ExportedDecoder:
+    """An exported decoder LM (export/decoder.py's one-step graph) in its own runtime, behind the part of a
+    causal-LM TaskModel that generation uses: `model.network.generate(input_ids=, attention_mask=,
+    max_new_tokens=, eos_token_id=, pad_token_id=)` returns `(B, T + n)` ids, greedy, as transformers' does."""
+
+    def __init__(self, path: Path, kind: GraphFormat, spec: dict[str, int], threads: int = 0) -> None:
+        self.path, self.kind = Path(path), kind
+        self.layers, self.kv_heads, self.head_dim = int(spec["layers"]), int(spec["kv_heads"]), int(spec["head_dim"])
+        self._session = _open_session(self.path, kind, threads)
+        cache = [f"past.{i}.{kv}" for i in range(self.layers) for kv in ("key", "value")]
+        self.input_names = ("input_ids", "attention_mask", *cache)
+        self.network = self
+
+    def eval(self) -> "ExportedDecoder":
+        return self
+
+    def to(self, device: Any) -> "ExportedDecoder":
+        return self
+
+    def step(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+             cache: list[torch.Tensor]) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """One call of the graph: the last position's logits and the grown cache."""
+        inputs = (input_ids, attention_mask, *cache)
+        if self.kind == "onnx":
+            outputs = self._session.run(None, {n: t.cpu().numpy() for n, t in zip(self.input_names, inputs)})
+            outputs = [torch.from_numpy(o) for o in outputs]
+        else:
+            with torch.no_grad():
+                outputs = list(self._session(*inputs))
+        return outputs[0].float(), outputs[1:]
+
+    def generate(self, *, input_ids: torch.Tensor, attention_mask: torch.Tensor, max_new_tokens: int,
+                 eos_token_id: Sequence[int] | int, pad_token_id: int, **_: Any) -> torch.Tensor:
+        from tunelab.inference.decoding import empty_cache, greedy_generate
+
+        stops = [eos_token_id] if isinstance(eos_token_id, int) else list(eos_token_id)
+        cache = empty_cache(input_ids.shape[0], self.layers, self.kv_heads, self.head_dim)
+        return greedy_generate(self.step, input_ids.cpu(), attention_mask.cpu(), cache, max_new_tokens=max_new_tokens,
+                               stop_ids=stops, pad_id=pad_token_id)
+
+    def __call__(self, *args: Any, **inputs: Any) -> torch.Tensor:
+        raise ModelError(f"{self.path}: an exported decoder computes next-token logits for generation only; "
+                         "teacher-forced scores (perplexity) need the run directory")
+
+
+def load_exported_decoder(export_dir: Path, kind: GraphFormat, spec: dict[str, int], threads: int = 0) -> ExportedDecoder:
+    """The one-step decoder graph of an export directory, in its runtime (`spec`: export.json's `decoder`)."""
+    path = Path(export_dir) / MODEL_FILES[kind]
+    if not path.is_file():
+        raise ModelError(f"{export_dir}: {MODEL_FILES[kind]} is missing; export the run again with tunelab export")
+    return ExportedDecoder(path, kind, spec, threads)
 
 
 def load_exported_model(export_dir: Path, kind: GraphFormat, takes_images: bool, threads: int = 0) -> ExportedModel:

@@ -18,7 +18,7 @@ from torch.nn import functional as F
 from tunelab.data.encoding import IGNORE_INDEX
 from tunelab.models.task_model import TaskModel
 
-__all__ = ["CausalLMTaskModel", "scored_positions", "NextTokenLoss", "next_token_nll", "generate_ids"]
+__all__ = ["CausalLMTaskModel", "scored_positions", "NextTokenLoss", "next_token_nll", "generate_ids", "left_padded"]
 
 
 def scored_positions(labels: torch.Tensor) -> torch.Tensor:
@@ -60,6 +60,17 @@ def next_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return torch.stack((nll.masked_fill(~counted, 0).sum(1), counted.sum(1).float()), dim=1)
 
 
+def left_padded(prompts: list[list[int]], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(B, T)` ids and mask of prompts padded on the left, so every row's next token is at position T."""
+    width = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(prompts), width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.tensor(prompt, dtype=torch.long)
+        mask[row, width - len(prompt):] = 1
+    return ids, mask
+
+
 @torch.no_grad()
 def generate_ids(model: TaskModel, prompts: list[list[int]], *, max_new_tokens: int, stop_ids: list[int], pad_id: int,
                  batch_size: int, device: torch.device,
@@ -71,12 +82,8 @@ def generate_ids(model: TaskModel, prompts: list[list[int]], *, max_new_tokens: 
     out: list[Optional[tuple[list[int], bool]]] = [None] * len(prompts)
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(chunk), width), dtype=torch.long)
-        for row, i in enumerate(chunk):
-            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]):] = 1
+        ids, mask = left_padded([prompts[i] for i in chunk], pad_id)
+        width = ids.shape[1]
         with autocast or contextlib.nullcontext():
             generated = model.network.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
                                                max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,

@@ -79,7 +79,7 @@ class ExportModel:
         return self.predictor.predict(records)
 
     def generate(self, records: list[Record], max_new_tokens: Optional[int]) -> tuple[list[str], list[bool]]:
-        raise TunelabError(f"{self.info.name}: an exported {self.info.task} model does not generate text")
+        return self.predictor.generate(records, max_new_tokens)
 
 
 def text_records(texts: list[str], task_name: str, where: str, system: Optional[str] = None) -> list[Record]:

@@ -66,7 +66,8 @@ def evaluate_file(run_dir: Source, data_path: Path) -> dict[str, Any]:
     records = task.read(data_path, predictor.config.data)
     check_known_labels(records, predictor.label_names, task.label_kind, str(data_path))
     split = predictor.encode(records, with_targets=True)
-    metrics = task.metrics(split, predictor.predict_split(split), predictor.label_names)
+    teacher_forced = not (task.generative and predictor.run is None)  # an exported decoder has next-token logits only
+    metrics = task.metrics(split, predictor.predict_split(split), predictor.label_names) if teacher_forced else {}
     if task.generative:  # teacher-forced perplexity, plus the replies it really writes
         texts, stopped = predictor.generate(records)
         metrics.update(task.generation_metrics(records, texts, stopped))

@@ -23,7 +23,7 @@ from tunelab.config.schema import RunConfig
 from tunelab.data.encoding import EncodedSplit
 from tunelab.data.records import Record
 from tunelab.errors import ModelError, TunelabError
-from tunelab.inference.exported import EXPORT_META, load_exported_model
+from tunelab.inference.exported import EXPORT_META, load_exported_decoder, load_exported_model
 from tunelab.inference.generation import generate_split
 from tunelab.inference.predict import encode_split, predict_split
 from tunelab.tasks.base import Predictions, Task
@@ -67,11 +67,12 @@ class Predictor:
         return predictions
 
     def generate(self, records: list[Record], max_new_tokens: Optional[int] = None) -> tuple[list[str], list[bool]]:
-        """Greedy replies of a generative run to the records' prompts (run directories only)."""
-        if self.run is None:
-            raise TunelabError(f"{self.source}: an export does not generate text; use the run directory")
+        """Greedy replies of a generative run, or of its export, to the records' prompts."""
+        if not self.task.generative:
+            raise TunelabError(f"{self.source}: a {self.task.name} model does not generate text")
         split = self.encode(records)
-        return generate_split(self.task, self.model, split, self.tokenizer, self.config, _DEVICE, max_new_tokens)
+        return generate_split(self.task, self.model, split, self.tokenizer, self.config, _DEVICE, max_new_tokens,
+                              autocast=self.run is not None)  # an export runs as it was checked: fp32
 
     @property
     def pad_id(self) -> int:
@@ -104,6 +105,11 @@ def load_predictor(path: Path | str, *, threads: int = 0) -> Predictor:
     backend = meta.get("format")
     if backend == "merged":
         model = _merged_model(path, config, task, labels)
+    elif backend in ("onnx", "torchscript") and task.generative:
+        if "decoder" not in meta:
+            raise TunelabError(f"{path}/{EXPORT_META}: a generative export without its `decoder` layout; export the "
+                               "run again with this tunelab")
+        model = load_exported_decoder(path, backend, meta["decoder"], threads)
     elif backend in ("onnx", "torchscript"):
         model = load_exported_model(path, backend, task.takes_images, threads)
     else:

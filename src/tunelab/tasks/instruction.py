@@ -32,13 +32,18 @@ if TYPE_CHECKING:  # torch, the encoding and the causal LM are imported where us
     from tunelab.data.encoding import Batch, EncodedSplit
     from tunelab.models.causal_lm import CausalLMTaskModel
 
-__all__ = ["InstructionTuningTask", "FALLBACK_TEMPLATE", "stop_token_ids"]
+__all__ = ["InstructionTuningTask", "FALLBACK_TEMPLATE", "stop_token_ids", "generation_pad_id"]
 
 MIN_PROMPT_TOKENS = 8  # below this a truncated prompt no longer says what to do
 # for a base model without a chat template: a plain instruction format, each turn closed by EOS
 FALLBACK_TEMPLATE = ("{% for m in messages %}{% if m['role'] == 'assistant' %}### Response:\n{{ m['content'] }}"
                      "{{ eos_token }}\n{% else %}### {{ m['role'] | capitalize }}:\n{{ m['content'] }}\n\n{% endif %}"
                      "{% endfor %}{% if add_generation_prompt %}### Response:\n{% endif %}")
+
+
+def generation_pad_id(tokenizer: Any) -> int:
+    """The id generation pads with: the tokenizer's pad token, else its end-of-sequence token."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
 
 def stop_token_ids(tokenizer: Any) -> list[int]:
@@ -174,13 +179,16 @@ class InstructionTuningTask(TaskBase):
         """Greedy replies to the split's prompts (the prompt part of each encoded example)."""
         from tunelab.models.causal_lm import generate_ids
 
-        prompts = [_prompt_part(ids, split.token_targets[i] if split.token_targets else None)
-                   for i, ids in enumerate(split.input_ids)]
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        results = generate_ids(model, prompts, max_new_tokens=config.max_new_tokens, stop_ids=stop_token_ids(tokenizer),
-                               pad_id=pad, batch_size=batch_size, device=device, autocast=autocast)
+        results = generate_ids(model, self.prompt_ids(split), max_new_tokens=config.max_new_tokens,
+                               stop_ids=stop_token_ids(tokenizer), pad_id=generation_pad_id(tokenizer),
+                               batch_size=batch_size, device=device, autocast=autocast)
         texts = [tokenizer.decode(tokens, skip_special_tokens=True).strip() for tokens, _ in results]
         return texts, [stopped for _, stopped in results]
+
+    def prompt_ids(self, split: EncodedSplit) -> list[list[int]]:
+        """The prompt part of each encoded example: what generation continues."""
+        return [_prompt_part(ids, split.token_targets[i] if split.token_targets else None)
+                for i, ids in enumerate(split.input_ids)]
 
     def generation_metrics(self, records: list[Record], texts: list[str], stopped: list[bool]) -> dict[str, float]:
         from tunelab.evaluation.text import text_metrics
