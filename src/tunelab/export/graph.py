@@ -125,7 +125,7 @@ def to_onnx(model: nn.Module, sig: Signature, path: Path, opset: int | None = No
     """`torch.onnx.export` (dynamo) with the signature's dynamic axes into one self-contained file."""
     require("export --format onnx", "onnx", "onnxscript", error=ModelError)
     try:
-        with _quiet():
+        with _quiet(), _eager_attention(model, sig.decoder is None):
             torch.onnx.export(model, sig.inputs, str(path), input_names=sig.input_names,
                               output_names=sig.output_names, dynamic_shapes=sig.dynamic_shapes, dynamo=True,
                               external_data=False, opset_version=opset, verbose=False)
@@ -142,13 +142,33 @@ def to_torchscript(model: nn.Module, inputs: tuple[torch.Tensor, ...], path: Pat
         torch.jit.save(traced, str(path))
 
 
+@contextlib.contextmanager
+def _eager_attention(model: nn.Module, wanted: bool):
+    """Transformers' eager attention (scores + mask, softmax) while an encoder is exported, SDPA again after.
+
+    torch's SDPA exports as a decomposition that guards fully masked rows with IsNaN / Where over the whole
+    (B, heads, T, T) score tensor: 32% of onnxruntime's time for MiniLM at batch 32 x 256 tokens on a 2-core
+    CPU, where the eager graph runs a batch in 0.96 s against 1.39 s (measured 2026-12-02). The decoder
+    graph (one query row per step) keeps SDPA: its score tensor is small and its parity was measured with it."""
+    backbone = next((m for m in model.modules() if hasattr(m, "set_attn_implementation")), None) if wanted else None
+    before = getattr(getattr(backbone, "config", None), "_attn_implementation", None)
+    if backbone is None or before != "sdpa":
+        yield
+        return
+    backbone.set_attn_implementation("eager")
+    try:
+        yield
+    finally:
+        backbone.set_attn_implementation(before)
+
+
 def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
     """Dynamic int8 weights (activations quantized on the fly) with onnxruntime's `quantize_dynamic`."""
     require("export --quantize int8", "onnxruntime", "onnx", error=ModelError)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with _quiet():
-        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8)
+        quantize_dynamic(str(fp32_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=True)
 
 
 def onnx_opset(path: Path) -> int:

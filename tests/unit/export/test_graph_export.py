@@ -156,3 +156,28 @@ def test_cli_merge_alias_and_refusals(adapter_run, tmp_path: Path) -> None:
                                   str(tmp_path / "x")])
     assert refused.exit_code == 2 and "--format onnx only" in refused.output
     assert runner.invoke(app, ["export", str(run), "--out", str(tmp_path / "y")]).exit_code == 2
+
+
+def test_onnx_encoder_graph_uses_eager_attention_and_int8_scales_per_channel(task_runs: dict[str, Path],
+                                                                              tmp_path: Path) -> None:
+    """SDPA exports with an IsNaN / Where guard over every attention score (a third of onnxruntime's time on
+    MiniLM), so the encoder is exported with eager attention, and the loaded run keeps SDPA afterwards;
+    int8 weights get one scale per output channel (per-tensor scales flipped 2.5% of BBC decisions)."""
+    import onnx
+
+    from tunelab.artifacts.model_io import load_run
+    from tunelab.export import graph
+    from tunelab.tasks.registry import get_task
+
+    run = task_runs["classification"]
+    export_run(run, tmp_path / "fp32", format="onnx")
+    ops = {node.op_type for node in onnx.load(str(tmp_path / "fp32" / "model.onnx")).graph.node}
+    assert "IsNaN" not in ops and "Softmax" in ops
+    model, _ = graph.graph_model(run, get_task(load_run(run).config.task))
+    backbone = next(m for m in model.modules() if hasattr(m, "set_attn_implementation"))
+    graph.to_onnx(model, graph.signature(load_run(run), get_task("classification"), model), tmp_path / "again.onnx")
+    assert backbone.config._attn_implementation == "sdpa"
+    export_run(run, tmp_path / "int8", format="onnx", quantize="int8")
+    int8 = onnx.load(str(tmp_path / "int8" / "model.onnx"))
+    scales = [init for init in int8.graph.initializer if init.name.endswith("_scale") and len(init.dims) == 1]
+    assert scales and max(init.dims[0] for init in scales) > 1
