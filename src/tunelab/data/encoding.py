@@ -24,9 +24,13 @@ import torch
 from tunelab.data.records import Record
 
 __all__ = ["EncodedSplit", "Batch", "IGNORE_INDEX", "encode_texts", "iterate_batches", "batch_order", "collate",
-           "padded_length", "unknown_token_rate"]
+           "padded_length", "unknown_token_rate", "fewest_padded_tokens",
+           "CPU_FORWARD_COST_TOKENS"]
 
 BUCKET_FACTOR = 50  # batches per sorting window: large enough to cut padding, small enough to keep randomness
+# what one forward pass costs, in padded tokens, on a CPU (see fewest_padded_tokens); on a GPU the fixed cost
+# dwarfs the tokens and plain chunks of the sorted split are kept
+CPU_FORWARD_COST_TOKENS = 50
 IGNORE_INDEX = -100  # per-token target the loss skips (padding, special tokens, non-first sub-words)
 
 # a train-time transform of a batch's features, given a generator seeded by (seed, epoch, batch)
@@ -127,10 +131,13 @@ def unknown_token_rate(split: EncodedSplit, tokenizer: Any) -> Optional[float]:
 
 
 def iterate_batches(split: EncodedSplit, batch_size: int, *, pad_id: int, shuffle: bool, seed: int = 0,
-                    epoch: int = 0) -> Iterator[Batch]:
+                    epoch: int = 0, forward_cost_tokens: Optional[int] = None) -> Iterator[Batch]:
     """Yield batches; with `shuffle` (training), order and augmentation depend only on (seed, epoch), so a
-    run is repeatable and a resumed epoch sees the same batches."""
-    for number, chunk in enumerate(batch_order(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch)):
+    run is repeatable and a resumed epoch sees the same batches. `forward_cost_tokens` (inference only):
+    see `fewest_padded_tokens`."""
+    order = batch_order(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
+                        forward_cost_tokens=forward_cost_tokens)
+    for number, chunk in enumerate(order):
         batch = collate(split, chunk, pad_id)
         if shuffle and split.augment is not None:
             generator = torch.Generator().manual_seed(hash((seed, epoch, number)) & 0x7FFF_FFFF)
@@ -138,12 +145,16 @@ def iterate_batches(split: EncodedSplit, batch_size: int, *, pad_id: int, shuffl
         yield batch
 
 
-def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0) -> list[np.ndarray]:
+def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
+                forward_cost_tokens: Optional[int] = None) -> list[np.ndarray]:
     lengths = np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split.input_ids))
     if len(lengths) != len(split):  # no token ids (image tasks): every example has the same size
         lengths = np.zeros(len(split), dtype=np.int64)
     if not shuffle:
         order = np.argsort(-lengths, kind="stable")
+        if forward_cost_tokens is not None and split.has_tokens and len(order):
+            sizes = fewest_padded_tokens(lengths[order], batch_size, forward_cost_tokens, split.longest)
+            return np.split(order, np.cumsum(sizes)[:-1])
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     rng = np.random.default_rng([seed, epoch])
     order = rng.permutation(len(split))
@@ -154,6 +165,31 @@ def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: in
         part = part[np.argsort(-lengths[part], kind="stable")]
         batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def fewest_padded_tokens(lengths: np.ndarray, batch_size: int, forward_cost_tokens: int, limit: int) -> list[int]:
+    """Sizes of consecutive batches over `lengths` (sorted longest first) that minimise the padded tokens
+    computed plus `forward_cost_tokens` per forward pass, at most `batch_size` rows each (a dynamic programme,
+    O(n * batch_size)).
+
+    Why: a batch costs its rows times its width, padding included, plus a fixed cost per forward pass. When a
+    split is sorted as a whole, fixed-size chunks of it waste little; a server's batch of whatever requests
+    arrived together does not: 32 tweets padded to the longest of them computed twice the tokens they hold.
+    Measured on MiniLM on this 2-core CPU: one forward of 1 x 8 tokens 5.8 ms, 32 x 32 tokens 106 ms (0.10 ms a
+    token), so a forward pass costs about as much as 50 tokens."""
+    n = len(lengths)
+    widths = np.array([padded_length(int(length), limit) for length in lengths], dtype=np.float64)
+    best, cut = np.zeros(n + 1), np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        starts = np.arange(max(0, end - batch_size), end)
+        costs = best[starts] + forward_cost_tokens + (end - starts) * widths[starts]  # the last batch: starts..end
+        pick = int(np.argmin(costs))
+        best[end], cut[end] = costs[pick], starts[pick]
+    sizes, end = [], n
+    while end > 0:
+        sizes.append(int(end - cut[end]))
+        end = cut[end]
+    return sizes[::-1]
 
 
 def collate(split: EncodedSplit, indices: np.ndarray, pad_id: int) -> Batch:

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 
-from tunelab.serving.backend import ServedModel, text_records
+from tunelab.serving.backend import ServedModel, keep_cast_weights, text_records
 from tunelab.serving.batching import MicroBatcher, Overloaded, Stopped
 from tunelab.serving.guard import Guard, error_body
 from tunelab.serving.metrics import CONTENT_TYPE_LATEST, ServerMetrics
@@ -65,7 +65,7 @@ class _State:
         self.error: Optional[str] = None
         self.draining = False
         self.batcher = MicroBatcher(self.run_batch, max_batch=settings.max_batch, max_queue=settings.max_queue,
-                                    max_wait_s=settings.max_wait_ms / 1000)
+                                    max_wait_s=settings.max_wait_ms / 1000, thread_init=keep_cast_weights)
         self.metrics = ServerMetrics(ROUTES, lambda: self.batcher.depth)
         self.batcher.on_batch = self.metrics.observe_batch
 

@@ -42,12 +42,14 @@ class Job:
 
 class MicroBatcher:
     def __init__(self, run_batch: RunBatch, *, max_batch: int = 32, max_wait_s: float = 0.005,
-                 max_queue: int = 256, on_batch: Optional[Callable[[int, float], None]] = None) -> None:
+                 max_queue: int = 256, on_batch: Optional[Callable[[int, float], None]] = None,
+                 thread_init: Optional[Callable[[], None]] = None) -> None:
         if max_batch < 1 or max_queue < 1 or max_wait_s < 0:
             raise ValueError(f"max_batch and max_queue must be >= 1 and max_wait_s >= 0, got {max_batch}, "
                              f"{max_queue}, {max_wait_s}")
         self.run_batch, self.max_batch, self.max_wait_s, self.max_queue = run_batch, max_batch, max_wait_s, max_queue
         self.on_batch = on_batch                  # called with (inputs in the batch, seconds of the forward pass)
+        self.thread_init = thread_init            # run once in the worker thread, before its first batch
         self._waiting: deque[Job] = deque()
         self._wake = asyncio.Event()
         self._task: Optional[asyncio.Task] = None
@@ -59,7 +61,8 @@ class MicroBatcher:
         return len(self._waiting)
 
     def start(self) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelab-infer")
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tunelab-infer",
+                                            initializer=self.thread_init)
         self._task = asyncio.get_running_loop().create_task(self._loop(), name="tunelab-batcher")
 
     async def submit(self, key: Hashable, items: list[Any]) -> list[Any]:

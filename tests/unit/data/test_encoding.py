@@ -6,7 +6,10 @@ import random
 
 import numpy as np
 
-from tunelab.data.encoding import IGNORE_INDEX, EncodedSplit, batch_order, collate, iterate_batches, padded_length
+import itertools
+
+from tunelab.data.encoding import (IGNORE_INDEX, EncodedSplit, batch_order, collate, fewest_padded_tokens,
+                                iterate_batches, padded_length)
 
 
 def split_of(n: int, seed: int = 0) -> EncodedSplit:
@@ -45,6 +48,34 @@ def test_eval_order_is_length_sorted_and_indices_restore_order() -> None:
         assert batch.attention_mask.sum(1).tolist() == [len(split.input_ids[i]) for i in batch.indices.tolist()]
         seen.extend(batch.indices.tolist())
     assert sorted(seen) == list(range(50))
+
+
+def _cost(lengths: list[int], sizes: list[int], per_forward: int, limit: int) -> int:
+    starts = np.cumsum([0, *sizes[:-1]])
+    return sum(per_forward + size * padded_length(lengths[start], limit) for start, size in zip(starts, sizes))
+
+
+def test_fewest_padded_tokens_finds_the_cheapest_cut_within_the_batch_size() -> None:
+    rng = random.Random(1)
+    for _ in range(30):
+        lengths = sorted((rng.randint(1, 120) for _ in range(rng.randint(1, 9))), reverse=True)
+        batch_size, per_forward = rng.randint(1, 5), rng.choice([0, 20, 50, 400])
+        sizes = fewest_padded_tokens(np.array(lengths), batch_size, per_forward, 120)
+        assert sum(sizes) == len(lengths) and max(sizes) <= batch_size
+        every = [list(np.diff([0, *cut, len(lengths)])) for k in range(len(lengths))
+                 for cut in itertools.combinations(range(1, len(lengths)), k)]
+        cheapest = min(_cost(lengths, c, per_forward, 120) for c in every if max(c) <= batch_size)
+        assert _cost(lengths, sizes, per_forward, 120) == cheapest
+
+
+def test_inference_batches_of_mixed_lengths_split_where_padding_costs_more_than_a_forward() -> None:
+    lengths = [64] * 4 + [12] * 28  # a server's batch: a few long texts among short ones
+    split = EncodedSplit(input_ids=[[1] * n for n in lengths], targets=None, records=[])
+    plain = batch_order(split, 32, shuffle=False)
+    cut = batch_order(split, 32, shuffle=False, forward_cost_tokens=50)
+    assert [len(b) for b in plain] == [32] and [len(b) for b in cut] == [4, 28]
+    assert sorted(np.concatenate(cut).tolist()) == list(range(32))
+    assert batch_order(split_of(40), 8, shuffle=False, forward_cost_tokens=10**6)[0].size == 8  # never past 8
 
 
 def test_padded_widths_are_few_and_cost_at_most_a_quarter() -> None:

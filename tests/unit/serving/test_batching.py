@@ -48,6 +48,13 @@ def test_concurrent_jobs_share_one_call_in_a_worker_thread() -> None:
     assert threading.get_ident() not in record.threads  # inference never runs on the event loop's thread
 
 
+def test_thread_init_runs_once_in_the_worker_thread_before_its_first_batch() -> None:
+    record, inits = Recorder(), []
+    batcher = MicroBatcher(record, max_batch=2, max_wait_s=0.0, thread_init=lambda: inits.append(threading.get_ident()))
+    run(_gather(batcher, [("m", [i]) for i in range(6)]))
+    assert len(record.calls) >= 3 and inits == list(record.threads)  # one call, in the one thread that ran batches
+
+
 def test_max_batch_bounds_each_call_and_a_large_job_runs_alone() -> None:
     record = Recorder()
     jobs = [("m", [i]) for i in range(10)] + [("m", list(range(50, 60)))]
