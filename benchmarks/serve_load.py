@@ -126,14 +126,14 @@ def malformed_calls(max_chars: int = 20_000, max_inputs: int = 64) -> list[Call]
             Call("/v1/predict", 404, body({"inputs": ["a text"], "adapter": "no-such-adapter"}), kind="unknown-adapter")]
 
 
-def make_workload(texts: list[str], n: int, malformed: float = 0.1, seed: int = 0) -> list[Call]:
-    """`n` calls: a share `malformed` of bad ones (every kind in turn), the rest half single texts (as a
-    string or a one-item list), half batches of 2-8 texts; shuffled with `seed`."""
+def make_workload(texts: list[str], n: int, malformed: float = 0.1, seed: int = 0, multi: float = 0.5) -> list[Call]:
+    """`n` calls: a share `malformed` of bad ones (every kind in turn), the rest single texts (as a string or a
+    one-item list) and, a share `multi` of them, batches of 2-8 texts; shuffled with `seed`."""
     rng = random.Random(seed)
     bad = malformed_calls()
     calls = [bad[i % len(bad)] for i in range(round(n * malformed))]
     while len(calls) < n:
-        chosen = rng.sample(texts, 1 if rng.random() < 0.5 else min(len(texts), rng.randint(2, 8)))
+        chosen = rng.sample(texts, 1 if rng.random() >= multi else min(len(texts), rng.randint(2, 8)))
         inputs: Any = chosen[0] if len(chosen) == 1 and rng.random() < 0.5 else chosen
         calls.append(Call("/v1/predict", 200, json.dumps({"inputs": inputs}).encode(), texts=chosen))
     rng.shuffle(calls)
@@ -217,12 +217,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--clients", type=int, default=64)
     parser.add_argument("--malformed", type=float, default=0.1)
+    parser.add_argument("--multi", type=float, default=0.5, help="Share of well-formed requests that carry 2-8 "
+                        "texts (0: single texts only, where the server without batching runs one text a forward).")
     parser.add_argument("--threads", type=int, help="The server's torch threads (default: one per core).")
     args = parser.parse_args(argv)
     extra = ["--threads", str(args.threads)] if args.threads else []
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = args.run or demo_run(Path(tmp))
-        calls = make_workload(run_texts(run_dir), args.requests, args.malformed)
+        calls = make_workload(run_texts(run_dir), args.requests, args.malformed, multi=args.multi)
         results = {"batching": measure(run_dir, calls, args.clients, *extra),
                    "max-batch 1": measure(run_dir, calls, args.clients, "--max-batch", "1", *extra)}
     for name, result in results.items():
