@@ -180,11 +180,17 @@ def _verdict(summary: list[dict[str, Any]], metric: str, higher: bool) -> Option
 
 def _savings(pick: dict[str, Any], best: dict[str, Any]) -> str:
     time_x = best["train_time_s"] / max(pick["train_time_s"], 1e-9)
-    params = 100 * pick["trainable_params"] / max(best["trainable_params"], 1)
+    params = pick["trainable_params"] / max(best["trainable_params"], 1)
     size = pick["model_bytes"] / max(best["model_bytes"], 1)
     return (f"trains {time_x:.1f}x faster ({pick['train_time_s']:.1f} s vs {best['train_time_s']:.1f} s), with "
-            f"{params:.2f}% of its trainable parameters and {100 * size:.1f}% of its bytes on disk "
+            f"{_share(params)} its trainable parameters and {_share(size)} its bytes on disk "
             f"({pick['model_bytes'] / 2**20:.1f} vs {best['model_bytes'] / 2**20:.1f} MiB)")
+
+
+def _share(ratio: float) -> str:
+    """A fraction as a percentage, a multiple as a multiple ("5635.8%" read as a typo: a head run saves the
+    whole model, a LoRA run only its adapter)."""
+    return f"{100 * ratio:.2f}% of" if ratio <= 1 else f"{ratio:.1f}x"
 
 
 def write_compare_outputs(result: CompareResult, config: RunConfig) -> None:

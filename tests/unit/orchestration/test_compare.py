@@ -140,3 +140,13 @@ def test_bootstrap_on_the_whole_sample_is_the_metric() -> None:
     assert _scores("macro_f1", truth, good, ones)[0] == pytest.approx(expected)
     assert paired_bootstrap("macro_f1", truth, [good], [bad]) < 0.01       # clearly better
     assert paired_bootstrap("accuracy", truth, [good], [good.copy()]) == 1.0  # the same predictions: a tie
+
+
+def test_verdict_savings_read_as_shares_or_multiples() -> None:
+    from tunelab.orchestration.compare_summary import _savings
+
+    pick = {"train_time_s": 6.4, "trainable_params": 1_000, "model_bytes": 87 * 2**20}
+    best = {"train_time_s": 42.4, "trainable_params": 100_000, "model_bytes": 2**20}
+    text = _savings(pick, best)
+    assert "6.6x faster" in text and "1.00% of its trainable parameters" in text
+    assert "87.0x its bytes on disk" in text and "%" not in text.split("parameters")[1]
