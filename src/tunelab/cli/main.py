@@ -1,4 +1,4 @@
-"""`tunelab` command line: train, compare, tune, eval, predict, generate, validate, export, serve, report."""
+"""`tunelab` command line: train, compare, recommend, tune, eval, predict, generate, validate, export, serve, report."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.cli.errors import DEBUG, err_console, user_errors
+from tunelab.cli.recommend import recommend_command
 from tunelab.cli.tables import parse_csv, print_tune
 from tunelab.errors import TunelabError
 
@@ -147,6 +148,9 @@ def compare(
     out_console.print(f"{result.out / 'compare.json'}  ({result.wall_time_s:.0f} s in all)")
     if result.all_failed:
         raise typer.Exit(1)
+
+
+app.command("recommend")(user_errors(recommend_command))
 
 
 @app.command()

