@@ -64,7 +64,7 @@ def recommend_table(record: dict[str, Any]) -> Table:
         last = b["depths"][-1]
         curve = sparkline([d["logme"] for d in b["depths"]])
         table.add_row(str(rank), b["model"], str(b["blocks"]), curve, f"{b['score']:.3f} @{b['best_depth']}",
-                      f"{last['h_score']:.2f}", f"{last['probe_macro_f1']:.3f} ± {last['probe_std']:.3f}",
+                      f"{last['h_score']:.1f}", f"{last['probe_macro_f1']:.3f}±{last['probe_std']:.3f}",
                       f"{b['seconds']:.1f}")
     return table
 

@@ -24,6 +24,12 @@ def _minilm_random() -> Path:
     return random_twin_dir(_minilm(), "minilm-random")
 
 
+def _efficientnet_lite0_random() -> Path:
+    from tunelab.models.random_init import random_vision_twin_dir
+
+    return random_vision_twin_dir("efficientnet-lite0-random")
+
+
 def _paraphrase_minilm_l3() -> Path:
     from tunelab.models.onnx_weights import paraphrase_minilm_l3_dir
 
@@ -45,4 +51,6 @@ def _smollm2() -> Path:
 BUILTIN_MODELS: dict[str, Callable[[], Path]] = {"minilm": _minilm, "efficientnet-lite0": _efficientnet_lite0,
                                                  "smollm2": _smollm2,
                                                  "paraphrase-minilm-l3": _paraphrase_minilm_l3,
-                                                 "minilm-random": _minilm_random}  # a negative control
+                                                 # negative controls: the architectures with random weights
+                                                 "minilm-random": _minilm_random,
+                                                 "efficientnet-lite0-random": _efficientnet_lite0_random}

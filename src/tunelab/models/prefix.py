@@ -70,10 +70,11 @@ def _hidden_of(args: tuple, kwargs: dict) -> torch.Tensor:
     return args[0] if args else kwargs["hidden_states"]
 
 
-def capture_block_inputs(model: nn.Module, starts: list[int], input_ids: torch.Tensor,
-                         attention_mask: torch.Tensor) -> dict[int, torch.Tensor]:
+def capture_block_inputs(model: nn.Module, starts: list[int], input_ids: Optional[torch.Tensor] = None,
+                         attention_mask: Optional[torch.Tensor] = None, **inputs: torch.Tensor) -> dict[int, torch.Tensor]:
     """Hidden states entering each block in `starts` (`N` means: leaving the last block), from one forward
-    pass of `model(input_ids, attention_mask)` under the caller's grad/autocast/eval settings."""
+    pass of `model(input_ids, attention_mask, **inputs)` (other inputs: `pixel_values`) under the caller's
+    grad/autocast/eval settings."""
     stack = _stack_slot(model)[2]
     n = len(stack)
     deepest = max(starts)
@@ -98,7 +99,7 @@ def capture_block_inputs(model: nn.Module, starts: list[int], input_ids: torch.T
             else:
                 handles.append(stack[n - 1].register_forward_hook(after_last))
         try:
-            model(input_ids, attention_mask)
+            model(input_ids, attention_mask, **inputs)
         except _Reached:
             pass
     finally:

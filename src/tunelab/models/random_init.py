@@ -13,7 +13,7 @@ from tunelab.atomic import atomic_dir, give_usual_modes
 from tunelab.hashing import hash_files
 from tunelab.paths import model_cache_dir
 
-__all__ = ["random_twin_dir", "RANDOM_SEED"]
+__all__ = ["random_twin_dir", "random_vision_twin_dir", "RANDOM_SEED"]
 
 RANDOM_SEED = 0  # the twin's weights are the same on every machine
 _DONE = "tunelab_random.json"  # written last: a folder without it is an interrupted build
@@ -42,4 +42,25 @@ def random_twin_dir(source: Path, name: str) -> Path:
         AutoTokenizer.from_pretrained(source).save_pretrained(tmp)
         give_usual_modes(tmp)
         (tmp / _DONE).write_text(json.dumps({"source": str(source), "seed": RANDOM_SEED}) + "\n", encoding="utf-8")
+    return out
+
+
+def random_vision_twin_dir(name: str) -> Path:
+    """EfficientNet-Lite0's architecture and preprocessing with its own (seeded) initialisation, in the
+    format of the converted ImageNet directory (models/vision.py)."""
+    import torch
+
+    from tunelab.models.vision import EfficientNetBackbone, ImagePreprocessor
+
+    out = model_cache_dir() / f"{name}-seed{RANDOM_SEED}"
+    if (out / _DONE).is_file():
+        return out
+    with atomic_dir(out, replace=True, fsync=False) as tmp:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(RANDOM_SEED)
+            backbone = EfficientNetBackbone()
+        backbone.save_pretrained(tmp)
+        ImagePreprocessor().save_pretrained(tmp)
+        (tmp / _DONE).write_text(json.dumps({"source": "efficientnet-lite0", "seed": RANDOM_SEED}) + "\n",
+                                 encoding="utf-8")
     return out

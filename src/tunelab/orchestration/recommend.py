@@ -36,6 +36,8 @@ from tunelab.strategies.advice import Advice, Evidence, advise
 __all__ = ["RecommendRequest", "BackboneScores", "Recommendation", "recommend", "DEFAULT_TEXT_CANDIDATES"]
 
 DEFAULT_TEXT_CANDIDATES = ("minilm", "paraphrase-minilm-l3")  # beside the config's own model
+DEFAULT_IMAGE_CANDIDATES = ("efficientnet-lite0",)
+SCORED_TASKS = ("classification", "image_classification")
 DEFAULT_MAX_EXAMPLES = 1000
 
 
@@ -55,7 +57,7 @@ class BackboneScores:
     num_blocks: int
     hidden_size: int
     depths: list[dict[str, float]]          # per depth 0..N: logme, h_score, probe_macro_f1, probe_std
-    logme_cls: float
+    logme_cls: Optional[float]              # text: LogME of the first token's state at depth N
     facts: DataFacts
     seconds: float                          # the frozen pass and the scoring
     prepared: Optional[Prepared] = field(default=None, repr=False)
@@ -111,13 +113,14 @@ def recommend(raw: dict[str, Any], request: RecommendRequest, *, console: Option
 
 
 def _check_task(config: RunConfig) -> None:
-    if config.task not in ("classification", "text_classification"):
-        raise ConfigError(f"task: recommend scores single-label classes for now; {config.task!r} is not supported "
-                          "(train or compare it directly)")
+    if config.task not in SCORED_TASKS:
+        raise ConfigError(f"task: recommend scores single-label classes of text or images for now; {config.task!r} "
+                          "is not supported (train or compare it directly)")
 
 
 def _candidates(base: RunConfig, request: RecommendRequest) -> list[str]:
-    names = request.models or [base.model.name, *DEFAULT_TEXT_CANDIDATES]
+    defaults = DEFAULT_IMAGE_CANDIDATES if base.task == "image_classification" else DEFAULT_TEXT_CANDIDATES
+    names = request.models or [base.model.name, *defaults]
     return list(dict.fromkeys(names))  # in order, once each
 
 
@@ -153,9 +156,10 @@ def _score_backbone(name: str, prepared: Prepared, sample: list[int]) -> Backbon
     num_classes = len(prepared.label_names)
     facts = data_facts(prepared.encoded, prepared.label_names, prepared.config.data.max_length,
                        prepared.unknown_token_rates.get("train"))
-    return BackboneScores(model=name, num_blocks=features.num_blocks, hidden_size=features.cls.shape[1], depths=depths,
-                          logme_cls=logme(features.cls, features.labels, num_classes).score, facts=facts,
-                          seconds=time.perf_counter() - started, prepared=prepared)
+    cls = None if features.cls is None else logme(features.cls, features.labels, num_classes).score
+    return BackboneScores(model=name, num_blocks=features.num_blocks, hidden_size=features.mean[features.num_blocks].shape[1],
+                          depths=depths, logme_cls=cls, facts=facts, seconds=time.perf_counter() - started,
+                          prepared=prepared)
 
 
 def _depth_scores(features: np.ndarray, labels: np.ndarray, label_names: list[str]) -> dict[str, float]:
@@ -170,9 +174,11 @@ def _evidence(winner: BackboneScores, base: RunConfig) -> Evidence:
     last = winner.depths[-1]
     assert winner.prepared is not None
     declared = declared_pooling(winner.prepared.model_dir)
+    image = base.task == "image_classification"
     return Evidence(logme=[d["logme"] for d in winner.depths], probe=last["probe_macro_f1"],
                     probe_spread=last["probe_std"], logme_cls=winner.logme_cls,
-                    declared_pooling=None if declared is None else declared.pooling,
+                    declared_pooling="spatial mean" if image else None if declared is None else declared.pooling,
+                    kind="image" if image else "text",
                     per_class=winner.facts.per_class, imbalance_ratio=winner.facts.imbalance_ratio,
                     epochs=base.train.epochs)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Optional
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ __all__ = ["DepthFeatures", "depth_features"]
 @dataclass
 class DepthFeatures:
     mean: dict[int, np.ndarray]   # depth k (0: the embeddings, N: the last block's output) -> (n, H) mean-pooled
-    cls: np.ndarray               # (n, H): the first token's state at depth N, for the head's pooling choice
+    cls: Optional[np.ndarray]     # (n, H): the first token's state at depth N, for the head's pooling choice (text)
     labels: np.ndarray            # (n,) class indices
     num_blocks: int
     seconds: float
@@ -36,21 +37,31 @@ def depth_features(prepared: Prepared, config: RunConfig, split: EncodedSplit) -
     depths = list(range(n_blocks + 1))
     pooled: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {k: [] for k in depths}
     cls: list[tuple[torch.Tensor, torch.Tensor]] = []
-    pad_id = prepared.tokenizer.pad_token_id or 0
-    cost = CPU_FORWARD_COST_TOKENS if prepared.device.type == "cpu" else None
+    pad_id = getattr(prepared.tokenizer, "pad_token_id", None) or 0
+    cost = CPU_FORWARD_COST_TOKENS if prepared.device.type == "cpu" and split.has_tokens else None
     with torch.no_grad(), autocast_for(prepared.device, config.train.precision):
         for batch in iterate_batches(split, config.train.batch_size * 2, pad_id=pad_id, shuffle=False,
                                      forward_cost_tokens=cost):
             moved = batch.to(prepared.device)
-            captured = capture_block_inputs(model, depths, moved.input_ids, moved.attention_mask)
-            mask = moved.attention_mask.unsqueeze(-1).float()  # (B, T, 1)
+            captured = capture_block_inputs(model, depths, **moved.inputs)
             for k, hidden in captured.items():
-                pooled[k].append((batch.indices, (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1.0)))
-            cls.append((batch.indices, captured[n_blocks][:, 0].float()))
+                pooled[k].append((batch.indices, _pool(hidden.float(), moved.attention_mask)))
+            if moved.attention_mask is not None:
+                cls.append((batch.indices, captured[n_blocks][:, 0].float()))
     assert split.targets is not None
     return DepthFeatures(mean={k: _in_order(rows, len(split)) for k, rows in pooled.items()},
-                         cls=_in_order(cls, len(split)), labels=split.targets.long().numpy(),
+                         cls=_in_order(cls, len(split)) if cls else None, labels=split.targets.long().numpy(),
                          num_blocks=n_blocks, seconds=time.perf_counter() - started)
+
+
+def _pool(hidden: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
+    """(B, H): the mean over the tokens a mask keeps (B, T, H), or over the positions of a feature map (B, C, H, W)."""
+    if hidden.dim() == 4:
+        return hidden.mean(dim=(2, 3))
+    if mask is None:
+        return hidden.mean(dim=1)
+    weights = mask.unsqueeze(-1).float()  # (B, T, 1)
+    return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1.0)
 
 
 def _in_order(rows: list[tuple[torch.Tensor, torch.Tensor]], n: int) -> np.ndarray:

@@ -43,6 +43,8 @@ IMBALANCED = 3.0          # largest / smallest class past which the loss is weig
 # what fine-tuning adds over the probe, as a share of the probe's remaining error (measured on the development
 # sets: BBC News head 0.975 -> lora 0.98 of a 0.025 gap; tweets 0.70 -> partial 0.77 of a 0.30 gap)
 UPLIFT_LOW, UPLIFT_HIGH = 0.0, 0.4
+# what stands in on a CNN for a method that needs attention blocks (not fitted: no image set is a development set)
+_FOR_CNNS = {"prefix_tuning": "head", "lora": "full"}
 
 
 @dataclass
@@ -51,11 +53,12 @@ class Evidence:
     logme: list[float]             # per depth 0..N (0: the embeddings' output)
     probe: float                   # cross-validated macro-F1 of the ridge probe at depth N (the head's input)
     probe_spread: float            # its standard deviation over the folds
-    logme_cls: float               # LogME at depth N with the first token's state instead of the mean
+    logme_cls: Optional[float]     # LogME at depth N with the first token's state instead of the mean (text)
     declared_pooling: Optional[str]  # the pooling the backbone says it was trained with, if any
     per_class: dict[str, int]      # training examples per class
     imbalance_ratio: Optional[float]
     epochs: int                    # the config's epoch budget
+    kind: str = "text"             # "image": a CNN, where the transformer-only methods (prefix tuning, LoRA) do not apply
 
 
 @dataclass
@@ -79,6 +82,8 @@ def advise(evidence: Evidence) -> Advice:
     """The plan for the evidence: see the module's docstring for the order of the rules."""
     n_blocks = len(evidence.logme) - 1
     strategy, reason, depth = _strategy(evidence, n_blocks)
+    if evidence.kind == "image" and strategy in _FOR_CNNS:
+        strategy, reason = _FOR_CNNS[strategy], f"{reason}; on a CNN: {_FOR_CNNS[strategy]} instead"
     overrides: dict[str, Any] = {"strategy.name": strategy}
     overrides.update(recommended_settings(strategy, num_blocks=n_blocks, epochs=evidence.epochs))
     if strategy == "partial":
@@ -131,11 +136,11 @@ def _head(evidence: Evidence) -> tuple[dict[str, str], str]:
         return {}, (f"auto: the backbone declares {evidence.declared_pooling} pooling, which its features "
                     "were trained for")
     mean = evidence.logme[-1]
-    if evidence.logme_cls > mean:
+    if evidence.logme_cls is not None and evidence.logme_cls > mean:
         return {"head.type": "linear", "head.pooling": "cls"}, \
             f"LogME of the first token's state ({evidence.logme_cls:.3f}) beats the mean's ({mean:.3f})"
     return {"head.type": "linear", "head.pooling": "mean"}, \
-        f"LogME of the mean of the token states ({mean:.3f}) beats the first token's ({evidence.logme_cls:.3f})"
+        f"LogME of the mean of the token states ({mean:.3f}) beats the first token's ({evidence.logme_cls or float('nan'):.3f})"
 
 
 def _expected(evidence: Evidence, strategy: str) -> tuple[float, float]:

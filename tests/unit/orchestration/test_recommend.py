@@ -59,3 +59,18 @@ def test_recommend_refuses_a_task_it_cannot_score(tiny_config, tmp_path) -> None
     config = _write({**tiny_config, "task": "regression"}, tmp_path / "c.yaml")
     result = CliRunner().invoke(app, ["recommend", str(config), "--out", str(tmp_path / "rec")])
     assert result.exit_code != 0 and "recommend scores single-label classes" in result.output
+
+
+def test_recommend_scores_an_image_backbone_by_its_feature_maps(tiny_vision_dir, tmp_path) -> None:
+    config = _write({"model": str(tiny_vision_dir), "task": "image_classification",
+                     "data": {"builtin": "digits", "limit": 120},
+                     "train": {"epochs": 1, "batch_size": 16}, "output": str(tmp_path / "run")}, tmp_path / "c.yaml")
+    result = CliRunner().invoke(app, ["recommend", str(config), "--models", str(tiny_vision_dir), "--out",
+                                      str(tmp_path / "rec")])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "rec" / "recommend.json").read_text())
+    (backbone,) = record["backbones"]
+    assert backbone["blocks"] == 16 and len(backbone["depths"]) == 17 and backbone["logme_cls"] is None
+    assert backbone["hidden_size"] == 320  # the last block's channels, averaged over the positions of its maps
+    assert record["plan"]["strategy"] not in ("prefix_tuning", "lora") and record["warm"] is None
+    assert "spatial mean" in record["plan"]["reasons"]["head"]
