@@ -149,8 +149,8 @@ def _spearman(x: list[float], y: list[float]) -> float:
 
 
 def _table(results: dict[str, Any]) -> str:
-    lines = [f"{'set':18} {'frac':>5} {'plan':>24} {'plan F1':>8} {'best':>14} {'best F1':>8} {'regret':>7} "
-             f"{'rec s':>6} {'cmp s':>6} {'reuse':>6} {'rho':>5}"]
+    lines = [f"{'set':24} {'frac':>4} {'plan':>22} {'plan F1':>7} {'expected':>11} {'best':>13} {'best F1':>7} "
+             f"{'regret':>7} {'costliest?':>10} {'rec s':>5} {'cmp s':>5} {'reuse':>6} {'rho':>5}"]
     xs, ys, px = [], [], []
     for name, entry in results.items():
         measured = _measured(entry)
@@ -162,10 +162,13 @@ def _table(results: dict[str, Any]) -> str:
         ys += [measured[m] for m in models]
         for leg in entry["plans"]:
             plan = f"{leg['plan']['model']}/{leg['plan']['strategy']}"
-            lines.append(f"{name + (' (dev)' if name in DEVELOPMENT else ''):18} {leg['fraction']:>5g} {plan:>24} "
-                         f"{leg['plan_score']:>8.4f} {leg['best_strategy']:>14} {leg['best_score']:>8.4f} "
-                         f"{100 * leg['regret']:>6.2f}p {leg['recommend_s']:>6.1f} {entry['compare']['compare_s']:>6.0f} "
-                         f"{leg['reuse_ratio']:>5.2f}x {rho:>5.2f}")
+            low, high = leg["plan"]["expected_test_macro_f1"]
+            inside = "" if low <= leg["plan_score"] <= high else "!"
+            lines.append(f"{name + (' (dev)' if name in DEVELOPMENT else ' (held out)'):24} {leg['fraction']:>4g} "
+                         f"{plan:>22} {leg['plan_score']:>7.4f} {inside:1}{low:.2f}-{high:.2f} {leg['best_strategy']:>13} "
+                         f"{leg['best_score']:>7.4f} {100 * leg['regret']:>6.2f}p "
+                         f"{'yes' if leg['plan_costliest_within_noise'] else 'no':>10} {leg['recommend_s']:>5.1f} "
+                         f"{entry['compare']['compare_s']:>5.0f} {leg['reuse_ratio']:>5.2f}x {rho:>5.2f}")
     if len(xs) > 2:
         lines.append(f"pooled Spearman over backbones x sets: probe F1 {_spearman(px, ys):.3f}, "
                      f"LogME {_spearman(xs, ys):.3f} (LogME's scale differs between sets)")
@@ -196,6 +199,9 @@ def main() -> None:
         results_path.write_text(json.dumps(results, indent=1))
         print(f"{name}: done", flush=True)
     print(_table(results))
+    print("expected: the plan's expected test macro-F1 (! where the measured one falls outside); costliest?: the plan "
+          "is the most expensive of the strategies within noise of the best; reuse: (recommend + train of the plan "
+          "after it) / the plan's train alone; rho: Spearman of LogME and the measured score over the backbones")
     print(f"results: {results_path}; settings: limit {args.limit}, max_length {args.max_length}, epochs {args.epochs}")
 
 

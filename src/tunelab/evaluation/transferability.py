@@ -131,7 +131,9 @@ class ProbeResult:
 def ridge_probe(features: np.ndarray, labels: np.ndarray, num_classes: int, penalty: float | None = None,
                 folds: int = 5, seed: int = 0) -> ProbeResult:
     """Stratified k-fold out-of-fold predictions of a ridge classifier (least squares onto one-hot targets,
-    argmax) on features standardised by the training folds' statistics. `penalty` None: the one LogME's
+    argmax) on features standardised by the training folds' statistics, each example weighted by the inverse
+    of its class's frequency: unweighted least squares on a 6.5:1 set (sms-spam) predicted the majority class
+    for every message (macro-F1 0.50 where a trained head reaches 0.95). `penalty` None: the one LogME's
     evidence picks on the standardised features (no inner search, so the probe costs one solve per fold)."""
     f = np.asarray(features, dtype=np.float64)
     if penalty is None:
@@ -140,14 +142,23 @@ def ridge_probe(features: np.ndarray, labels: np.ndarray, num_classes: int, pena
     predictions = np.zeros(len(labels), dtype=np.int64)
     for k in np.unique(fold_of):
         train, test = fold_of != k, fold_of == k
-        mean, std = f[train].mean(axis=0), f[train].std(axis=0) + 1e-8
-        x_train, x_test = (f[train] - mean) / std, (f[test] - mean) / std
-        targets = np.eye(num_classes)[labels[train]]
-        prior = targets.mean(axis=0)
-        gram = x_train.T @ x_train + penalty * np.eye(f.shape[1])
-        weights = np.linalg.solve(gram, x_train.T @ (targets - prior))
-        predictions[test] = (x_test @ weights + prior).argmax(axis=1)
+        predictions[test] = _balanced_ridge(f[train], labels[train], f[test], num_classes, penalty)
     return ProbeResult(predictions, fold_of, np.asarray(labels))
+
+
+def _balanced_ridge(x: np.ndarray, y: np.ndarray, x_test: np.ndarray, num_classes: int, penalty: float) -> np.ndarray:
+    """Class predictions of `x_test` by weighted ridge regression onto the one-hot targets of (x, y)."""
+    mean, std = x.mean(axis=0), x.std(axis=0) + 1e-8
+    x, x_test = (x - mean) / std, (x_test - mean) / std
+    counts = np.bincount(y, minlength=num_classes).astype(np.float64)
+    weights = (len(y) / (np.count_nonzero(counts) * counts[y]))[:, None]   # (n, 1), mean 1
+    centre = (weights * x).sum(axis=0) / weights.sum()
+    targets = np.eye(num_classes)[y]
+    prior = (weights * targets).sum(axis=0) / weights.sum()
+    xc = x - centre
+    gram = xc.T @ (weights * xc) + penalty * np.eye(x.shape[1])
+    coef = np.linalg.solve(gram, xc.T @ (weights * (targets - prior)))
+    return ((x_test - centre) @ coef + prior).argmax(axis=1)
 
 
 def _stratified_folds(labels: np.ndarray, folds: int, seed: int) -> np.ndarray:

@@ -73,3 +73,13 @@ def test_ridge_probe_separates_separable_classes_and_not_random_ones() -> None:
     assert ridge_probe(separable, labels, 4).accuracy == 1.0
     chance = ridge_probe(rng.normal(size=(200, 8)), rng.permutation(labels), 4)
     assert chance.accuracy < 0.45 and len(chance.per_fold(lambda y, p: 0.0)) == 5
+
+
+def test_ridge_probe_weighs_classes_so_a_minority_class_is_not_voted_away() -> None:
+    rng = np.random.default_rng(5)
+    labels = np.array([0] * 650 + [1] * 100)  # 6.5 : 1, as sms-spam
+    features = rng.normal(size=(750, 32))
+    features[:, 0] += 1.2 * labels  # one weak direction tells the classes apart
+    predictions = ridge_probe(features, labels, 2).predictions
+    recall_minority = float((predictions[labels == 1] == 1).mean())
+    assert recall_minority > 0.5  # unweighted least squares predicted the majority for every example (0.0)
