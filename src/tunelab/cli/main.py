@@ -14,7 +14,7 @@ from rich.table import Table
 
 from tunelab.cli.errors import DEBUG, err_console, user_errors
 from tunelab.cli.recommend import recommend_command
-from tunelab.cli.tables import parse_csv, print_tune
+from tunelab.cli.tables import experiment_config, parse_csv, print_tune
 from tunelab.errors import TunelabError
 
 __all__ = ["app", "main"]
@@ -127,15 +127,10 @@ def compare(
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Accept pickle weights (see train)."),
 ) -> None:
     """Run every strategy on the same data and split, side by side: a table, a verdict, compare.json and a report."""
-    from tunelab.config.loading import read_config_file
-    from tunelab.configs import DEMO_CONFIG
     from tunelab.orchestration.compare import CompareRequest, check_request, compare as run_compare
     from tunelab.orchestration.compare_summary import compare_table
 
-    if demo == (config is not None):
-        raise TunelabError("compare: give a CONFIG file or --demo (one of them)")
-    source = DEMO_CONFIG if demo else config
-    raw = read_config_file(source)
+    source, raw = experiment_config("compare", config, demo)
     request = CompareRequest(out=Path(out or f"{raw.get('output', 'runs/latest')}-compare").expanduser().resolve(),
                              strategies=parse_csv(strategies, str, "--strategies") if strategies else None,
                              seeds=parse_csv(seeds, int, "--seeds"), fractions=parse_csv(data_fractions, float, "--data-fractions"),

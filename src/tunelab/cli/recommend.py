@@ -12,8 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunelab.cli.errors import err_console
-from tunelab.cli.tables import parse_csv
-from tunelab.errors import TunelabError
+from tunelab.cli.tables import experiment_config, parse_csv
 
 __all__ = ["recommend_command", "recommend_table", "sparkline"]
 
@@ -32,15 +31,10 @@ def recommend_command(
     trust_pickle: bool = typer.Option(False, "--trust-pickle", help="Accept pickle weights (see train)."),
 ) -> None:
     """Score candidate backbones at every depth from one frozen pass each, and write the plan to train."""
-    from tunelab.config.loading import read_config_file
-    from tunelab.configs import DEMO_CONFIG
     from tunelab.orchestration.recommend import RecommendRequest, recommend
     from tunelab.orchestration.recommend_output import write_recommendation
 
-    if demo == (config is not None):
-        raise TunelabError("recommend: give a CONFIG file or --demo (one of them)")
-    source = DEMO_CONFIG if demo else config
-    raw = read_config_file(source)
+    source, raw = experiment_config("recommend", config, demo)
     request = RecommendRequest(out=Path(out or f"{raw.get('output', 'runs/latest')}-recommend").expanduser().resolve(),
                                models=parse_csv(models, str, "--models") if models else None,
                                max_examples=max_examples, write_config=write_config, warm=not no_warm,

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Any, Optional
 
 import typer
 from rich.console import Console
@@ -10,7 +11,7 @@ from rich.table import Table
 
 from tunelab.errors import TunelabError
 
-__all__ = ["print_tune", "parse_csv"]
+__all__ = ["print_tune", "parse_csv", "experiment_config"]
 
 
 def print_tune(result: Any, out_console: Console) -> None:
@@ -37,3 +38,16 @@ def parse_csv(text: str, kind: type, option: str) -> list:
         return [kind(part.strip()) for part in text.split(",") if part.strip()]
     except ValueError:
         raise TunelabError(f"{option} {text!r}: expected comma-separated {kind.__name__} values") from None
+
+
+def experiment_config(command: str, config: Optional[Path], demo: bool) -> tuple[Path, dict[str, Any]]:
+    """The config file an experiment command reads (CONFIG, or the built-in demo's with --demo) and its raw
+    mapping, before overrides: compare and recommend replace its strategy section per run."""
+    from tunelab.config.loading import read_config_file
+    from tunelab.configs import DEMO_CONFIG
+
+    if demo == (config is not None):
+        raise TunelabError(f"{command}: give a CONFIG file or --demo (one of them)")
+    source = DEMO_CONFIG if demo else config
+    assert source is not None
+    return source, read_config_file(source)
