@@ -45,7 +45,8 @@ def test_recommend_scores_each_depth_of_each_candidate_and_writes_a_valid_plan(t
 def test_a_train_of_the_plan_reads_the_features_recommend_built(tiny_config, tiny_bert, tmp_path, monkeypatch) -> None:
     head = Advice("head", {"strategy.name": "head", "optim.lr": 2e-3, "train.epochs": 2}, {"strategy": "test"}, (0.5, 0.9))
     monkeypatch.setattr("tunelab.orchestration.recommend.advise", lambda evidence: head)
-    config = _write(tiny_config, tmp_path / "c.yaml")
+    own_cache = {**tiny_config["train"], "cache_dir": str(tmp_path / "cache")}  # not the session's shared root
+    config = _write({**tiny_config, "train": own_cache}, tmp_path / "c.yaml")
     result = CliRunner().invoke(app, ["recommend", str(config), "--models", str(tiny_bert), "--out", str(tmp_path / "rec")])
     assert result.exit_code == 0, result.output
     warm = json.loads((tmp_path / "rec" / "recommend.json").read_text())["warm"]
