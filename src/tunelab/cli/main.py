@@ -14,7 +14,7 @@ from rich.table import Table
 
 from tunelab.cli.errors import DEBUG, err_console, user_errors
 from tunelab.cli.recommend import recommend_command
-from tunelab.cli.tables import experiment_config, parse_csv, print_tune
+from tunelab.cli.tables import experiment_config, experiment_out, parse_csv, print_tune
 from tunelab.errors import TunelabError
 
 __all__ = ["app", "main"]
@@ -131,7 +131,7 @@ def compare(
     from tunelab.orchestration.compare_summary import compare_table
 
     source, raw = experiment_config("compare", config, demo)
-    request = CompareRequest(out=Path(out or f"{raw.get('output', 'runs/latest')}-compare").expanduser().resolve(),
+    request = CompareRequest(out=experiment_out(out, raw, "compare"),
                              strategies=parse_csv(strategies, str, "--strategies") if strategies else None,
                              seeds=parse_csv(seeds, int, "--seeds"), fractions=parse_csv(data_fractions, float, "--data-fractions"),
                              overrides=set_, resume=resume, overwrite=overwrite, trust_pickle=trust_pickle)
@@ -179,7 +179,7 @@ def tune(
             raise TunelabError(f"{option} {value!r}: choose one of {', '.join(choices)}")
     source = DEMO_CONFIG if demo else config
     raw = read_config_file(source, set_)
-    request = TuneRequest(out=Path(out or f"{raw.get('output', 'runs/latest')}-tune").expanduser().resolve(),
+    request = TuneRequest(out=experiment_out(out, raw, "tune"),
                           trials=trials, space=space, metric=metric, timeout_min=timeout, sampler=sampler,
                           pruner=pruner, resume=resume, overwrite=overwrite, trust_pickle=trust_pickle)
     result = run_tune(raw, request, console=err_console, source=str(source))

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from tunelab.cli.errors import err_console
-from tunelab.cli.tables import experiment_config, parse_csv
+from tunelab.cli.tables import experiment_config, experiment_out, parse_csv
 
 __all__ = ["recommend_command", "recommend_table", "sparkline"]
 
@@ -35,7 +35,7 @@ def recommend_command(
     from tunelab.orchestration.recommend_output import write_recommendation
 
     source, raw = experiment_config("recommend", config, demo)
-    request = RecommendRequest(out=Path(out or f"{raw.get('output', 'runs/latest')}-recommend").expanduser().resolve(),
+    request = RecommendRequest(out=experiment_out(out, raw, "recommend"),
                                models=parse_csv(models, str, "--models") if models else None,
                                max_examples=max_examples, write_config=write_config, warm=not no_warm,
                                trust_pickle=trust_pickle)

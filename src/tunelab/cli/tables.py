@@ -11,7 +11,7 @@ from rich.table import Table
 
 from tunelab.errors import TunelabError
 
-__all__ = ["print_tune", "parse_csv", "experiment_config"]
+__all__ = ["print_tune", "parse_csv", "experiment_config", "experiment_out"]
 
 
 def print_tune(result: Any, out_console: Console) -> None:
@@ -51,3 +51,8 @@ def experiment_config(command: str, config: Optional[Path], demo: bool) -> tuple
     source = DEMO_CONFIG if demo else config
     assert source is not None
     return source, read_config_file(source)
+
+
+def experiment_out(out: Optional[Path], raw: dict[str, Any], suffix: str) -> Path:
+    """An experiment's folder: `--out`, else the config's output with `-<suffix>` (`runs/demo-compare`)."""
+    return Path(out or f"{raw.get('output', 'runs/latest')}-{suffix}").expanduser().resolve()
