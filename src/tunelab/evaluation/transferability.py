@@ -10,8 +10,8 @@ backbones and depths by.
   ICIP 2019): tr(cov(f)^-1 cov(E[f | y])), the share of feature variance that separates the classes,
   computed with a shrunk covariance (Ibrahim et al., "Newer is not always better", ICLR 2023), since
   a few hundred examples of 384-dimensional features give a singular one.
-- A ridge probe: k-fold cross-validated accuracy of a least-squares linear classifier on the standardised
-  features, its ridge penalty the one LogME's evidence chose. It estimates what a trained linear head
+- A ridge probe: k-fold out-of-fold predictions of a class-weighted least-squares linear classifier on the
+  standardised features, its ridge penalty the one LogME's evidence chose (the caller scores them per fold). It estimates what a trained linear head
   reaches, which makes it the expected score of feature extraction.
 
 Pure numpy, float64: the numbers are checked against hand-worked cases in tests/unit/evaluation.

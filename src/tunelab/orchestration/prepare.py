@@ -18,6 +18,7 @@ from rich.markup import escape
 from tunelab.artifacts.manifest import hash_records
 from tunelab.config.schema import HeadConfig, RunConfig
 from tunelab.data.encoding import EncodedSplit, unknown_token_rate
+from tunelab.data.facts import HIGH_UNKNOWN
 from tunelab.data.records import Splits
 from tunelab.data.sources import load_data
 from tunelab.data.splits import nested_fraction
@@ -39,9 +40,7 @@ SPLITS = ("train", "validation", "test")
 _FIXED = ("model", "task")
 _FIXED_TRAIN = ("device", "num_threads")
 _MODEL_TEMPLATES = 4  # base models kept in memory per prepared run (one per seed of a comparison)
-# share of a split's sub-tokens that are [UNK] past which the run warns: English text through an English
-# vocabulary stays well under 1%; the Japanese hironsan-ner set through MiniLM's is at about 24%
-UNKNOWN_WARN_RATE = 0.05
+UNKNOWN_WARN_RATE = HIGH_UNKNOWN  # data/facts.py says why
 
 
 @dataclass

@@ -30,7 +30,8 @@ from tunelab.evaluation.metrics import classification_metrics
 from tunelab.evaluation.transferability import h_score, logme, ridge_probe
 from tunelab.models.pooling import declared_pooling
 from tunelab.orchestration.prepare import Prepared, prepare
-from tunelab.orchestration.recommend_features import DepthFeatures, depth_features
+from tunelab.orchestration.recommend_features import depth_features
+from tunelab.orchestration.recommend_warm import warm_cache
 from tunelab.strategies.advice import Advice, Evidence, advise
 
 __all__ = ["RecommendRequest", "BackboneScores", "Recommendation", "recommend", "DEFAULT_TEXT_CANDIDATES"]
@@ -103,8 +104,8 @@ def recommend(raw: dict[str, Any], request: RecommendRequest, *, console: Option
     ranked = sorted(scored, key=lambda b: -b.score)
     winner = ranked[0]
     advice = advise(_evidence(winner, base))
-    config = _plan_config(raw, winner.model, advice, source)
-    warm = _warm(winner.prepared, config) if request.warm and winner.prepared is not None else None
+    config = _with_plan(raw, winner.model, advice.overrides, source)
+    warm = warm_cache(winner.prepared, config) if request.warm and winner.prepared is not None else None
     for backbone in scored:
         backbone.prepared = None  # the runs' data and models are not kept past the advice
     assert sample is not None
@@ -182,13 +183,3 @@ def _evidence(winner: BackboneScores, base: RunConfig) -> Evidence:
                     per_class=winner.facts.per_class, imbalance_ratio=winner.facts.imbalance_ratio,
                     epochs=base.train.epochs)
 
-
-def _plan_config(raw: dict[str, Any], model: str, advice: Advice, source: str) -> RunConfig:
-    return _with_plan(raw, model, advice.overrides, source)
-
-
-def _warm(prepared: Prepared, config: RunConfig) -> Optional[dict[str, Any]]:
-    """Build the plan's frozen prefix into the activation cache for every split, as its trainer would."""
-    from tunelab.orchestration.recommend_warm import warm_cache
-
-    return warm_cache(prepared, config)

@@ -39,7 +39,7 @@ MIN_PER_CLASS = 8         # training examples per class (on average) below which
 LOW_DATA_PER_CLASS = 50   # ... and below which the backbone is steered by prefix tuning instead of adapted
 PROBE_CEILING = 0.97      # probe macro-F1 past which the frozen features leave too little to win (BBC News: 0.97)
 FLAT_SHARE = 0.9          # share of LogME's rise over the depths by which the curve counts as flat
-IMBALANCED = 3.0          # largest / smallest class past which the loss is weighted (data/facts.py: same)
+IMBALANCED = 3.0          # largest / smallest class past which the loss is weighted
 # what fine-tuning adds over the probe, as a share of the probe's remaining error (measured on the development
 # sets: BBC News head 0.975 -> lora 0.98 of a 0.025 gap; tweets 0.70 -> partial 0.77 of a 0.30 gap)
 UPLIFT_LOW, UPLIFT_HIGH = 0.0, 0.4
