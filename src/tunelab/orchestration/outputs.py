@@ -20,7 +20,7 @@ from tunelab.training.cache import ActivationCache
 from tunelab.training.trainer import FitResult
 
 __all__ = ["RunSummary", "peak_rss_mb", "reset_peak_rss", "write_run_start", "write_test_outputs", "write_manifest",
-           "write_report_files"]
+           "write_report_files", "write_report_html"]
 
 
 @dataclass
@@ -102,15 +102,21 @@ def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: Run
 
 
 def write_report_files(staging: Path, prepared: Any, parameters: dict[str, Any], base_texts: list[str],
-                       console: Any) -> None:
-    """`profile.json` (report_inputs.py), then `report.html` from the staged files. A failure here prints one
-    warning line and never fails the finished run: `tunelab report RUN_DIR` writes the report again."""
+                       console: Any, html: bool = True) -> None:
+    """`profile.json` (report_inputs.py), then `report.html` from the staged files unless `html` is False (a
+    search's trial: its plots cost more than a head trial's training). A failure here prints one warning line
+    and never fails the finished run: `tunelab report RUN_DIR` writes the report again."""
     _unless_it_fails(lambda: write_profile(staging, prepared, parameters, base_texts), "profile.json", console)
+    if html:
+        write_report_html(staging, console)
 
+
+def write_report_html(run_dir: Path, console: Any) -> None:
+    """`report.html` from the run's files; a failure is one warning line (the run is complete without it)."""
     def report() -> None:
-        from tunelab.report import write_run_report
+        from tunelab.report import write_run_report  # matplotlib: only when a report is drawn
 
-        write_run_report(staging)
+        write_run_report(run_dir)
     _unless_it_fails(report, "report.html", console)
 
 

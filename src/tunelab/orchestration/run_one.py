@@ -75,7 +75,8 @@ def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: 
     """Train `config` (default: the prepared config; it may change strategy, optimisation, schedule and epochs)
     on `prepared` into `run_dir`. `cache`: a shared ActivationCache, None for none, or AUTO_CACHE; `started`:
     the clock reading the summary's wall time counts from (default: now); `callbacks`: the caller's (a
-    search's pruning); `test=False` leaves the test split unscored (`score_test` scores it later)."""
+    search's pruning); `test=False` (a search's trial) leaves the test split unscored and writes no report.html:
+    the search selects on validation, and `score_test` scores and reports the one trial it keeps."""
     started = time.perf_counter() if started is None else started
     check_run_dir(run_dir, resume)
     prepared = prepared.for_config(config)
@@ -172,7 +173,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
     write_manifest(staging, prepared, config, summary, fit,
                    session.checkpoint.name if session.checkpoint is not None else None, cache, guard=session.guard)
     write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
-    write_report_files(staging, prepared, parameters, base_texts, console)
+    write_report_files(staging, prepared, parameters, base_texts, console, html=session.test)
     return summary
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from tunelab.artifacts.model_io import load_run
 from tunelab.inference.generation import generate_test
 from tunelab.inference.predict import predict_split
-from tunelab.orchestration.outputs import write_test_outputs
+from tunelab.orchestration.outputs import write_report_html, write_test_outputs
 from tunelab.orchestration.prepare import Prepared
 from tunelab.tasks.base import Predictions
 
@@ -17,10 +17,12 @@ __all__ = ["score_test"]
 
 
 def score_test(prepared: Prepared, run_dir: Path) -> dict[str, Any]:
-    """`test_metrics.json` and `predictions.csv` for the run at `run_dir`, from the saved model; the metrics."""
+    """`test_metrics.json`, `predictions.csv` and `report.html` for the run at `run_dir`, from the saved model;
+    the metrics."""
     run = load_run(run_dir)
     test, task, config = prepared.encoded["test"], prepared.task, run.config
     if not len(test):
+        write_report_html(run_dir, None)
         return {}
     model = run.model.to(prepared.device)
     if task.generative:
@@ -33,4 +35,5 @@ def score_test(prepared: Prepared, run_dir: Path) -> dict[str, Any]:
                                           precision=config.train.precision)
         metrics = task.metrics(test, predictions, prepared.label_names)
     write_test_outputs(run_dir, prepared, metrics, predictions)
+    write_report_html(run_dir, None)  # with its test metrics; a search's trials are written without one
     return metrics

@@ -49,6 +49,9 @@ def test_study_trials_and_best(config: dict, tmp_path: Path, monkeypatch: pytest
     assert best == study.best_trial.number and summary["best"]["value"] == study.best_value
     tested = sorted(p.parent.name for p in (out / "trials").glob("*/test_metrics.json"))
     assert tested == [str(best)]  # the test split is scored once, for the best trial only
+    reported = sorted(p.parent.name for p in (out / "trials").glob("*/report.html"))
+    assert reported == [str(best)]  # a trial's plots are drawn only for the trial that is kept, with its test
+    assert "no test_metrics.json" not in (out / "trials" / str(best) / "report.html").read_text()
     assert "accuracy" in summary["best"]["test"]
     assert {"optim.lr", "schedule.warmup_ratio", "optim.weight_decay"} <= set(study.best_params)
     from tunelab.catalog import load_config
@@ -106,3 +109,16 @@ def test_pruning_callback_stops_the_trial() -> None:
         callback.on_evaluate(TrainState(epoch=epoch, epochs=5, step=0, total_steps=1, examples_seen=0, loss=0.0, lr=0.0,
                                         elapsed=0.0, metrics={"macro_f1": 0.5 + epoch}), control)
     assert trial.reports == [(0, 0.5), (1, 1.5)] and control.stop_training and callback.pruned_at == 2
+
+
+def test_default_partial_space_keeps_the_lower_half_frozen(config: dict) -> None:
+    """A trial costs what its depth trains: the default range is half the blocks to all but one frozen."""
+    from tunelab.catalog import parse_config
+    from tunelab.orchestration.tune_space import default_space
+
+    partial = parse_config({**config, "strategy": {"name": "partial", "freeze_blocks": 1}})
+    depth = default_space(partial, 6)["strategy.freeze_blocks"]
+    assert (depth.low, depth.high, depth.is_int) == (3, 5, True)
+    assert default_space(partial, 7)["strategy.freeze_blocks"].low == 3
+    assert "strategy.freeze_blocks" not in default_space(partial, 2)  # one depth only: the config's own
+    assert "strategy.layerwise_lr_decay" in default_space(partial, 6)
