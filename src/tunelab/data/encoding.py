@@ -201,8 +201,7 @@ def collate(split: EncodedSplit, indices: np.ndarray, pad_id: int) -> Batch:
     if split.has_tokens:
         rows = [split.input_ids[i] for i in indices]
         width = padded_length(max(len(r) for r in rows), split.longest)
-        inputs["input_ids"] = _pad(rows, pad_id, width)
-        inputs["attention_mask"] = _pad([[1] * len(r) for r in rows], 0, width)
+        inputs["input_ids"], inputs["attention_mask"] = _pad_with_mask(rows, pad_id, width)
         if split.token_targets is not None:
             targets = _pad([split.token_targets[i] for i in indices], IGNORE_INDEX, width)
             if split.targets_in_inputs:
@@ -226,7 +225,14 @@ def padded_length(longest: int, limit: int) -> int:
 
 
 def _pad(rows: list[list[int]], value: int, width: int) -> torch.Tensor:
-    out = torch.full((len(rows), width), value, dtype=torch.long)  # (B, T)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = torch.tensor(row, dtype=torch.long)
-    return out
+    return _pad_with_mask(rows, value, width)[0]
+
+
+def _pad_with_mask(rows: list[list[int]], value: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(B, T)` rows padded with `value`, and the mask of their real positions. One numpy scatter, not a
+    tensor per row: a head trained on cached features spent 0.4 ms a batch here, as long as its backward."""
+    lengths = np.fromiter((len(r) for r in rows), dtype=np.int64, count=len(rows))
+    real = np.arange(width) < lengths[:, None]
+    out = np.full((len(rows), width), value, dtype=np.int64)
+    out[real] = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(lengths.sum()))
+    return torch.from_numpy(out), torch.from_numpy(real.astype(np.int64))

@@ -167,23 +167,23 @@ class CachedPrefixStore:
     def __init__(self, path: Path, lengths: np.ndarray, hidden_size: int, dtype: StoreDtype) -> None:
         self.path, self.lengths, self.hidden_size, self.dtype = path, lengths, hidden_size, dtype
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        self.row_bytes = hidden_size * np.dtype(_NUMPY[dtype]).itemsize
-        self._fd: Optional[int] = None
+        self._rows: Optional[np.ndarray] = None  # (rows, H), mapped on the first read
 
     def read(self, indices: torch.Tensor, width: int, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """`(B, width, H)` hidden states of examples `indices`, zero after each example's length."""
-        if self._fd is None:
-            self._fd = os.open(self.path / "hidden.bin", os.O_RDONLY)
-        rows = np.zeros((len(indices), width, self.hidden_size), dtype=_NUMPY[self.dtype])
+        """`(B, width, H)` hidden states of examples `indices`, zero after each example's length. Copied from
+        a memory map (the page cache), not read with a call per example: 0.46 against 0.78 ms a batch of 16."""
+        if self._rows is None:
+            self._rows = np.memmap(self.path / "hidden.bin", dtype=_NUMPY[self.dtype], mode="r",
+                                   shape=(int(self.offsets[-1]), self.hidden_size))
+        rows = np.empty((len(indices), width, self.hidden_size), dtype=_NUMPY[self.dtype])
         for j, i in enumerate(indices.tolist()):
-            n = int(self.lengths[i])
-            os.preadv(self._fd, [memoryview(rows[j, :n]).cast("B")], int(self.offsets[i]) * self.row_bytes)
+            n, start = int(self.lengths[i]), int(self.offsets[i])
+            rows[j, :n] = self._rows[start:start + n]
+            rows[j, n:] = 0
         return torch.from_numpy(rows).view(_TORCH[self.dtype]).to(out_dtype)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        self._rows = None  # the map closes with its last reference
 
     def __del__(self) -> None:
         with contextlib.suppress(Exception):
