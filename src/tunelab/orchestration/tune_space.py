@@ -64,7 +64,9 @@ class Dimension(BaseModel):
 def default_space(config: RunConfig, num_blocks: int) -> dict[str, Dimension]:
     """What is worth searching for this strategy: the learning rate on a log scale around the strategy's own
     (a tenth to ten times), warmup, weight decay and the head's dropout; LoRA's rank and alpha; the frozen
-    depth of partial; the layer-wise decay of the depth strategies."""
+    depth of partial, from half the blocks to all but one (a trial costs what its depth trains, and one that
+    trains most of the stack is a `full` run under another name); the layer-wise decay of the depth
+    strategies."""
     name = config.strategy.name
     method = peft_method(name)
     if method is not None:
@@ -80,8 +82,8 @@ def default_space(config: RunConfig, num_blocks: int) -> dict[str, Dimension]:
     if name == "lora":
         space["strategy.lora.rank"] = Dimension(choices=[4, 8, 16])
         space["strategy.lora.alpha"] = Dimension(choices=[8, 16, 32])
-    if name == "partial" and num_blocks > 1:
-        space["strategy.freeze_blocks"] = Dimension(low=0, high=num_blocks - 1, step=1)
+    if name == "partial" and num_blocks > 2:  # lower half frozen at least: training more of it is `full`'s
+        space["strategy.freeze_blocks"] = Dimension(low=num_blocks // 2, high=num_blocks - 1, step=1)
     if method is None and name != "head":
         space["strategy.layerwise_lr_decay"] = Dimension(low=0.7, high=1.0)
     return space
