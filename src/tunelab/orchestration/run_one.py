@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 from rich.console import Console
 from rich.markup import escape
@@ -64,6 +64,7 @@ class _Session:
     counts: tuple[int, int] = (0, 0)   # (trainable, total) parameters at the first step
     callbacks: tuple[Callback, ...] = ()  # the caller's, beside the log and the progress bar
     test: bool = True                  # score the test split (a search's trials do not: it never selects)
+    keep_model: Callable[[], bool] = lambda: True  # asked after the fit: False writes no model/ (a pruned trial)
     tracking: Optional[RunTracking] = None   # TensorBoard / MLflow, as config.tracking asks
     meter: Any = None                  # the forgetting meter's base copy and reference (orchestration/forgetting.py)
     guard: Optional[dict[str, Any]] = None  # the forgetting guard's report (orchestration/guarding.py)
@@ -71,12 +72,15 @@ class _Session:
 
 def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: RunDirectory, resume: bool = False,
             console: Optional[Console] = None, cache: Union[ActivationCache, None, str] = AUTO_CACHE,
-            started: Optional[float] = None, callbacks: Sequence[Callback] = (), test: bool = True) -> RunSummary:
+            started: Optional[float] = None, callbacks: Sequence[Callback] = (), test: bool = True,
+            keep_model: Optional[Callable[[], bool]] = None) -> RunSummary:
     """Train `config` (default: the prepared config; it may change strategy, optimisation, schedule and epochs)
     on `prepared` into `run_dir`. `cache`: a shared ActivationCache, None for none, or AUTO_CACHE; `started`:
     the clock reading the summary's wall time counts from (default: now); `callbacks`: the caller's (a
     search's pruning); `test=False` (a search's trial) leaves the test split unscored and writes no report.html:
-    the search selects on validation, and `score_test` scores and reports the one trial it keeps."""
+    the search selects on validation, and `score_test` scores and reports the one trial it keeps;
+    `keep_model`, asked once the fit ends: False leaves `model/` unwritten (a pruned trial is never selected,
+    and a head trial's 87 MiB cost a third of its time)."""
     started = time.perf_counter() if started is None else started
     check_run_dir(run_dir, resume)
     prepared = prepared.for_config(config)
@@ -84,6 +88,8 @@ def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: 
     console = console or Console(stderr=True)
     session = _open_session(prepared, config, run_dir, resume, console)
     session.callbacks, session.test = tuple(callbacks), test
+    if keep_model is not None:
+        session.keep_model = keep_model
     seed_everything(config.train.seed)
     model, plan = _build(session)
     staging = run_dir.open(resume)
@@ -165,14 +171,17 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
         if cache.stats.built_entries or cache.stats.reused_entries:  # a run with nothing frozen has nothing to cache
             print_phrases(console, cache.summary_phrases(), sep=" ")
     model.cpu()
-    save_task_model(model, prepared.tokenizer, staging / "model", config)
+    kept = session.keep_model()
+    if kept:
+        save_task_model(model, prepared.tokenizer, staging / "model", config)
     trainable, total = session.counts
     summary = RunSummary(run_dir=session.run_dir.target, test_metrics=test_metrics, trainable_params=trainable,
                          total_params=total, wall_time_s=time.perf_counter() - started, train_time_s=fit.wall_time_s,
                          peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
     write_manifest(staging, prepared, config, summary, fit,
                    session.checkpoint.name if session.checkpoint is not None else None, cache, guard=session.guard)
-    write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
+    if kept:
+        write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
     write_report_files(staging, prepared, parameters, base_texts, console, html=session.test)
     return summary
 

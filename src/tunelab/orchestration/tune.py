@@ -117,7 +117,7 @@ class _Objective:
         trial.set_user_attr("run_dir", str(Path("trials") / str(trial.number)))
         try:
             summary = run_one(self.prepared, config, run_dir=run_dir, console=self.console, callbacks=[pruning],
-                              test=False)
+                              test=False, keep_model=lambda: pruning.pruned_at is None)
         except RunInterrupted:
             raise
         trial.set_user_attr("train_time_s", round(summary.train_time_s, 2))

@@ -122,3 +122,22 @@ def test_default_partial_space_keeps_the_lower_half_frozen(config: dict) -> None
     assert default_space(partial, 7)["strategy.freeze_blocks"].low == 3
     assert "strategy.freeze_blocks" not in default_space(partial, 2)  # one depth only: the config's own
     assert "strategy.layerwise_lr_decay" in default_space(partial, 6)
+
+
+def test_a_pruned_trial_keeps_no_weights(config: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pruned trial is never selected: its folder keeps config, metrics and manifest, not the model."""
+    import tunelab.orchestration.tune as tune_module
+
+    class AfterTheFirst(optuna.pruners.BasePruner):
+        def prune(self, study, trial) -> bool:  # type: ignore[no-untyped-def]
+            return trial.number >= 1
+
+    monkeypatch.setattr(tune_module, "_pruner", lambda name: AfterTheFirst())
+    config["train"]["epochs"] = 2
+    code, output, out = _tune(config, tmp_path, "--trials", "3", "--sampler", "random")
+    assert code == 0, output
+    states = json.loads((out / "tune.json").read_text())["trials"]
+    assert [t["state"] for t in states] == ["COMPLETE", "PRUNED", "PRUNED"]
+    assert (out / "trials" / "0" / "model").is_dir()
+    for n in ("1", "2"):
+        assert not (out / "trials" / n / "model").exists() and (out / "trials" / n / "manifest.json").is_file()
