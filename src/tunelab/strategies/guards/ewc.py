@@ -1,9 +1,10 @@
 """Elastic weight consolidation (Kirkpatrick et al., 2017): strength / 2 * sum_i F_i (theta_i - theta*_i)^2,
-F the diagonal of the Fisher information at theta* (where this run starts), estimated once from per-example
-squared gradients of the task loss on reference data: `guard.data` (a labelled file read like data.train,
-with this run's label set), or, when none is given, the run's own training examples as a stand-in for the
-previous task (until task sequences give it one). The Fisher is stored with the run
-(`guards/fisher.safetensors`), so a resumed run reads it back instead of estimating it again."""
+F the diagonal of the Fisher information, estimated once from per-example squared gradients of a task loss:
+with `guard.runs` (earlier runs of a task sequence, `tunelab continual`), each earlier run's Fisher on its own
+model, training data and head, summed (online EWC, Schwarz et al., 2018; theta* is where this run starts,
+the last of them); else at theta* on `guard.data` (a labelled file read like data.train, with this run's label
+set), or on the run's own training examples as a stand-in for a previous task. The Fisher is stored with the
+run (`guards/fisher.safetensors`), so a resumed run reads it back instead of estimating it again."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ class EWCSection(GuardSection):
     fisher_examples: int = Field(256, ge=1, description="Examples the Fisher is estimated from (one backward pass each).")
     data: Optional[str] = Field(None, description="Labelled reference file for the Fisher (this run's columns and "
                                                   "labels); default: the run's training split, as a stand-in.")
+    runs: list[str] = Field(default_factory=list, description="Earlier run directories whose Fishers (each on its "
+                                                              "own model, data and head) are summed; before data.")
 
 
 class EWCGuard(Guard):
