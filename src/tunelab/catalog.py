@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
 from tunelab.config.schema import RunConfig, StrategyConfig
 from tunelab.optional import INSTALL, missing
-from tunelab.strategies.registry import check_strategy, resolve_sections, strategy_names, unknown_strategy
+from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names, unknown_strategy
 from tunelab.tasks.registry import TASKS, canonical_task, task_hint, task_names
 
 __all__ = ["load_config", "parse_config", "resolve_config"]
@@ -59,7 +59,17 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     problems += check_strategy(config.strategy)
     if task is not None:
         problems += task.check_config(config)
-    return config, problems + _tracking_problems(config)
+    return config, problems + _tracking_problems(config) + _init_problems(config)
+
+
+def _init_problems(config: RunConfig) -> list[str]:
+    """A run that starts from an earlier run's weights saves full weights: an adapter is saved against its
+    base, which would then be weights no directory holds."""
+    if config.model.init_from is None or peft_method(config.strategy.name) is None:
+        return []
+    return [f"model.init_from: strategy {config.strategy.name} saves an adapter against the base model, not against "
+            "an earlier run's weights; use full, partial, gradual or head, or start from the base (an adapter per "
+            "task needs no init_from)"]
 
 
 def _tracking_problems(config: RunConfig) -> list[str]:

@@ -32,6 +32,9 @@ class ModelConfig(_Section):
     trust_remote_code: bool = Field(False, description="Run model code shipped with the checkpoint. Never implied.")
     pretrained: bool = Field(True, description="false: the same architecture from random initialisation (image "
                                                "models), the baseline that measures what pre-training brings.")
+    init_from: Optional[str] = Field(None, description="An earlier run directory of the same backbone whose "
+                                     "embeddings and blocks this run starts from (its head is not used): the next "
+                                     "task of a sequence, `tunelab continual`'s step.")
 
 
 class AugmentConfig(_Section):

@@ -25,6 +25,7 @@ from tunelab.data.splits import nested_fraction
 from tunelab.errors import ConfigError, check_all
 from tunelab.inference.predict import encode_split
 from tunelab.models.task_model import TaskModel
+from tunelab.orchestration.init_from import backbone_state, load_backbone
 from tunelab.models.loading import hash_model_dir, resolve_model_dir
 from tunelab.tasks.base import Task
 from tunelab.tasks.registry import get_task
@@ -59,6 +60,16 @@ class Prepared:
     unknown_token_rates: dict[str, Optional[float]] = field(default_factory=dict)  # per split; None: not counted
     # base models built so far, by the RNG state they were built from, shared by every `for_config` of this run
     templates: dict[str, tuple[TaskModel, Any]] = field(default_factory=dict, repr=False)
+    # model.init_from: the earlier run's embeddings and blocks, loaded over every model built (its head is not)
+    init_state: Optional[dict[str, torch.Tensor]] = field(default=None, repr=False)
+
+    def starting_from(self, run_dir: Optional[Path]) -> "Prepared":
+        """This prepared run with its models starting from the backbone of the run at `run_dir` (None: the
+        base), as `model.init_from` says: a task sequence prepares each task once and moves the start."""
+        model = self.config.model.model_copy(update={"init_from": None if run_dir is None else str(run_dir)})
+        config = self.config.model_copy(update={"model": model})
+        state = None if run_dir is None else backbone_state(run_dir, self.config)
+        return dataclasses.replace(self, config=config, init_state=state)
 
     def for_config(self, config: Optional[RunConfig] = None) -> "Prepared":
         """This prepared run for `config` (default: the prepared one) with this device's precision, and the
@@ -107,12 +118,13 @@ class Prepared:
         if key in self.templates:
             template, after = self.templates[key]
             load_rng_state(*after)
-            return copy.deepcopy(template)
-        model = self.task.build_model(config.model, head, self.label_names, self.model_dir)
+            return load_backbone(copy.deepcopy(template), self.init_state, config.model.init_from)
+        model = self.task.build_model(config.model.model_copy(update={"init_from": None}), head, self.label_names,
+                                      self.model_dir)
         if len(self.templates) >= _MODEL_TEMPLATES:
             self.templates.pop(next(iter(self.templates)))
         self.templates[key] = (copy.deepcopy(model), rng_state())
-        return model
+        return load_backbone(model, self.init_state, config.model.init_from)
 
 
     def depth(self, config: RunConfig) -> int:
@@ -151,7 +163,8 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
     unknown = {name: unknown_token_rate(split, tokenizer) for name, split in encoded.items()}
     warn_unknown_tokens(unknown, tokenizer, config.model.name, console)
     declared_head, config = config.head, _settled(config, task, model_dir)
-    return Prepared(config=config, task=task, device=device, splits=data.splits, label_names=data.label_names,
+    init_state = backbone_state(Path(config.model.init_from), config) if config.model.init_from else None
+    return Prepared(init_state=init_state, config=config, task=task, device=device, splits=data.splits, label_names=data.label_names,
                     data_hashes={name: hash_records(getattr(data.splits, name)) for name in SPLITS},
                     model_dir=model_dir, base_model_hash=hash_model_dir(model_dir), tokenizer=tokenizer,
                     encoded=encoded, declared_head=declared_head, unknown_token_rates=unknown)
