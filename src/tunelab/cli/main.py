@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tunelab.cli.errors import DEBUG, err_console, user_errors
+from tunelab.cli.continual import continual_command
 from tunelab.cli.recommend import recommend_command
 from tunelab.cli.tables import experiment_config, experiment_out, parse_csv, print_tune
 from tunelab.errors import TunelabError
@@ -146,6 +147,7 @@ def compare(
 
 
 app.command("recommend")(user_errors(recommend_command))
+app.command("continual")(user_errors(continual_command))
 
 
 @app.command()

@@ -42,7 +42,7 @@ class RunFiles:
         return str((self.config.get("early_stopping") or {}).get("metric") or "loss")
 
 
-def directory_kind(folder: Path) -> Literal["run", "compare", "tune"]:
+def directory_kind(folder: Path) -> Literal["run", "compare", "tune", "continual"]:
     """`compare` when the folder has compare.json, `run` when it has manifest.json; otherwise a ReportError
     that names the folder and what is missing."""
     if not folder.is_dir():
@@ -52,6 +52,8 @@ def directory_kind(folder: Path) -> Literal["run", "compare", "tune"]:
         return "compare"
     if (folder / "tune.json").is_file():
         return "tune"
+    if (folder / "continual.json").is_file():
+        return "continual"
     if (folder / "manifest.json").is_file():
         return "run"
     hint = " (an unfinished run: it has no manifest.json until it ends)" if (folder / "config.yaml").is_file() else ""
