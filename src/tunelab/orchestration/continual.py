@@ -160,7 +160,7 @@ def _score_step(strategy: StrategySpec, j: int, runs: list[Path], prepared: list
                 metric: str) -> list[dict[str, float]]:
     """Test scores of tasks 0..j after step j: each task's own head on step j's backbone (chained), or each
     task's own run (per task: the base is never changed, which this measures rather than assumes)."""
-    state = None if strategy.per_task else backbone_state(runs[j], prepared[j].config)
+    state = None if strategy.per_task or j == 0 else backbone_state(runs[j], prepared[j].config)
     scores = []
     for i in range(j + 1):
         model = load_backbone(load_run(runs[i]).model, state if i < j else None, str(runs[j]))

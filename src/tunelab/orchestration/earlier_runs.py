@@ -21,7 +21,7 @@ from tunelab.inference.predict import encode_split
 from tunelab.models.task_model import TaskModel
 from tunelab.tasks.registry import get_task
 
-__all__ = ["EarlierRun", "load_earlier_run", "head_tensors"]
+__all__ = ["EarlierRun", "load_earlier_run", "head_tensors", "check_same_backbone", "seeded_sample"]
 
 
 @dataclass
@@ -70,3 +70,11 @@ def check_same_backbone(earlier: EarlierRun, names: list[str]) -> None:
     if missing:
         raise ModelError(f"{earlier.run_dir}: its model lacks {len(missing)} of this run's parameters (first: "
                          f"{missing[0]}); an earlier run of a sequence needs the same backbone")
+
+
+def seeded_sample(split: EncodedSplit, examples: int, seed: int) -> EncodedSplit:
+    """At most `examples` of `split`, drawn by `seed` (a guard's reference: EWC's Fisher, replay's sources)."""
+    if len(split) <= examples:
+        return split
+    keep = np.random.default_rng(seed).choice(len(split), examples, replace=False)
+    return split.select(sorted(int(i) for i in keep))

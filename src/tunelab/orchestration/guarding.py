@@ -12,14 +12,13 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-import numpy as np
 import torch
 
 from tunelab.atomic import atomic_write_with
 from tunelab.config.schema import RunConfig
 from tunelab.data.encoding import EncodedSplit, iterate_batches
 from tunelab.inference.predict import encode_split
-from tunelab.orchestration.earlier_runs import check_same_backbone, load_earlier_run
+from tunelab.orchestration.earlier_runs import check_same_backbone, load_earlier_run, seeded_sample
 from tunelab.orchestration.replay_sources import set_replay_sources
 from tunelab.strategies.guards import guard_penalty, replay_term
 from tunelab.strategies.guards.fisher import diagonal_fisher
@@ -98,10 +97,7 @@ def _fisher_data(prepared: Any, config: RunConfig, section: Any) -> tuple[Encode
         source = section.data
     else:
         split, source = prepared.encoded["train"], "the training split (stand-in for a previous task's data)"
-    if len(split) > section.fisher_examples:
-        keep = np.random.default_rng(config.train.seed).choice(len(split), section.fisher_examples, replace=False)
-        split = split.select(sorted(int(i) for i in keep))
-    return split, source
+    return seeded_sample(split, section.fisher_examples, config.train.seed), source
 
 
 def guard_report(report: Optional[dict[str, Any]], plan: Plan) -> Optional[dict[str, Any]]:

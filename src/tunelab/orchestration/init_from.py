@@ -25,20 +25,24 @@ def backbone_state(run_dir: Path | str, config: RunConfig) -> dict[str, torch.Te
         raise ModelError(f"model.init_from {run_dir}: that run is {run.config.model.name} with a "
                          f"{run.config.head.type} head, this one {config.model.name} with a {config.head.type} head; "
                          "start from a run of the same backbone and head type")
-    stack = run.model.layer_stack
-    return {name: tensor.detach().clone() for name, tensor in run.model.state_dict().items()
-            if stack.group_of(name) != stack.head_group}
+    names = _backbone_names(run.model)
+    return {name: tensor.detach().clone() for name, tensor in run.model.state_dict().items() if name in names}
 
 
 def load_backbone(model: TaskModel, state: Optional[dict[str, torch.Tensor]], source: Optional[str]) -> TaskModel:
     """`model` with `state` loaded over its embeddings and blocks (its head as built); `model` without a state."""
     if state is None:
         return model
-    stack = model.layer_stack
-    ours = {n for n in model.state_dict() if stack.group_of(n) != stack.head_group}
+    ours = _backbone_names(model)
     if ours != set(state):
         odd = sorted(ours ^ set(state))
         raise ModelError(f"model.init_from {source}: its backbone differs from this model's ({len(odd)} tensors, "
                          f"first: {odd[0]}); start from a run of the same backbone and head type")
     model.load_state_dict(state, strict=False)
     return model
+
+
+def _backbone_names(model: TaskModel) -> set[str]:
+    """State-dict names of every LayerStack group but the head: what init_from carries from run to run."""
+    stack = model.layer_stack
+    return {name for name in model.state_dict() if stack.group_of(name) != stack.head_group}

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
 import torch
 
 from tunelab.config.schema import RunConfig
@@ -14,7 +13,7 @@ from tunelab.data.encoding import EncodedSplit
 from tunelab.errors import ConfigError
 from tunelab.inference.precision import autocast_for
 from tunelab.inference.predict import encode_split
-from tunelab.orchestration.earlier_runs import head_tensors, load_earlier_run
+from tunelab.orchestration.earlier_runs import head_tensors, load_earlier_run, seeded_sample
 from tunelab.orchestration.forgetting_lm import lm_replay_chunks
 from tunelab.strategies.guards.replay_loss import ReplaySource, ReplayTerm
 from tunelab.strategies.registry import guard_section
@@ -36,7 +35,7 @@ def set_replay_sources(term: ReplayTerm, prepared: Any, config: RunConfig, model
             del earlier
     elif section.data:
         records = prepared.task.read(section.data, config.data, require_labels=True)
-        split = _sample(encode_split(records, prepared.tokenizer, config.data.max_length, prepared.task,
+        split = seeded_sample(encode_split(records, prepared.tokenizer, config.data.max_length, prepared.task,
                                      prepared.label_names), section.examples, seed)
         sources = [ReplaySource(section.data, split, loss_fn, prepared.tokenizer.pad_token_id or 0)]
     elif prepared.task.generative:
@@ -59,10 +58,3 @@ def _general_text(prepared: Any, examples: int, loss_fn: torch.nn.Module) -> Rep
                          targets_in_inputs=True)
     pad = prepared.tokenizer.pad_token_id
     return ReplaySource(described, split, loss_fn, pad if pad is not None else 0)
-
-
-def _sample(split: EncodedSplit, examples: int, seed: int) -> EncodedSplit:
-    if len(split) <= examples:
-        return split
-    keep = np.random.default_rng(seed).choice(len(split), examples, replace=False)
-    return split.select(sorted(int(i) for i in keep))
