@@ -24,8 +24,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "smollm2-sections.yaml"
 LEGS = {"lora": [], "lora+replay": ["strategy.guard={name: replay, ratio: 0.25}"],
-        "full": ["strategy.name=full", "optim.lr=2e-5"],
-        "full+replay": ["strategy.name=full", "optim.lr=2e-5", "strategy.guard={name: replay, ratio: 0.25}"]}
+        "full": ["strategy={name: full}", "optim.lr=2e-5"],  # a whole section: the config's lora section goes
+        "full+replay": ["strategy={name: full, guard: {name: replay, ratio: 0.25}}", "optim.lr=2e-5"]}
 
 
 def run_leg(name: str, args: argparse.Namespace, work: Path) -> dict:

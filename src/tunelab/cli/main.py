@@ -54,13 +54,20 @@ def train(
         help="Continue an interrupted run from its latest valid checkpoint (default RUN_DIR: the config's output)."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                       help="Accept pickle weights (.bin/.pt/.ckpt), loaded with weights_only=True."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Train in N processes on this machine (DDP, launched "
+                                                         "by torchrun's elastic agent); batch_size stays the global batch."),
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
     from tunelab.catalog import load_config
     from tunelab.configs import DEMO_CONFIG
     from tunelab.errors import RunInterrupted
     from tunelab.orchestration.train import train as train_run
+    from tunelab.training.distributed import is_main_process
 
+    if nproc > 1:
+        from tunelab.cli.launch import launch_local, train_argv
+
+        return launch_local(nproc, train_argv(config, set_, out, demo, overwrite, resume, trust_pickle))
     config, out = _resume_paths(config, out, resume)
     if demo == (config is not None):
         raise TunelabError("train: give a CONFIG file or --demo (one of them)")
@@ -72,6 +79,8 @@ def train(
         target = Path(out or run_config.output)
         again = f"tunelab train {'--demo' if demo else config} --resume {target}"
         raise RunInterrupted(f"{err}. Resume with: {again}", err.signum) from None
+    if not is_main_process():  # rank 0 reports for the run
+        return None
     table = Table(title="tunelab run", show_header=False)
     for key, value in summary.test_metrics.items():
         if isinstance(value, float):

@@ -104,6 +104,12 @@ class Batch:
     def __len__(self) -> int:
         return int(self.indices.shape[0])
 
+    def rows(self, rows: torch.Tensor) -> "Batch":
+        """The batch of these rows, at this batch's padded width (a rank's share of a global batch)."""
+        pick = lambda t: None if t is None else t[rows]  # noqa: E731
+        return Batch({k: v[rows] for k, v in self.inputs.items()}, pick(self.targets), self.indices[rows],
+                     pick(self.prefix_hidden), self.start_block)
+
 
 def encode_texts(texts: list[str], tokenizer: Any, max_length: int) -> list[list[int]]:
     """Token ids per text, truncated to `max_length` (special tokens included)."""

@@ -94,6 +94,7 @@ def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: Run
                "peak_rss_mb": round(summary.peak_rss_mb, 1),
                "wall_time_s": round(summary.wall_time_s, 2), "history": fit.history,
                "device": prepared.device.type, "precision": config.train.precision, "resumed_from": resumed_from,
+               "processes": prepared.dist.world_size,  # torchrun's world (1: a single process)
                "activation_cache": None if cache is None else cache.stats.as_dict(), "guard": guard,
                "unknown_token_rate": {name: None if rate is None else round(rate, 4)
                                       for name, rate in prepared.unknown_token_rates.items()}},

@@ -30,6 +30,7 @@ from tunelab.models.loading import hash_model_dir, resolve_model_dir
 from tunelab.tasks.base import Task
 from tunelab.tasks.registry import get_task
 from tunelab.training.device import resolve_run_precision, seed_everything, select_device
+from tunelab.training.distributed import SINGLE, Distributed, from_environment
 from tunelab.training.snapshot import load_rng_state, rng_state
 
 __all__ = ["Prepared", "prepare", "SPLITS", "warn_unknown_tokens"]
@@ -39,7 +40,7 @@ SPLITS = ("train", "validation", "test")
 # schedule, epochs, output, is free; train.seed too while the split seed stays, and data.train_fraction
 # of a prepared run on the whole training split)
 _FIXED = ("model", "task")
-_FIXED_TRAIN = ("device", "num_threads")
+_FIXED_TRAIN = ("device", "num_threads", "distributed")
 _MODEL_TEMPLATES = 4  # base models kept in memory per prepared run (one per seed of a comparison)
 UNKNOWN_WARN_RATE = HIGH_UNKNOWN  # data/facts.py says why
 
@@ -62,6 +63,7 @@ class Prepared:
     templates: dict[str, tuple[TaskModel, Any]] = field(default_factory=dict, repr=False)
     # model.init_from: the earlier run's embeddings and blocks, loaded over every model built (its head is not)
     init_state: Optional[dict[str, torch.Tensor]] = field(default=None, repr=False)
+    dist: Distributed = SINGLE         # this process's rank and world under torchrun
 
     def starting_from(self, run_dir: Optional[Path]) -> "Prepared":
         """This prepared run with its models starting from the backbone of the run at `run_dir` (None: the
@@ -153,6 +155,7 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
     task = get_task(config.task)
     seed_everything(config.train.seed)
     device = select_device(config.train)
+    dist = from_environment(config.train.distributed, device, config.train.batch_size)
     config, note = resolve_run_precision(config, device)
     if note:
         console.print(note)
@@ -167,7 +170,7 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
     return Prepared(init_state=init_state, config=config, task=task, device=device, splits=data.splits, label_names=data.label_names,
                     data_hashes={name: hash_records(getattr(data.splits, name)) for name in SPLITS},
                     model_dir=model_dir, base_model_hash=hash_model_dir(model_dir), tokenizer=tokenizer,
-                    encoded=encoded, declared_head=declared_head, unknown_token_rates=unknown)
+                    encoded=encoded, declared_head=declared_head, unknown_token_rates=unknown, dist=dist)
 
 
 def _settled(config: RunConfig, task: Task, model_dir: Path) -> RunConfig:

@@ -7,6 +7,8 @@ success (a failed run with checkpoints keeps it, for `--resume`).
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +94,8 @@ def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: 
         session.keep_model = keep_model
     seed_everything(config.train.seed)
     model, plan = _build(session)
+    if not prepared.dist.is_main:
+        return _run_other_rank(session, model, plan, cache, started)
     staging = run_dir.open(resume)
     try:
         summary = _train_and_write(session, model, plan, staging, cache, started)
@@ -101,6 +105,19 @@ def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: 
         raise
     run_dir.commit()
     finish_tracking(session.tracking, run_dir.target, summary.test_metrics)  # test metrics, artifacts
+    prepared.dist.barrier()  # the others return once the run directory is in place
+    return summary
+
+
+def _run_other_rank(session: _Session, model: TaskModel, plan: Plan, cache: Any, started: float) -> RunSummary:
+    """A rank other than 0 under torchrun: the same fit and evaluation (every collective needs every rank),
+    writing into a scratch folder that is removed after; rank 0 alone writes the run directory."""
+    scratch = Path(tempfile.mkdtemp(prefix=f"tunelab-rank{session.prepared.dist.rank}-"))
+    try:
+        summary = _train_and_write(session, model, plan, scratch, cache, started)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    session.prepared.dist.barrier()
     return summary
 
 
@@ -136,7 +153,8 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
     splits = prepared.splits
     print_phrases(session.console, [f"[bold]{config.strategy.name}[/]: {trainable:,} of {total:,} parameters trainable "
                                     f"({100 * trainable / total:.2f}%)", *later, f"{model.layer_stack.num_blocks} blocks",
-                                    f"device {prepared.device.type}"])
+                                    f"device {prepared.device.type}",
+                                    *([f"{prepared.dist.world_size} processes (DDP)"] if prepared.dist.active else [])])
     print_phrases(session.console, [f"data: {len(splits.train)} train / {len(splits.validation)} validation / "
                                     f"{len(splits.test)} test", _targets_kind(prepared)], sep=", ")
     return model, plan
@@ -171,7 +189,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
         if cache.stats.built_entries or cache.stats.reused_entries:  # a run with nothing frozen has nothing to cache
             print_phrases(console, cache.summary_phrases(), sep=" ")
     model.cpu()
-    kept = session.keep_model()
+    kept = session.keep_model() and prepared.dist.is_main
     if kept:
         save_task_model(model, prepared.tokenizer, staging / "model", config)
     trainable, total = session.counts
@@ -182,7 +200,8 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                    session.checkpoint.name if session.checkpoint is not None else None, cache, guard=session.guard)
     if kept:
         write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
-    write_report_files(staging, prepared, parameters, base_texts, console, html=session.test)
+    write_report_files(staging, prepared, parameters, base_texts, console,
+                       html=session.test and prepared.dist.is_main)
     return summary
 
 
@@ -191,7 +210,8 @@ def _start_outputs(session: _Session, staging: Path) -> None:
     if session.checkpoint is None:
         write_run_start(staging, session.config, session.prepared.label_names)
         return
-    session.store.rewind_sidecars(session.checkpoint)
+    if session.prepared.dist.is_main:  # the sidecars are rank 0's run directory's
+        session.store.rewind_sidecars(session.checkpoint)
     position = session.checkpoint.state["position"]
     print_phrases(session.console, ["resuming from", str(session.checkpoint.path), f"(epoch {position['epoch'] + 1},",
                                     f"batch {position['batch']},", f"step {position['step']})"], sep=" ")
@@ -214,7 +234,7 @@ def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> 
     callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console), *session.tracking.callbacks,
                  *session.callbacks]
     trainer = Trainer(config, task, prepared.label_names, loss_fn, prepared.device,
-                      prepared.tokenizer.pad_token_id or 0, callbacks, activation_cache=cache)
+                      prepared.tokenizer.pad_token_id or 0, callbacks, activation_cache=cache, dist=prepared.dist)
     return trainer, cache
 
 

@@ -13,6 +13,7 @@ from tunelab.config.schema import RunConfig
 from tunelab.orchestration.outputs import RunSummary
 from tunelab.orchestration.prepare import prepare
 from tunelab.orchestration.run_one import check_run_dir, run_one
+from tunelab.training.distributed import is_main_process
 
 __all__ = ["train", "RunSummary"]
 
@@ -25,6 +26,8 @@ def train(config: RunConfig, *, out: Optional[str] = None, overwrite: bool = Fal
     a user should not fix one to learn of the next."""
     started = time.perf_counter()
     console = console or Console(stderr=True)
+    if not is_main_process():  # under torchrun rank 0 speaks for the run
+        console = Console(stderr=True, quiet=True)
     run_dir = RunDirectory(Path(out or config.output), overwrite=overwrite)
     prepared = prepare(config, trust_pickle=trust_pickle, console=console,
                        checks=[lambda: check_run_dir(run_dir, resume)])

@@ -22,9 +22,14 @@ def seed_everything(seed: int) -> None:
 
 def select_device(config: TrainConfig) -> torch.device:
     if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    threads = config.num_threads or len(os.sched_getaffinity(0))
-    torch.set_num_threads(threads)  # one intra-op pool sized to the cores we may use: no oversubscription
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))  # torchrun: one GPU a process
+        torch.cuda.set_device(device)
+        return device
+    # one intra-op pool sized to the cores we may use, shared among the processes torchrun started on this
+    # machine: no oversubscription
+    processes = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
+    threads = config.num_threads or max(1, len(os.sched_getaffinity(0)) // processes)
+    torch.set_num_threads(threads)
     return torch.device("cpu")
 
 

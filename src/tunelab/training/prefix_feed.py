@@ -16,14 +16,15 @@ from torch import nn
 from tunelab.data.encoding import Batch, EncodedSplit, iterate_batches
 from tunelab.inference.precision import autocast_for
 from tunelab.training.cache import ActivationCache, CachedPrefixStore, CacheUnsupported
+from tunelab.training.distributed import SINGLE, Distributed
 
 __all__ = ["PrefixFeed"]
 
 
 class PrefixFeed:
     def __init__(self, cache: Optional[ActivationCache], *, device: torch.device, pad_id: int, batch_size: int,
-                 precision: str, seed: int) -> None:
-        self.cache = cache
+                 precision: str, seed: int, dist: Distributed = SINGLE) -> None:
+        self.cache, self.dist = cache, dist
         self.device, self.pad_id, self.precision, self.seed = device, pad_id, precision, seed
         # built in training-sized batches: a build is inference over the whole model, and at the evaluation
         # batch size (2x) its attention scores made it the run's peak memory (head-only, BBC News: 956
@@ -60,9 +61,14 @@ class PrefixFeed:
             yield batch
 
     def _ensure(self, model: nn.Module, split: EncodedSplit, starts: list[int]) -> None:
+        """Find or build the stores; under torchrun every rank calls this at the same point of the fit, and the
+        first process of each machine builds while the others wait, then find what it wrote."""
         cache = self.cache
         if cache is None:
             return
+        builder = self.dist.local_rank == 0
+        if not builder:
+            self.dist.barrier()
         try:
             stores = cache.ensure(model, split, starts, device=self.device, pad_id=self.pad_id,
                                   batch_size=self.build_batch_size, autocast=autocast_for(self.device, self.precision))
@@ -70,4 +76,7 @@ class PrefixFeed:
             cache.stats.notes.append(f"activation cache off, recomputing the frozen blocks: {err}")
             self.cache = None
             return
+        finally:
+            if builder:
+                self.dist.barrier()
         self._stores.update({(id(split), k): (split, store) for k, store in stores.items()})

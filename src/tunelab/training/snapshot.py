@@ -16,7 +16,7 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 __all__ = ["optimizer_state", "load_optimizer_state", "scheduler_state", "load_scheduler_state", "rng_state",
-           "load_rng_state"]
+           "load_rng_state", "add_rank_rng", "restore_rank_rng"]
 
 
 def optimizer_state(optimizer: Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -65,6 +65,25 @@ def rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     meta = {"python": [version, list(internal), gauss],
             "numpy": [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]}
     return tensors, meta
+
+
+def add_rank_rng(tensors: dict[str, dict[str, torch.Tensor]], state: dict[str, Any],
+                 ranks: list[tuple[dict[str, torch.Tensor], dict[str, Any]]]) -> None:
+    """Each torchrun rank's RNG streams into rank 0's checkpoint: a resumed DDP run draws every rank's dropout
+    masks as the uninterrupted one would."""
+    for rank, (rank_tensors, _) in enumerate(ranks):
+        tensors["rng"].update({f"rank{rank}.{k}": v for k, v in rank_tensors.items()})
+    state["rng_ranks"] = [meta for _, meta in ranks]
+
+
+def restore_rank_rng(checkpoint: Any, dist: Any) -> None:
+    """This rank's own RNG streams from a DDP checkpoint (after `restore`, which put back rank 0's)."""
+    metas = checkpoint.state.get("rng_ranks")
+    if not dist.active or not metas or dist.rank >= len(metas):
+        return
+    prefix = f"rank{dist.rank}."
+    tensors = {k[len(prefix):]: v for k, v in checkpoint.tensors("rng").items() if k.startswith(prefix)}
+    load_rng_state(tensors, metas[dist.rank])
 
 
 def load_rng_state(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

@@ -16,12 +16,14 @@ __all__ = ["train_step", "optimizer_step"]
 
 
 def train_step(model: nn.Module, batch: Batch, loss_fn: nn.Module, *, scale: float,
-               autocast: contextlib.AbstractContextManager, loss_terms: Sequence[LossTerm] = ()) -> float:
+               autocast: contextlib.AbstractContextManager, loss_terms: Sequence[LossTerm] = (),
+               forward: Optional[nn.Module] = None) -> float:
     """Forward, loss (the task's plus the plan's terms), backward (gradients accumulate); returns the
-    unscaled loss of this micro-batch."""
+    unscaled loss of this micro-batch. `forward`: what runs the batch (`model` under DDP; default `model`);
+    the plan's terms read `model` itself, whose parameter names they know."""
     with autocast:
         args, kwargs = batch.model_inputs()
-        logits = model(*args, **kwargs)  # (B, C)
+        logits = (forward or model)(*args, **kwargs)  # (B, C)
     loss = loss_fn(logits.float(), batch.targets)
     for term in loss_terms:
         loss = loss + term.weight * term.compute(model, batch).float()

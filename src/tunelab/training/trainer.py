@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,8 @@ from tunelab.training.accel import adamw_implementation
 from tunelab.training.cache import ActivationCache, eval_frozen_prefix, prefix_schedule
 from tunelab.training.callbacks import Callback, EarlyStoppingCallback, ModelView, TrainState, dispatch, metric_mode
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore, checkpoint_name
+from tunelab.training.distributed import SINGLE, Distributed, gather_outputs
+from tunelab.training.snapshot import add_rank_rng, restore_rank_rng, rng_state
 from tunelab.training.bad_steps import BadStepGuard, skip_step, step_is_finite
 from tunelab.training.loop_state import LoopState, capture, restore
 from tunelab.training.prefix_feed import PrefixFeed
@@ -53,13 +56,13 @@ class FitResult:
 class Trainer:
     def __init__(self, config: RunConfig, task: Task, label_names: list[str], loss_fn: nn.Module,
                  device: torch.device, pad_id: int, callbacks: Optional[list[Callback]] = None,
-                 activation_cache: Optional[ActivationCache] = None, rank: int = 0) -> None:
+                 activation_cache: Optional[ActivationCache] = None, dist: Distributed = SINGLE) -> None:
         self.config, self.task, self.label_names = config, task, label_names
         self.loss_fn, self.device, self.pad_id = loss_fn.to(device), device, pad_id
         self.callbacks = list(callbacks or [])
-        self.rank = rank
+        self.dist = dist  # the process group's view: one process unless launched by torchrun
         self.feed = PrefixFeed(activation_cache, device=device, pad_id=pad_id, batch_size=config.train.batch_size,
-                               precision=config.train.precision, seed=config.train.seed)
+                               precision=config.train.precision, seed=config.train.seed, dist=dist)
         self._schedule: list[Optional[int]] = []
 
     @property
@@ -69,11 +72,19 @@ class Trainer:
 
     # -- evaluation -------------------------------------------------------------------------------
     def evaluate(self, model: nn.Module, split: EncodedSplit) -> EvalResult:
+        """Loss, metrics and predictions on `split`; under torchrun each rank predicts every world_size-th
+        batch and the outputs are gathered, so every rank holds the single-process figures."""
         batch_size = self.config.train.evaluation_batch_size
-        predictions, loss = predict_split(model, split, self.task, self.label_names, batch_size=batch_size,
-                                          pad_id=self.feed.pad_id, device=self.device,
-                                          precision=self.config.train.precision, loss_fn=self.loss_fn,
-                                          batches=self.feed.batches(model, split, batch_size, shuffle=False))
+        batches = self.feed.batches(model, split, batch_size, shuffle=False)
+        if self.dist.active:
+            outputs, loss = gather_outputs(self.dist, model, split, self.task, batches, self.device,
+                                           self.config.train.precision, self.loss_fn)
+            predictions = self.task.predict(outputs, self.label_names, split)
+        else:
+            predictions, loss = predict_split(model, split, self.task, self.label_names, batch_size=batch_size,
+                                              pad_id=self.feed.pad_id, device=self.device,
+                                              precision=self.config.train.precision, loss_fn=self.loss_fn,
+                                              batches=batches)
         metrics = self.task.metrics(split, predictions, self.label_names) if is_labelled(split) else {}
         return EvalResult(loss=loss, metrics={"loss": loss, **metrics}, predictions=predictions)
 
@@ -85,9 +96,12 @@ class Trainer:
         and at each epoch end; with `resume`, continue from that checkpoint exactly where it was taken.
         When `stop` rises (SIGINT/SIGTERM), finish the step, checkpoint and raise RunInterrupted."""
         self._checkpoints, self._stop, self._identity = checkpoints, stop, identity or {}
+        self._stopping = False
+        self.dist.seed_ranks(self.config.train.seed)
         loop = self._start(model, plan, len(train), validation)
         if resume is not None:
             restore(loop, resume, checkpoints)
+            restore_rank_rng(resume, self.dist)
         self._schedule = prefix_schedule(model, plan, self.config.train.epochs)
         self.feed.start(model, self._schedule[loop.epoch:], [train, validation])
         dispatch(loop.callbacks, "on_fit_start", self._state(loop), loop.control)
@@ -139,7 +153,7 @@ class Trainer:
                           step=loop.step, total_steps=loop.total_steps, examples_seen=loop.seen, loss=loop.loss,
                           lr=max(g["lr"] for g in groups), elapsed=time.perf_counter() - loop.start,
                           metrics=metrics or {}, events=events, lrs=MappingProxyType({g["label"]: g["lr"] for g in groups}),
-                          grad_norm=loop.grad_norm, rank=self.rank, model=ModelView(loop.model))
+                          grad_norm=loop.grad_norm, rank=self.dist.rank, model=ModelView(loop.model))
 
     def _train_epoch(self, loop: LoopState, train: EncodedSplit) -> None:
         """The optimizer steps of `loop.epoch`, from micro-batch `loop.batch` on (0 unless resuming mid-epoch)."""
@@ -151,13 +165,20 @@ class Trainer:
         autocast = autocast_for(self.device, cfg.precision)
         pending: list[float] = []
         batches = self.feed.batches(loop.model, train, cfg.batch_size, shuffle=True, epoch=loop.epoch)
+        forward: Optional[nn.Module] = None
+        last = -(-len(train) // cfg.batch_size)
         # resuming mid-epoch: skip the batches already trained on, in the same (seed, epoch) order
         for batch in itertools.islice(batches, loop.batch, None):
-            batch = batch.to(self.device)
+            share = self.dist.share(batch).to(self.device)  # the whole batch in a single process
+            if forward is None:  # DDP under torchrun, for the parameters this epoch trains
+                forward = self.dist.wrap(loop.model, self.device, probe=share)
             # scale by the micro-batch's share so accumulated gradients equal one big batch's mean
-            pending.append(train_step(loop.model, batch, self.loss_fn, autocast=autocast,
-                                      scale=len(batch) / (cfg.batch_size * cfg.grad_accum_steps),
-                                      loss_terms=loop.plan.loss_terms))
+            scale = self.dist.loss_scale(share, len(batch), cfg.batch_size * cfg.grad_accum_steps)
+            sync = len(pending) + 1 == cfg.grad_accum_steps or loop.batch + 1 == last
+            with _no_sync(forward, sync):
+                loss = train_step(loop.model, share, self.loss_fn, autocast=autocast, scale=scale,
+                                  loss_terms=loop.plan.loss_terms, forward=forward)
+            pending.append(self.dist.mean_by_weight(loss, scale))
             loop.batch, loop.seen = loop.batch + 1, loop.seen + len(batch)
             if len(pending) == cfg.grad_accum_steps:
                 self._optimizer_step(loop, pending)
@@ -177,7 +198,8 @@ class Trainer:
         loop.guard.record(loop.step, loop.epoch, good, loop.last_checkpoint)
         dispatch(loop.callbacks, "on_step_end", self._state(loop), loop.control)
         every = self.config.train.checkpoint_every_steps
-        if self._stop or (every and loop.step % every == 0):
+        self._stopping = self.dist.any(bool(self._stop))  # every rank stops after the same step
+        if self._stopping or (every and loop.step % every == 0):
             self._save(loop, epoch_end=False)
         self._check_stop(loop)
 
@@ -202,11 +224,17 @@ class Trainer:
         name = checkpoint_name(loop.step, epoch_end)
         if epoch_end and loop.best_is_new:
             loop.best_checkpoint, loop.best_is_new = name, False
+        ranks_rng = self.dist.gather(rng_state()) if self.dist.active else None  # dropout draws differ by rank
+        if not self.dist.is_main:  # rank 0 writes; the weights and state are the same on every rank
+            loop.last_checkpoint = str(self._checkpoints.root / name)
+            return
         tensors, state = capture(loop, self._identity)
+        if ranks_rng:
+            add_rank_rng(tensors, state, ranks_rng)
         loop.last_checkpoint = str(self._checkpoints.save(name, tensors, state))
 
     def _check_stop(self, loop: LoopState) -> None:
-        if self._stop:
+        if self._stopping:
             saved = f"checkpoint written to {loop.last_checkpoint}" if loop.last_checkpoint else "no checkpoint written"
             raise RunInterrupted(f"{self._stop.name} received: stopped after step {loop.step} (epoch {loop.epoch + 1}, "
                                  f"batch {loop.batch}); {saved}", self._stop.signum or 2)
@@ -230,6 +258,13 @@ def keep_norm_statistics(model: nn.Module) -> None:
     for module in network.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             module.eval()
+
+
+def _no_sync(forward: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """DDP's no_sync for a micro-batch that only accumulates: gradients are all-reduced once per optimizer step."""
+    if sync or not isinstance(forward, nn.parallel.DistributedDataParallel):
+        return contextlib.nullcontext()
+    return forward.no_sync()
 
 
 def _events_at(loop: LoopState) -> tuple[str, ...]:

@@ -5,6 +5,7 @@ usage: python kill_run.py SPEC CLI-ARGS...
   SPEC = write:N  SIGKILL in the middle of the N-th checkpoint file write (half the bytes on disk, no manifest)
   SPEC = term:N   send itself SIGTERM right after the N-th optimizer update (graceful stop)
   SPEC = none     run normally
+  SPEC = rankR@SPEC  arm SPEC only in the torchrun worker of rank R (the others run normally)
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ def die() -> None:
 
 
 def arm(spec: str) -> None:
+    target, at, rest = spec.partition("@")
+    if at:
+        if os.environ.get("RANK", "0") != target.removeprefix("rank"):
+            return
+        spec = rest
     import tunelab.training.checkpoint as checkpoint
     import tunelab.training.trainer as trainer
 
