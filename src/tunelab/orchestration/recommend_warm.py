@@ -10,7 +10,8 @@ from typing import Any, Optional
 from tunelab.config.schema import RunConfig
 from tunelab.orchestration.prepare import Prepared
 from tunelab.strategies.registry import compile_strategy
-from tunelab.training.cache import activation_cache_for, prefix_schedule
+from tunelab.training.cache import activation_cache_for
+from tunelab.training.frozen_prefix import prefix_schedule
 from tunelab.training.device import seed_everything
 from tunelab.training.prefix_feed import PrefixFeed
 

@@ -28,7 +28,7 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Optional, Protocol
 
 import numpy as np
 import torch
@@ -40,13 +40,11 @@ from tunelab.models.layerstack import EMBEDDING_GROUP
 from tunelab.models.prefix import capture_block_inputs, embedding_module
 from tunelab.models.task_model import TaskModel
 from tunelab.paths import activation_cache_dir
-from tunelab.strategies.plan import Plan
 
 if TYPE_CHECKING:
     from tunelab.config.schema import TrainConfig
 
-__all__ = ["ActivationCache", "CacheKey", "CacheStats", "frozen_blocks", "prefix_schedule", "eval_frozen_prefix",
-           "hash_token_ids", "activation_cache_for", "CacheUnsupported"]
+__all__ = ["ActivationCache", "CacheKey", "CacheStats", "hash_token_ids", "activation_cache_for", "CacheUnsupported"]
 
 FORMAT_VERSION = 1
 StoreDtype = Literal["fp32", "bf16"]
@@ -55,47 +53,6 @@ _NUMPY = {"fp32": np.float32, "bf16": np.int16}  # numpy has no bf16: its bits t
 # config keys that only concern the head; excluded so a native-head and a pooling-head run share entries
 _HEAD_ONLY_CONFIG = {"id2label", "label2id", "num_labels", "problem_type", "architectures", "_name_or_path",
                      "classifier_dropout", "transformers_version", "add_pooling_layer", "return_dict"}
-
-
-# -- which prefix is frozen ---------------------------------------------------------------------------
-def frozen_blocks(model: TaskModel, trainable: frozenset[str]) -> Optional[int]:
-    """k such that the embeddings and blocks `[0, k)` use no trainable parameter; None when the
-    embeddings train (nothing below block 0 is fixed).
-
-    Decided by the parameters each module *reaches*, not by names: a trainable module shared into a
-    block (a prefix encoder, tied weights) makes that block trainable even though its name is elsewhere."""
-    named = dict(model.named_parameters())
-    training = {id(named[name]) for name in trainable if name in named}
-    stack = model.layer_stack
-    for prefix in stack.embedding_prefixes:
-        if any(id(p) in training for p in model.get_submodule(prefix.rstrip(".")).parameters()):
-            return None
-    for index, block in enumerate(model.get_submodule(stack.blocks_path)):
-        if any(id(p) in training for p in block.parameters()):
-            return index
-    return stack.num_blocks
-
-
-def prefix_schedule(model: TaskModel, plan: Plan, epochs: int) -> list[Optional[int]]:
-    """Frozen prefix per epoch. Modules a method inserted outside the block stack (a prompt, say) may
-    change what the embeddings feed the blocks, so such plans get no frozen prefix at all."""
-    inside = model.layer_stack.blocks_path + "."
-    if any(not path.startswith(inside) for path in plan.inserted):
-        return [None] * epochs
-    return [frozen_blocks(model, plan.trainable_at(epoch)) for epoch in range(epochs)]
-
-
-def eval_frozen_prefix(model: TaskModel, k: Optional[int]) -> None:
-    """Put the frozen embeddings and blocks `[0, k)` in eval mode (no dropout): a frozen prefix is then
-    deterministic, which is what makes cached and recomputed training give the same model."""
-    if k is None:
-        return
-    stack = model.layer_stack
-    for prefix in stack.embedding_prefixes:
-        model.get_submodule(prefix.rstrip(".")).eval()
-    blocks = model.get_submodule(stack.blocks_path)
-    for index in range(k):
-        blocks[index].eval()
 
 
 # -- keys -------------------------------------------------------------------------------------------
@@ -154,6 +111,7 @@ class CacheStats:
     bytes_written: int = 0
     build_seconds: float = 0.0
     served_batches: int = 0      # batches that read their frozen prefix from an entry
+    build_processes: int = 1     # processes of this machine that built entries together (torchrun)
     notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
@@ -253,6 +211,17 @@ def activation_cache_for(train: "TrainConfig", tokenizer: Any, max_length: int) 
 
 
 # -- the cache --------------------------------------------------------------------------------------
+class Shard(Protocol):
+    """The processes of one machine building entries together (training/distributed.py's Distributed)."""
+
+    local_rank: int
+    local_world_size: int
+
+    def barrier(self) -> None: ...
+
+    def from_machine_leader(self, item: Any) -> Any: ...
+
+
 class CacheUnsupported(ModelError):
     """This model cannot be served from block k generically; the trainer recomputes instead."""
 
@@ -275,18 +244,21 @@ class ActivationCache:
                         start_block=start_block, dtype=self.dtype, compute=self.compute)
 
     def ensure(self, model: TaskModel, split: EncodedSplit, starts: list[int], *, device: torch.device,
-               batch_size: int, pad_id: int,
-               autocast: Optional[contextlib.AbstractContextManager] = None) -> dict[int, CachedPrefixStore]:
-        """Entries for `split` at every k in `starts`, building the missing ones in one pass.
+               batch_size: int, pad_id: int, autocast: Optional[contextlib.AbstractContextManager] = None,
+               shard: Optional[Shard] = None) -> dict[int, CachedPrefixStore]:
+        """Entries for `split` at every k in `starts`, building the missing ones in one pass; with `shard`
+        (torchrun), the processes of one machine build them together, each every n-th batch.
 
         Raises CacheUnsupported when this model cannot be run from block k (checked numerically)."""
         hashes = prefix_hashes(model, starts)
         lengths = np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split))
         keys = {k: self.key(split, k, hashes[k]) for k in starts}
         missing = {k: key for k, key in keys.items() if not (self.root / key.digest() / "meta.json").is_file()}
+        if shard is not None:  # what the machine's first process found missing, so all build the same
+            missing = shard.from_machine_leader(missing)
         self.stats.reused_entries += len(keys) - len(missing)
         if missing:
-            self._build(model, split, missing, lengths, device, batch_size, pad_id, autocast)
+            self._build(model, split, missing, lengths, device, batch_size, pad_id, autocast, shard)
         return {k: self._open(self.root / key.digest(), lengths) for k, key in keys.items()}
 
     def summary(self) -> str:
@@ -297,7 +269,11 @@ class ActivationCache:
         s = self.stats
         return [f"activation cache ({self.dtype}, {self.root}):",
                 f"{s.built_entries} entries built from {s.computed_examples:,} examples in {s.build_seconds:.1f} s "
-                f"({s.bytes_written / 2**20:,.0f} MiB),", f"{s.reused_entries} reused"]
+                f"({s.bytes_written / 2**20:,.0f} MiB{self._shared_build()}),", f"{s.reused_entries} reused"]
+
+    def _shared_build(self) -> str:
+        n = self.stats.build_processes
+        return f"; this process's share, {n} processes built them together" if n > 1 else ""
 
     # -- internals ----------------------------------------------------------------------------------
     def _tokens_of(self, split: EncodedSplit) -> str:
@@ -313,6 +289,32 @@ class ActivationCache:
             raise ModelError(f"activation cache entry {path} does not match its key; delete the folder")
         return CachedPrefixStore(path, lengths, meta["hidden_size"], meta["dtype"])
 
+    def _writers(self, entries: contextlib.ExitStack, missing: dict[int, CacheKey], lengths: np.ndarray,
+                 shard: Optional[Shard]) -> dict[int, _Writer]:
+        """One writer per missing entry. Sharded, the machine's first process makes the temporary folders and
+        the others write their rows into the same files (at each example's own offset)."""
+        if shard is None or shard.local_rank == 0:
+            writers = {k: self._writer(entries, key, lengths) for k, key in missing.items()}
+            if shard is not None:
+                shard.from_machine_leader({k: w.tmp for k, w in writers.items()})
+            return writers
+        folders = shard.from_machine_leader(None)
+        writers = {k: _Writer(folders[k], key, lengths, self.dtype) for k, key in missing.items()}
+        for writer in writers.values():
+            entries.callback(writer.release)
+        return writers
+
+    def _finish(self, writers: dict[int, _Writer], shard: Optional[Shard]) -> None:
+        """Close the files; the leader writes the meta files once every process's rows are in."""
+        if shard is not None:
+            shard.barrier()  # pwrite is unbuffered: the machine's page cache holds every process's rows
+        for writer in writers.values():
+            self.stats.bytes_written += writer.written
+            if shard is None or shard.local_rank == 0:
+                writer.finish()
+            else:
+                writer.release()
+
     def _writer(self, entries: contextlib.ExitStack, key: CacheKey, lengths: np.ndarray) -> _Writer:
         """A writer for entry `key`, whose folder `entries` renames into place on exit (or removes)."""
         writer = _Writer(entries.enter_context(_entry_folder(self.root / key.digest())), key, lengths, self.dtype)
@@ -321,7 +323,7 @@ class ActivationCache:
 
     def _build(self, model: TaskModel, split: EncodedSplit, missing: dict[int, CacheKey], lengths: np.ndarray,
                device: torch.device, batch_size: int, pad_id: int,
-               autocast: Optional[contextlib.AbstractContextManager]) -> None:
+               autocast: Optional[contextlib.AbstractContextManager], shard: Optional[Shard] = None) -> None:
         started = time.perf_counter()
         starts = sorted(missing)
         was_training = model.training
@@ -330,17 +332,21 @@ class ActivationCache:
             with torch.no_grad():
                 check_served_forward(model, split, starts, device, pad_id)
                 with contextlib.ExitStack() as entries:  # on an exception every entry's folder is removed
-                    writers = {k: self._writer(entries, key, lengths) for k, key in missing.items()}
-                    for batch in iterate_batches(split, batch_size, pad_id=pad_id, shuffle=False):
+                    writers = self._writers(entries, missing, lengths, shard)
+                    part, parts = (shard.local_rank, shard.local_world_size) if shard else (0, 1)
+                    self.stats.build_processes = parts
+                    for number, batch in enumerate(iterate_batches(split, batch_size, pad_id=pad_id, shuffle=False)):
+                        if number % parts != part:
+                            continue
                         moved = batch.to(device)
                         with autocast or contextlib.nullcontext():
                             captured = capture_block_inputs(model, starts, moved.input_ids, moved.attention_mask)
                         for k, hidden in captured.items():
                             writers[k].write(hidden, batch.indices)
                         self.stats.computed_examples += len(batch)
-                    for writer in writers.values():
-                        writer.finish()
-                        self.stats.bytes_written += writer.written
+                    self._finish(writers, shard)
+                if shard is not None:
+                    shard.barrier()  # the leader has renamed the entries into place
         finally:
             model.train(was_training)
         self.stats.built_entries += len(missing)

@@ -114,6 +114,15 @@ class Distributed:
         dist.all_gather_object(items, item)
         return items
 
+    def from_machine_leader(self, item: Any) -> Any:
+        """The `item` of this machine's first process (local rank 0), on every process of the machine: what
+        the processes sharing one disk agree on (the activation cache's entries and folders)."""
+        if not self.active:
+            return item
+        node = int(os.environ.get("GROUP_RANK", "0"))
+        everyone = self.gather((node, self.local_rank, item))
+        return next(value for n, local, value in everyone if n == node and local == 0)
+
     def broadcast(self, item: Any) -> Any:
         """Rank 0's `item` on every rank."""
         if not self.active:

@@ -62,21 +62,16 @@ class PrefixFeed:
 
     def _ensure(self, model: nn.Module, split: EncodedSplit, starts: list[int]) -> None:
         """Find or build the stores; under torchrun every rank calls this at the same point of the fit, and the
-        first process of each machine builds while the others wait, then find what it wrote."""
+        processes of each machine build the missing entries together, each its share of the batches."""
         cache = self.cache
         if cache is None:
             return
-        builder = self.dist.local_rank == 0
-        if not builder:
-            self.dist.barrier()
         try:
             stores = cache.ensure(model, split, starts, device=self.device, pad_id=self.pad_id,
-                                  batch_size=self.build_batch_size, autocast=autocast_for(self.device, self.precision))
+                                  batch_size=self.build_batch_size, autocast=autocast_for(self.device, self.precision),
+                                  shard=self.dist if self.dist.active else None)
         except CacheUnsupported as err:
             cache.stats.notes.append(f"activation cache off, recomputing the frozen blocks: {err}")
             self.cache = None
             return
-        finally:
-            if builder:
-                self.dist.barrier()
         self._stores.update({(id(split), k): (split, store) for k, store in stores.items()})

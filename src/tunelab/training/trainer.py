@@ -20,7 +20,8 @@ from tunelab.errors import RunInterrupted
 from tunelab.inference.precision import autocast_for
 from tunelab.inference.predict import is_labelled, predict_split
 from tunelab.training.accel import adamw_implementation
-from tunelab.training.cache import ActivationCache, eval_frozen_prefix, prefix_schedule
+from tunelab.training.cache import ActivationCache
+from tunelab.training.frozen_prefix import eval_frozen_prefix, prefix_schedule
 from tunelab.training.callbacks import Callback, EarlyStoppingCallback, ModelView, TrainState, dispatch, metric_mode
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore, checkpoint_name
 from tunelab.training.distributed import SINGLE, Distributed, gather_outputs

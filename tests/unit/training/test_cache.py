@@ -10,7 +10,8 @@ import torch
 
 from tunelab.strategies import compile_strategy
 from tunelab.training import Trainer
-from tunelab.training.cache import ActivationCache, prefix_schedule
+from tunelab.training.cache import ActivationCache
+from tunelab.training.frozen_prefix import prefix_schedule
 
 from tests.conftest import _build_training as setup
 
