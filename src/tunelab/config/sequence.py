@@ -66,6 +66,9 @@ class SequenceConfig(BaseModel):
                                               "section without name), e.g. ewc: {strength: 1000}.")
     metric: str = Field("accuracy", description="The test metric of the matrix R.")
     run: dict[str, Any] = Field(default_factory=dict, description="Every run's other sections.")
+    settings: dict[str, dict[str, Any]] = Field(default_factory=dict, description="One strategy's own values, "
+                                                "by its entry in strategies:, as key paths, e.g. lora-per-task: "
+                                                "{strategy.lora.lr: 2.0e-3}; they win over run:.")
     output: str = "runs/continual"
 
     @field_validator("strategies")
@@ -91,6 +94,10 @@ class SequenceConfig(BaseModel):
         if taken:
             raise ValueError(f"run: {', '.join(sorted(taken))} come from the sequence (model:, tasks:, strategies:, "
                              "output:), not from run:")
+        unknown = sorted(set(self.settings) - set(self.strategies))
+        if unknown:
+            raise ValueError(f"settings: {', '.join(unknown)} is not in strategies: ({', '.join(self.strategies)}); "
+                             "key each strategy's values by its entry there")
         return self
 
     @property

@@ -27,7 +27,7 @@ from tunelab.atomic import atomic_write_json
 from tunelab.catalog import parse_config
 from tunelab.config.loading import apply_overrides, as_override, config_to_yaml
 from tunelab.config.schema import RunConfig
-from tunelab.config.sequence import SequenceConfig, StrategySpec
+from tunelab.config.sequence import SequenceConfig, StrategySpec, parse_strategy_spec
 from tunelab.errors import ConfigError
 from tunelab.evaluation.continual import sequence_summary
 from tunelab.inference.predict import predict_split
@@ -74,18 +74,21 @@ def _write(out: Path, result: dict[str, Any], started: float) -> None:
 
 def _task_config(spec: SequenceConfig, j: int, strategy: str, values: Optional[dict[str, Any]] = None,
                  num_blocks: int = 0) -> RunConfig:
-    """Task j's run config for `strategy`: the strategy's recommended settings, under the sequence's `run:`
-    section, which wins, then `values` (the step's own: init_from, guard, output)."""
+    """Task j's run config for `strategy` (a spec of strategies:): the strategy's recommended settings, under
+    the sequence's `run:` section, which wins, under its `settings:` for this spec, then `values` (the
+    step's own: init_from, guard, output)."""
+    name = parse_strategy_spec(strategy).name
     task = spec.tasks[j]
     raw: dict[str, Any] = copy.deepcopy(spec.run)
     raw.update({"model": copy.deepcopy(spec.model), "task": task.task, "data": copy.deepcopy(task.data),
-                "strategy": {"name": strategy}})
+                "strategy": {"name": name}})
     if isinstance(raw["model"], str):
         raw["model"] = {"name": raw["model"]}
     epochs = int(raw.get("train", {}).get("epochs", 3))
-    defaults = {k: v for k, v in recommended_settings(strategy, num_blocks=num_blocks, epochs=epochs).items()
+    own = spec.settings.get(strategy, {})
+    defaults = {k: v for k, v in recommended_settings(name, num_blocks=num_blocks, epochs=epochs).items()
                 if not _has(spec.run, k)}
-    raw = apply_overrides(raw, [as_override(k, v) for k, v in {**defaults, **(values or {})}.items()])
+    raw = apply_overrides(raw, [as_override(k, v) for k, v in {**defaults, **own, **(values or {})}.items()])
     return parse_config(raw, source=f"sequence task {task.name} ({strategy})")
 
 
@@ -137,7 +140,7 @@ def _step_config(spec: SequenceConfig, strategy: StrategySpec, j: int, runs: lis
             guard["runs"] = [str(run) for run in runs]
         values["strategy.guard"] = guard
     num_blocks = prepared.depth(prepared.config)
-    return _task_config(spec, j, strategy.name, values, num_blocks)
+    return _task_config(spec, j, strategy.spec, values, num_blocks)
 
 
 def _train_step(prepared: Prepared, config: RunConfig, runs: list[Path], strategy: StrategySpec,

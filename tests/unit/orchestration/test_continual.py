@@ -35,7 +35,7 @@ def topic_rows(n: int, seed: int = 1) -> list[dict[str, str]]:
     return rows
 
 
-def sequence_file(tmp_path: Path, tiny_bert: Path, strategies: list[str]) -> Path:
+def sequence_file(tmp_path: Path, tiny_bert: Path, strategies: list[str], **extra: object) -> Path:
     first = write_csv(tmp_path / "sentiment.csv", sentiment_rows(160))
     second = write_csv(tmp_path / "topics.csv", topic_rows(160))
     data = {"max_length": 16, "validation_split": 0.2, "test_split": 0.25}
@@ -44,7 +44,7 @@ def sequence_file(tmp_path: Path, tiny_bert: Path, strategies: list[str]) -> Pat
             "strategies": strategies, "guards": {"ewc": {"strength": 100.0, "fisher_examples": 16},
                                                  "replay": {"ratio": 0.5}},
             "run": {"optim": {"lr": 3e-3}, "train": {"epochs": 3, "batch_size": 8, "precision": "fp32"}},
-            "output": str(tmp_path / "seq")}
+            "output": str(tmp_path / "seq"), **extra}
     path = tmp_path / "sequence.yaml"
     path.write_text(yaml.safe_dump(spec), encoding="utf-8")
     return path
@@ -92,10 +92,14 @@ def test_a_sequence_per_strategy(tiny_bert: Path, tmp_path: Path) -> None:
 
 
 def test_adapters_of_a_sequence_serve_every_task_from_one_base(tiny_bert: Path, tmp_path: Path) -> None:
-    path = sequence_file(tmp_path, tiny_bert, ["lora-per-task"])
+    path = sequence_file(tmp_path, tiny_bert, ["lora-per-task"],
+                         settings={"lora-per-task": {"strategy.lora.lr": 5e-3, "train.epochs": 2}})
     assert runner.invoke(app, ["continual", str(path)]).exit_code == 0
     out = tmp_path / "seq"
     runs = [out / s["run_dir"] for s in json.loads((out / "continual.json").read_text())["strategies"][0]["steps"]]
+    for run in runs:  # the strategy's own settings win over run:
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        assert config["strategy"]["lora"]["lr"] == 5e-3 and config["train"]["epochs"] == 2
     predictions = tmp_path / "p.jsonl"
     result = runner.invoke(app, ["predict", "--adapter", f"sentiment={runs[0]}", "--adapter", f"topics={runs[1]}",
                                  "--text", "the movie was good", "--output", str(predictions)])
@@ -119,6 +123,10 @@ def test_sequence_file_problems_are_reported_together(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump({"tasks": [{"name": "a", "data": {}}, {"name": "a", "data": {}}],
                                     "run": {"data": {}}}))
     with pytest.raises(ConfigError, match="names must differ"):
+        load_sequence(path)
+    path.write_text(yaml.safe_dump({"tasks": [{"name": "a", "data": {}}, {"name": "b", "data": {}}],
+                                    "strategies": ["full"], "settings": {"lora": {"optim.lr": 1e-3}}}))
+    with pytest.raises(ConfigError, match="settings: lora is not in strategies"):
         load_sequence(path)
 
 
