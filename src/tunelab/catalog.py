@@ -59,7 +59,28 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     problems += check_strategy(config.strategy)
     if task is not None:
         problems += task.check_config(config)
-    return config, problems + _tracking_problems(config) + _init_problems(config)
+    return config, problems + _tracking_problems(config) + _init_problems(config) + _sharding_problems(config)
+
+
+# a frozen prefix (served from the activation cache or unfrozen block by block) is DDP's: FSDP units shard blocks
+_UNSHARDED_STRATEGIES = ("head", "partial", "gradual")
+
+
+def _sharding_problems(config: RunConfig) -> list[str]:
+    """What FSDP (train.distributed: fsdp) does not shard: strategies with a frozen prefix, guards (their
+    anchors and Fishers are whole tensors beside the shards) and compiled blocks."""
+    if config.train.distributed != "fsdp":
+        return []
+    problems = []
+    if config.strategy.name in _UNSHARDED_STRATEGIES:
+        problems.append(f"train.distributed: fsdp shards full and PEFT strategies, not {config.strategy.name} (its frozen "
+                        "blocks hold no gradients or optimizer state to shard); use ddp")
+    if config.strategy.guard is not None:
+        problems.append("strategy.guard: not with train.distributed: fsdp (the guard holds whole copies of the "
+                        "weights beside the shards); use ddp")
+    if config.train.compile:
+        problems.append("train.compile: not with train.distributed: fsdp; turn compile off or use ddp")
+    return problems
 
 
 def _init_problems(config: RunConfig) -> list[str]:

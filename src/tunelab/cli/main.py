@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import click
 import typer
@@ -54,8 +54,11 @@ def train(
         help="Continue an interrupted run from its latest valid checkpoint (default RUN_DIR: the config's output)."),
     trust_pickle: bool = typer.Option(False, "--trust-pickle",
                                       help="Accept pickle weights (.bin/.pt/.ckpt), loaded with weights_only=True."),
-    nproc: int = typer.Option(1, "--nproc", min=1, help="Train in N processes on this machine (DDP, launched "
-                                                         "by torchrun's elastic agent); batch_size stays the global batch."),
+    nproc: int = typer.Option(1, "--nproc", min=1, help="Train in N processes on this machine (DDP, or FSDP "
+                                                         "with train.distributed: fsdp; launched by torchrun's elastic "
+                                                         "agent); batch_size stays the global batch."),
+    port: Optional[int] = typer.Option(None, "--port", min=1, max=65535,
+                                       help="--nproc: the processes' rendezvous port (default: a free one)."),
 ) -> None:
     """Fine-tune a model as the config says and write a run directory."""
     from tunelab.catalog import load_config
@@ -67,7 +70,7 @@ def train(
     if nproc > 1:
         from tunelab.cli.launch import launch_local, train_argv
 
-        return launch_local(nproc, train_argv(config, set_, out, demo, overwrite, resume, trust_pickle))
+        return launch_local(nproc, train_argv(config, set_, out, demo, overwrite, resume, trust_pickle), port)
     config, out = _resume_paths(config, out, resume)
     if demo == (config is not None):
         raise TunelabError("train: give a CONFIG file or --demo (one of them)")
@@ -79,8 +82,12 @@ def train(
         target = Path(out or run_config.output)
         again = f"tunelab train {'--demo' if demo else config} --resume {target}"
         raise RunInterrupted(f"{err}. Resume with: {again}", err.signum) from None
-    if not is_main_process():  # rank 0 reports for the run
-        return None
+    if is_main_process():  # rank 0 reports for the run
+        _print_run_table(summary)
+
+
+def _print_run_table(summary: Any) -> None:
+    """The run's figures as a table on stdout (summary: orchestration.run_one.RunSummary, imported lazily)."""
     table = Table(title="tunelab run", show_header=False)
     for key, value in summary.test_metrics.items():
         if isinstance(value, float):

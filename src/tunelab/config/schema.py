@@ -190,9 +190,11 @@ class TrainConfig(_Section):
         None, ge=1, description="also checkpoint every N optimizer steps (a checkpoint is always written at epoch end)")
     keep_checkpoints: int = Field(2, ge=1, description="keep the last K checkpoints, plus the best one")
     max_bad_steps: int = Field(5, ge=1, description="stop after this many consecutive steps with NaN/Inf loss or gradients")
-    distributed: Literal["auto", "ddp", "off"] = Field(
+    distributed: Literal["auto", "ddp", "fsdp", "off"] = Field(
         "auto", description="auto / ddp: under torchrun with more than one process, DistributedDataParallel (gloo on "
-                            "CPU, nccl on CUDA), batch_size staying the global batch; off: every process trains alone.")
+                            "CPU, nccl on CUDA), batch_size staying the global batch; fsdp: FSDP's FULL_SHARD "
+                            "(parameters, gradients and optimizer state sharded; full and PEFT strategies); "
+                            "off: every process trains alone.")
 
     @property
     def evaluation_batch_size(self) -> int:

@@ -95,6 +95,8 @@ def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: Run
                "wall_time_s": round(summary.wall_time_s, 2), "history": fit.history,
                "device": prepared.device.type, "precision": config.train.precision, "resumed_from": resumed_from,
                "processes": prepared.dist.world_size,  # torchrun's world (1: a single process)
+               "distributed": ("fsdp" if prepared.dist.sharded else "ddp") if prepared.dist.active else None,
+               "training_state_mb": fit.state_mb,  # rank 0's parameters + gradients + optimizer moments
                "activation_cache": None if cache is None else cache.stats.as_dict(), "guard": guard,
                "unknown_token_rate": {name: None if rate is None else round(rate, 4)
                                       for name, rate in prepared.unknown_token_rates.items()}},

@@ -150,11 +150,11 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
     trainable, total = session.counts = count_parameters(model)
     ever = sum(p.numel() for n, p in model.named_parameters() if n in plan.ever_trainable)
     later = [f"{ever:,} once all blocks unfreeze"] if ever != trainable else []
-    splits = prepared.splits
+    splits, dist = prepared.splits, prepared.dist
+    world = [f"{dist.world_size} processes ({'FSDP' if dist.sharded else 'DDP'})"] if dist.active else []
     print_phrases(session.console, [f"[bold]{config.strategy.name}[/]: {trainable:,} of {total:,} parameters trainable "
                                     f"({100 * trainable / total:.2f}%)", *later, f"{model.layer_stack.num_blocks} blocks",
-                                    f"device {prepared.device.type}",
-                                    *([f"{prepared.dist.world_size} processes (DDP)"] if prepared.dist.active else [])])
+                                    f"device {prepared.device.type}", *world])
     print_phrases(session.console, [f"data: {len(splits.train)} train / {len(splits.validation)} validation / "
                                     f"{len(splits.test)} test", _targets_kind(prepared)], sep=", ")
     return model, plan

@@ -25,6 +25,7 @@ from tunelab.data.encoding import Batch, EncodedSplit
 from tunelab.errors import TunelabError
 from tunelab.inference.predict import is_labelled, predict_logits
 from tunelab.tasks.base import Outputs, Task
+from tunelab.training.sharded import is_sharded
 
 __all__ = ["Distributed", "SINGLE", "from_environment", "launched_world_size", "gather_outputs",
            "is_main_process"]
@@ -41,6 +42,7 @@ class Distributed:
     world_size: int = 1
     local_rank: int = 0
     local_world_size: int = 1
+    sharded: bool = False  # FSDP (train.distributed: fsdp) rather than DDP: training/sharded.py
 
     @property
     def active(self) -> bool:
@@ -77,8 +79,8 @@ class Distributed:
         them); the model itself when single-process or nothing trains. `probe` (the first batch) finds whether
         a trainable parameter takes no part in the forward pass (BERT's pooler under token classification):
         only then must DDP search the graph for them every step."""
-        if not self.active or not any(p.requires_grad for p in model.parameters()):
-            return model
+        if not self.active or self.sharded or not any(p.requires_grad for p in model.parameters()):
+            return model  # an FSDP twin runs its own forward (its units gather their parameters)
         ids = [device.index] if device.type == "cuda" else None
         return nn.parallel.DistributedDataParallel(model, device_ids=ids,
                                                    find_unused_parameters=_skips_trainable(model, probe, device))
@@ -147,7 +149,8 @@ def launched_world_size() -> int:
 
 def from_environment(setting: str, device: torch.device, batch_size: int) -> Distributed:
     """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, ...): gloo on CPU, nccl on
-    CUDA. `setting` is `train.distributed`: off keeps every process single (each would train alone)."""
+    CUDA. `setting` is `train.distributed`: off keeps every process single (each would train alone); fsdp
+    shards the model (training/sharded.py), auto and ddp replicate it."""
     world = launched_world_size()
     if world <= 1 or setting == "off":
         return SINGLE
@@ -159,8 +162,7 @@ def from_environment(setting: str, device: torch.device, batch_size: int) -> Dis
         dist.init_process_group(backend, timeout=COLLECTIVE_TIMEOUT)
     return Distributed(rank=dist.get_rank(), world_size=dist.get_world_size(),
                        local_rank=int(os.environ.get("LOCAL_RANK", "0")),
-                       local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-
+                       local_world_size=int(os.environ.get("LOCAL_WORLD_SIZE", "1")), sharded=setting == "fsdp")
 
 
 def gather_outputs(dist: "Distributed", model: nn.Module, split: EncodedSplit, task: Task, batches: Iterable[Batch],
@@ -169,6 +171,9 @@ def gather_outputs(dist: "Distributed", model: nn.Module, split: EncodedSplit, t
     gathered into split order on every rank, so metrics (macro-F1, entity F1, Spearman) are computed from
     exactly the outputs one process would have, not averaged per shard."""
     mine: list[torch.Tensor] = []
+    lockstep = is_sharded(model)  # FSDP units gather their parameters in every forward: all ranks run as many
+    if lockstep:
+        batches = list(batches)
 
     def my_batches() -> Iterator[Batch]:
         for number, batch in enumerate(batches):
@@ -180,10 +185,21 @@ def gather_outputs(dist: "Distributed", model: nn.Module, split: EncodedSplit, t
     outputs, loss = predict_logits(model, my_batches(), len(split), device, precision,
                                    loss_fn=loss_fn if labelled else None,
                                    reduce=task.reduce_outputs if labelled else None)
+    if lockstep and batches:
+        _idle_forwards(model, batches[0], -(-len(batches) // dist.world_size) - len(mine), device)
     rows = torch.cat(mine) if mine else torch.zeros(0, dtype=torch.long)
     part = outputs[rows] if isinstance(outputs, torch.Tensor) else [outputs[i] for i in rows.tolist()]
     shards = dist.gather((rows, part, loss, len(rows)))
     return _assemble(shards, len(split)), _pooled_loss(shards)
+
+
+@torch.no_grad()
+def _idle_forwards(model: nn.Module, batch: Batch, count: int, device: torch.device) -> None:
+    """Forward passes whose outputs are dropped: a rank with fewer batches of the split than the busiest one
+    runs them after its own, before any other collective, so every rank's FSDP gathers pair up."""
+    args, kwargs = batch.to(device).model_inputs()
+    for _ in range(count):
+        model(*args, **kwargs)
 
 
 def _assemble(shards: list[tuple[torch.Tensor, Any, float, int]], n: int) -> Outputs:

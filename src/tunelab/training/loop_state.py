@@ -20,6 +20,7 @@ from tunelab.strategies.plan import Plan
 from tunelab.training.callbacks import Callback, Control, EarlyStoppingCallback
 from tunelab.training.checkpoint import Checkpoint, CheckpointStore
 from tunelab.training.bad_steps import BadStepGuard
+from tunelab.training.sharded import shard_like, shard_optimizer_state
 from tunelab.training.snapshot import (load_optimizer_state, load_rng_state, load_scheduler_state, optimizer_state,
                                        rng_state, scheduler_state)
 
@@ -50,6 +51,7 @@ class LoopState:
     best_is_new: bool = False      # the last evaluation was the best so far: the next epoch-end checkpoint is "best"
     best_checkpoint: Optional[str] = None
     last_checkpoint: Optional[str] = None
+    state_bytes: Optional[int] = None  # this rank's parameters + gradients + optimizer moments, at step 2
 
 
 def capture(loop: LoopState, identity: dict[str, Any]) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
@@ -84,6 +86,7 @@ def restore(loop: LoopState, checkpoint: Checkpoint, store: CheckpointStore) -> 
     _load_weights(loop, checkpoint.tensors("model"), checkpoint)
     with _as_model_error(checkpoint, "optimizer state"):
         load_optimizer_state(loop.optimizer, checkpoint.tensors("optimizer"), state["optimizer"])
+        shard_optimizer_state(loop.optimizer)  # FSDP: the whole moments cut like their shards (else no-op)
         load_scheduler_state(loop.scheduler, state["scheduler"])
     position = state["position"]
     loop.epoch, loop.batch, loop.step, loop.seen = (position["epoch"], position["batch"], position["step"],
@@ -108,7 +111,7 @@ def _load_weights(loop: LoopState, tensors: dict[str, torch.Tensor], checkpoint:
     named = dict(loop.model.named_parameters())
     with torch.no_grad():
         for name, value in tensors.items():
-            named[name].copy_(value)
+            named[name].copy_(shard_like(value, named[name]))
 
 
 def check_weights(checkpoint: Checkpoint, model: nn.Module, plan: Plan,

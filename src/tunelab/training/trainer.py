@@ -30,6 +30,8 @@ from tunelab.training.bad_steps import BadStepGuard, skip_step, step_is_finite
 from tunelab.training.loop_state import LoopState, capture, restore
 from tunelab.training.prefix_feed import PrefixFeed
 from tunelab.training.schedules import build_scheduler
+from tunelab.training.sharded import (gather_into, is_sharded, set_gradient_sync, shard_twin, training_state_bytes,
+                                      whole)
 from tunelab.training.signals import StopRequest
 from tunelab.training.step import optimizer_step, train_step
 
@@ -52,6 +54,7 @@ class FitResult:
     stopped_early: str
     wall_time_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
+    state_mb: Optional[float] = None  # what this rank held of the training state (training/sharded.py)
 
 
 class Trainer:
@@ -110,20 +113,25 @@ class Trainer:
             self._train_epoch(loop, train)
             self._end_epoch(loop, validation)
         dispatch(loop.callbacks, "on_fit_end", self._state(loop, epoch=max(loop.epoch - 1, 0)), loop.control)
+        if is_sharded(loop.model):  # FSDP trained a sharded twin: every rank gets the whole weights back
+            gather_into(loop.model, model)
         if loop.best_state and self.config.early_stopping.restore_best:
             with torch.no_grad():
                 named = dict(model.named_parameters())
                 for name, value in loop.best_state.items():
-                    named[name].copy_(value)
+                    named[name].copy_(whole(value))
         return FitResult(epochs_run=loop.epoch, steps=loop.step, best_epoch=loop.stopper.best_epoch,
                          best_metric=loop.stopper.best, stopped_early=loop.control.reason,
-                         wall_time_s=time.perf_counter() - loop.start, history=loop.history)
+                         wall_time_s=time.perf_counter() - loop.start, history=loop.history,
+                         state_mb=None if loop.state_bytes is None else round(loop.state_bytes / 2**20, 2))
 
     def _start(self, model: nn.Module, plan: Plan, train_size: int, validation: Optional[EncodedSplit]) -> LoopState:
         """Optimizer, schedule and callbacks for a fresh fit (a resume then overwrites their state)."""
         cfg = self.config.train
         model.to(self.device)
         apply_trainable(model, plan.trainable_at(0))
+        if self.dist.sharded:  # FSDP: the optimizer steps the twin's shards
+            model = shard_twin(model)
         optimizer = torch.optim.AdamW(plan.optimizer_groups(model), lr=self.config.optim.lr,
                                       betas=self.config.optim.betas, eps=self.config.optim.eps,
                                       **adamw_implementation(self.device))
@@ -190,6 +198,8 @@ class Trainer:
     def _optimizer_step(self, loop: LoopState, losses: list[float]) -> None:
         """Apply the accumulated gradients unless they (or the loss) are NaN/Inf; then checkpoint if due."""
         good = step_is_finite(losses, loop.params)
+        if loop.step == 1:  # the moments exist and the gradients are in: the training state at its largest
+            loop.state_bytes = training_state_bytes(loop.model, loop.optimizer)
         if good:
             loop.grad_norm = optimizer_step(loop.optimizer, loop.scheduler, loop.params, self.config.train.max_grad_norm)
         else:
@@ -226,10 +236,13 @@ class Trainer:
         if epoch_end and loop.best_is_new:
             loop.best_checkpoint, loop.best_is_new = name, False
         ranks_rng = self.dist.gather(rng_state()) if self.dist.active else None  # dropout draws differ by rank
+        captured = capture(loop, self._identity) if self.dist.is_main or self.dist.sharded else None
+        if self.dist.sharded:  # FSDP shards gathered whole (every rank takes part): the single-process format
+            captured = (whole(captured[0]), captured[1])
         if not self.dist.is_main:  # rank 0 writes; the weights and state are the same on every rank
             loop.last_checkpoint = str(self._checkpoints.root / name)
             return
-        tensors, state = capture(loop, self._identity)
+        tensors, state = captured
         if ranks_rng:
             add_rank_rng(tensors, state, ranks_rng)
         loop.last_checkpoint = str(self._checkpoints.save(name, tensors, state))
@@ -262,7 +275,9 @@ def keep_norm_statistics(model: nn.Module) -> None:
 
 
 def _no_sync(forward: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
-    """DDP's no_sync for a micro-batch that only accumulates: gradients are all-reduced once per optimizer step."""
+    """DDP's no_sync (FSDP's equivalent) for a micro-batch that only accumulates: gradients are reduced once
+    per optimizer step."""
+    set_gradient_sync(forward, sync)
     if sync or not isinstance(forward, nn.parallel.DistributedDataParallel):
         return contextlib.nullcontext()
     return forward.no_sync()

@@ -1,5 +1,6 @@
-"""torchrun DDP on CPU (gloo): two processes of batch B/2 train the weights one process of batch B does, only
-rank 0 writes the run directory, and evaluation gathered from both ranks gives the single-process figures."""
+"""torchrun DDP and FSDP on CPU (gloo): two processes of batch B/2 train the weights one process of batch B does,
+only rank 0 writes the run directory, evaluation gathered from both ranks gives the single-process figures, and
+FSDP's ranks each hold half the training state DDP's hold whole."""
 
 from __future__ import annotations
 
@@ -93,12 +94,47 @@ def test_two_ranks_train_the_weights_of_one_process(inputs: tuple[Path, Path], t
     assert not list((tmp_path / "scratch").glob("tunelab-rank*"))  # rank 1's scratch folder is gone
 
 
+@pytest.mark.parametrize("leg", ["full", "lora"])
+def test_fsdp_shards_train_the_weights_ddp_does_holding_half_the_state(inputs: tuple[Path, Path], tmp_path: Path,
+                                                                      leg: str) -> None:
+    config = _config(inputs, leg, tmp_path)
+    raw = yaml.safe_load(config.read_text())
+    raw["train"]["grad_accum_steps"] = 2  # FSDP's gradients reduced once per optimizer step, as DDP's
+    raw["data"]["validation_split"] = 0.1  # one evaluation batch: rank 1 runs an idle forward pass beside rank 0's
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    runs = {mode: tmp_path / mode for mode in ("ddp", "fsdp")}
+    for mode, run in runs.items():
+        done = _two_processes(config, run, "--set", f"train.distributed={mode}")
+        assert done.returncode == 0, done.stderr[-3000:]
+    assert "2 processes (FSDP)" in done.stderr
+    ddp, fsdp = _weights(runs["ddp"]), _weights(runs["fsdp"])  # the run directory's own format, whole tensors
+    assert ddp.keys() == fsdp.keys() and ddp
+    assert max(float((ddp[k] - fsdp[k]).abs().max()) for k in ddp) <= 1e-5
+    scores = [json.loads((run / "test_metrics.json").read_text()) for run in runs.values()]
+    assert scores[0]["accuracy"] == scores[1]["accuracy"] and scores[0]["loss"] == pytest.approx(scores[1]["loss"], abs=1e-5)
+    listing = lambda run: sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if "checkpoints" not in p.parts)  # noqa: E731
+    assert listing(runs["ddp"]) == listing(runs["fsdp"])
+    manifests = [json.loads((run / "manifest.json").read_text()) for run in runs.values()]
+    assert [m["distributed"] for m in manifests] == ["ddp", "fsdp"]
+    held = manifests[1]["training_state_mb"] / manifests[0]["training_state_mb"]
+    assert 0.45 <= held <= 0.6, held  # parameters, gradients and moments: each rank a half (and padding)
+
+
+def test_fsdp_is_refused_for_a_frozen_prefix_naming_the_key(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    from tunelab.catalog import parse_config
+
+    raw = yaml.safe_load(_config(inputs, "partial", tmp_path).read_text())
+    raw["train"]["distributed"] = "fsdp"
+    with pytest.raises(TunelabError, match="train.distributed: fsdp shards full and PEFT strategies, not partial"):
+        parse_config(raw)
+
+
 def test_a_batch_the_world_does_not_divide_is_refused_naming_the_key(inputs: tuple[Path, Path], tmp_path: Path) -> None:
     config = _config(inputs, "full", tmp_path)
     done = _two_processes(config, tmp_path / "two", "--set", "train.batch_size=7")
     assert done.returncode != 0
     assert "train.batch_size: 7 does not divide among 2 processes" in done.stderr
-    assert "rank 0 stopped with exit code" in done.stderr
+    assert re.search(r"rank [01] stopped with exit code", done.stderr)  # both refuse; the first to exit is named
     assert not (tmp_path / "two").exists()
 
 
@@ -122,14 +158,15 @@ def test_a_rank_without_a_row_of_the_last_batch_adds_nothing() -> None:
 KILLER = Path(__file__).with_name("kill_run.py")
 
 
-def test_a_rank_killed_mid_run_resumes_bit_identical(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["ddp", "fsdp"])
+def test_a_rank_killed_mid_run_resumes_bit_identical(inputs: tuple[Path, Path], tmp_path: Path, mode: str) -> None:
     """SIGKILL on rank 1 after its 6th step (torchrun takes rank 0 down); `--resume --nproc 2` from the step-4
     checkpoint ends as the unbroken 2-process run, with BERT's dropout on: each rank draws its own masks, and
-    its RNG streams are in the checkpoint."""
+    its RNG streams are in the checkpoint. FSDP's checkpoint holds whole tensors, cut into shards again."""
     config = _config(inputs, "full", tmp_path)
     raw = yaml.safe_load(config.read_text())
     raw["model"] = str(make_tiny_bert(tmp_path / "bert"))  # hidden and attention dropout 0.1
-    raw["train"].update(epochs=3, checkpoint_every_steps=4)
+    raw["train"].update(epochs=3, checkpoint_every_steps=4, distributed=mode)
     config.write_text(yaml.safe_dump(raw), encoding="utf-8")
     unbroken = _two_processes(config, tmp_path / "unbroken")
     assert unbroken.returncode == 0, unbroken.stderr[-3000:]
@@ -146,3 +183,18 @@ def test_a_rank_killed_mid_run_resumes_bit_identical(inputs: tuple[Path, Path], 
     one, two = _weights(tmp_path / "unbroken"), _weights(tmp_path / "run")
     assert one.keys() == two.keys() and all(torch.equal(one[k], two[k]) for k in one)
     assert _logged(tmp_path / "unbroken") == _logged(tmp_path / "run")
+
+
+def test_a_port_in_use_is_refused_before_any_process_starts(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    import socket
+
+    config = _config(inputs, "full", tmp_path)
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as taken:
+        taken.bind(("localhost", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = _two_processes(config, tmp_path / "two", "--port", str(port))
+    assert done.returncode != 0 and f"--port {port}: the port is in use on this machine" in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "two").exists()
+    free = _two_processes(config, tmp_path / "two", "--port", str(port))  # released: the same port serves
+    assert free.returncode == 0, free.stderr[-3000:]
