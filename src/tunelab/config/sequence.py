@@ -63,7 +63,7 @@ class SequenceConfig(BaseModel):
     tasks: list[SequenceTask] = Field(min_length=2, description="Learnt in this order.")
     strategies: list[str] = Field(default_factory=lambda: ["full", "full+ewc", "full+replay", "lora-per-task"])
     guards: dict[str, dict[str, Any]] = Field(default_factory=dict, description="Each guard's settings (its "
-                                              "section without name), e.g. ewc: {strength: 1000}.")
+                                              "section without name), e.g. ewc: {strength: 1.0e5}.")
     metric: str = Field("accuracy", description="The test metric of the matrix R.")
     run: dict[str, Any] = Field(default_factory=dict, description="Every run's other sections.")
     settings: dict[str, dict[str, Any]] = Field(default_factory=dict, description="One strategy's own values, "

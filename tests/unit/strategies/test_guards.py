@@ -26,7 +26,7 @@ def test_guard_section_resolves_with_defaults_for_every_kind_of_strategy() -> No
     for name in ("full", "partial", "gradual", "lora", "houlsby"):
         extra = {"freeze_blocks": 2} if name == "partial" else {}
         config = strategy(name=name, guard={"name": "ewc"}, **extra)
-        assert (config.guard.name, config.guard.strength, config.guard.fisher_examples) == ("ewc", 1000.0, 256)
+        assert (config.guard.name, config.guard.strength, config.guard.fisher_examples) == ("ewc", 1.0e5, 256)
     assert strategy(name="full", guard={"name": "l2sp"}).guard.strength == 0.01
 
 
