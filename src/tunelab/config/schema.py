@@ -9,7 +9,7 @@ module imports nothing of tunelab: validating a config needs no model code.
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -76,6 +76,10 @@ class DataConfig(_Section):
     image_size: Optional[int] = Field(None, ge=16, le=1024, description="image tasks: side of the square input; "
                                                                          "default: the backbone's own (224).")
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    sampler: Literal["none", "balanced", "sqrt"] = Field(
+        "none", description="Training batches drawn with replacement, each example weighted 1/n of its class "
+                            "(balanced) or 1/sqrt(n) (sqrt): an epoch keeps the split's size; deterministic per "
+                            "seed and epoch, so resumable. Single-label tasks.")
 
     @model_validator(mode="after")
     def _one_source(self) -> "DataConfig":
@@ -116,9 +120,25 @@ class HeadConfig(_Section):
 
 
 class LossConfig(_Section):
+    name: Literal["cross_entropy", "focal"] = Field(
+        "cross_entropy", description="focal: (1 - p_t)^focal_gamma weighs down the examples the model already gets "
+                                     "right (Lin et al. 2017), for imbalanced classes: classification, "
+                                     "image_classification, multilabel.")
+    focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="focal: 0 is cross-entropy.")
+    focal_alpha: Optional[float] = Field(None, gt=0.0, lt=1.0, description="multilabel focal: the weight of a "
+                                         "positive (1 - alpha of a negative); single-label: class_weights.")
     label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classification only")
-    class_weights: Literal["none", "balanced"] = Field("none", description="balanced: inverse class frequency")
+    class_weights: Union[Literal["none", "balanced"], dict[str, float]] = Field(
+        "none", description="balanced: inverse class frequency; or {label: weight} (unnamed labels weigh 1); "
+                            "under focal they are its alpha per class.")
     regression: Literal["mse", "huber"] = "mse"
+
+    @field_validator("class_weights")
+    @classmethod
+    def _positive(cls, value: Any) -> Any:
+        if isinstance(value, dict) and any(not w > 0 for w in value.values()):
+            raise ValueError("every class weight must be > 0")
+        return value
 
 
 class StrategyConfig(_Section):
@@ -260,6 +280,14 @@ class ForgettingConfig(_Section):
     max_examples: int = Field(256, ge=8, le=4096, description="At most this many reference examples.")
 
 
+class ThresholdConfig(_Section):
+    """Decision thresholds of binary classification and multilabel (evaluation/thresholds.py)."""
+
+    tune: bool = Field(False, description="After training, choose on the validation split the threshold that "
+                                          "maximises F1 of the rarer class (binary) or of every class (multilabel); "
+                                          "saved as thresholds.json and used for the test scores, predict and serve.")
+
+
 class RunConfig(_Section):
     """A whole run. `tunelab validate` checks one of these; the resolved form is saved in every run."""
 
@@ -277,6 +305,7 @@ class RunConfig(_Section):
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
+    thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
     output: str = "runs/latest"
 
     @property

@@ -49,6 +49,7 @@ class EncodedSplit:
     # causal LM: the padded token targets also go to the model as `labels`, so it computes logits only
     # where a target is predicted (models/causal_lm.py)
     targets_in_inputs: bool = False
+    sampler: Optional[str] = None  # the train split's data.sampler: balanced / sqrt draw by class (batch_order)
 
     def __len__(self) -> int:
         return len(self.records) if self.records else len(self.input_ids)
@@ -67,7 +68,7 @@ class EncodedSplit:
                             records=[self.records[i] for i in indices] if self.records else [],
                             token_targets=pick(self.token_targets), word_ids=pick(self.word_ids),
                             features={k: v[index] for k, v in self.features.items()}, augment=self.augment,
-                            targets_in_inputs=self.targets_in_inputs)
+                            targets_in_inputs=self.targets_in_inputs, sampler=self.sampler)
 
     @functools.cached_property
     def longest(self) -> int:
@@ -163,7 +164,7 @@ def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: in
             return np.split(order, np.cumsum(sizes)[:-1])
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(split))
+    order = rng.permutation(len(split)) if split.sampler is None else _drawn_by_class(split, rng)
     window = batch_size * BUCKET_FACTOR
     batches: list[np.ndarray] = []
     for start in range(0, len(order), window):
@@ -171,6 +172,17 @@ def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: in
         part = part[np.argsort(-lengths[part], kind="stable")]
         batches.extend(part[i:i + batch_size] for i in range(0, len(part), batch_size))
     return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def _drawn_by_class(split: EncodedSplit, rng: np.random.Generator) -> np.ndarray:
+    """An epoch of len(split) examples drawn with replacement, each weighted 1/n (balanced) or 1/sqrt(n) (sqrt)
+    of its class's n training examples: every class is drawn equally often (or by the square root of its size)
+    while an epoch stays as long as the split, so the schedule and checkpoints count steps as before."""
+    assert split.targets is not None and split.targets.dim() == 1
+    targets = split.targets.numpy()
+    counts = np.bincount(targets).astype(np.float64)
+    weights = 1.0 / (counts[targets] if split.sampler == "balanced" else np.sqrt(counts[targets]))
+    return rng.choice(len(split), size=len(split), replace=True, p=weights / weights.sum())
 
 
 def fewest_padded_tokens(lengths: np.ndarray, batch_size: int, forward_cost_tokens: int, limit: int) -> list[int]:

@@ -9,11 +9,11 @@ denominator is 0 (a class never predicted, or never present) counts as 0. Every 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 
-__all__ = ["classification_metrics", "multilabel_metrics", "regression_metrics", "scalar_metrics"]
+__all__ = ["classification_metrics", "multilabel_metrics", "regression_metrics", "scalar_metrics", "average_precision"]
 
 
 def _ratio(numerator: np.ndarray | float, denominator: np.ndarray | float) -> np.ndarray:
@@ -51,12 +51,15 @@ def _micro_macro(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, fl
     }
 
 
-def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
+                           scores: Optional[np.ndarray] = None) -> dict[str, Any]:
     """Single-label classification metrics over classes ``0 .. len(label_names) - 1``.
 
     ``y_true`` and ``y_pred`` are int arrays of shape (N,) holding class indices. Classes absent from
     both still appear in ``per_class`` and ``confusion_matrix`` (rows = true class, columns =
     predicted) and count (as 0) in the macro averages, as in scikit-learn with ``labels=range(C)``.
+    ``balanced_accuracy`` is the mean recall of the classes present in ``y_true`` (scikit-learn's); with
+    ``scores`` (N, C probabilities) each class also gets its PR-AUC, one class against the rest.
     """
     true, pred = _class_indices(y_true, y_pred, len(label_names))
     num_classes = len(label_names)
@@ -66,16 +69,47 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: 
     fp = cm.sum(axis=0) - tp
     fn = support - tp
     precision, recall, f1 = _prf(tp, fp, fn)
-    return {
+    present = support > 0
+    out = {
         "accuracy": float(tp.sum() / len(true)),
         **_micro_macro(tp, fp, fn),
         "weighted_f1": float(_ratio((f1 * support).sum(), support.sum())),
+        "balanced_accuracy": float(recall[present].mean()) if present.any() else 0.0,
         "per_class": _per_class(label_names, precision, recall, f1, support),
         "confusion_matrix": cm.tolist(),
     }
+    if scores is not None and len(true):
+        _add_pr_auc(out, np.eye(num_classes, dtype=int)[true], np.asarray(scores), label_names)
+    return out
 
 
-def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str]) -> dict[str, Any]:
+def _add_pr_auc(metrics: dict[str, Any], indicator: np.ndarray, scores: np.ndarray, label_names: list[str]) -> None:
+    """Each class's area under its precision-recall curve (average precision, scikit-learn's step form) into
+    `per_class`, and their mean over the classes with a positive example as `macro_pr_auc`: unlike accuracy,
+    it shows how well a rare class is ranked, whatever the threshold."""
+    values = []
+    for j, name in enumerate(label_names):
+        if indicator[:, j].any():
+            value = average_precision(indicator[:, j], scores[:, j])
+            metrics["per_class"][name]["pr_auc"] = value
+            values.append(value)
+    metrics["macro_pr_auc"] = float(np.mean(values)) if values else 0.0
+
+
+def average_precision(y_true: np.ndarray, scores: np.ndarray) -> float:
+    """Sum over the distinct scores, highest first, of (recall gained) x precision there: scikit-learn's
+    average_precision_score for 0/1 `y_true` with at least one positive."""
+    order = np.argsort(-scores, kind="mergesort")
+    hits, ranked = y_true[order], scores[order]
+    last = np.r_[np.nonzero(np.diff(ranked))[0], len(ranked) - 1]  # the last row of each distinct score
+    tps = np.cumsum(hits)[last].astype(np.float64)
+    precision = tps / (last + 1)
+    recall = tps / tps[-1]
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list[str],
+                       scores: Optional[np.ndarray] = None) -> dict[str, Any]:
     """Multi-label metrics from 0/1 indicator matrices of shape (N, C).
 
     ``subset_accuracy`` counts a row as right only when all C decisions are; micro averages pool the
@@ -89,11 +123,14 @@ def multilabel_metrics(y_true: np.ndarray, y_pred: np.ndarray, label_names: list
     fp = (~true & pred).sum(axis=0).astype(np.float64)
     fn = (true & ~pred).sum(axis=0).astype(np.float64)
     precision, recall, f1 = _prf(tp, fp, fn)
-    return {
+    out = {
         "subset_accuracy": float((true == pred).all(axis=1).mean()),
         **_micro_macro(tp, fp, fn),
         "per_class": _per_class(label_names, precision, recall, f1, true.sum(axis=0)),
     }
+    if scores is not None and len(true):
+        _add_pr_auc(out, true.astype(int), np.asarray(scores), label_names)
+    return out
 
 
 def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, float]:

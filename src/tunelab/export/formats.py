@@ -20,6 +20,7 @@ from typing import Any, Literal, Optional
 from tunelab.artifacts.model_io import LoadedRun, load_run
 from tunelab.atomic import atomic_dir, atomic_write_json, sweep_leftovers
 from tunelab.errors import ModelError, TunelabError
+from tunelab.evaluation.thresholds import THRESHOLDS_FILE
 from tunelab.export import graph
 from tunelab.export.decoder import DecoderSpec
 from tunelab.export.decoder_parity import measure_decoder_parity
@@ -103,6 +104,8 @@ def write_companions(staging: Path, run_dir: Path, run: LoadedRun) -> None:
     run.tokenizer.save_pretrained(staging)
     for name in ("labels.json", "config.yaml"):
         shutil.copyfile(run_dir / name, staging / name)
+    if (run_dir / THRESHOLDS_FILE).is_file():  # tuned decisions travel with the model
+        shutil.copyfile(run_dir / THRESHOLDS_FILE, staging / THRESHOLDS_FILE)
 
 
 def _meta(format: str, quantize: Optional[str], opset: Optional[int], adapter: str, task: Task,

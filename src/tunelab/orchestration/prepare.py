@@ -163,6 +163,8 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
                                                   lambda: _model_side(config, task, trust_pickle)])
     encoded = {name: encode_split(getattr(data.splits, name), tokenizer, config.data.max_length, task,
                                   data.label_names, train=name == "train") for name in SPLITS}
+    if config.data.sampler != "none":  # training batches drawn by class (data/encoding.py)
+        encoded["train"].sampler = config.data.sampler
     unknown = {name: unknown_token_rate(split, tokenizer) for name, split in encoded.items()}
     warn_unknown_tokens(unknown, tokenizer, config.model.name, console)
     declared_head, config = config.head, _settled(config, task, model_dir)

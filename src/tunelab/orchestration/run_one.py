@@ -32,6 +32,7 @@ from tunelab.orchestration.outputs import (RunSummary, peak_rss_mb, write_manife
                                            write_test_outputs)
 from tunelab.orchestration.prepare import Prepared
 from tunelab.orchestration.report_inputs import parameters_by_block
+from tunelab.orchestration.thresholds import check_thresholds, tuned_predictions
 from tunelab.strategies.plan import Plan, apply_trainable
 from tunelab.strategies.registry import compile_strategy
 from tunelab.tasks.base import Predictions
@@ -143,6 +144,7 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
     prepared, config = session.prepared, session.config
     model = prepared.build_model(config)
     session.meter = start_meter(prepared, config, model) if session.test else None
+    check_thresholds(prepared, config)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     apply_trainable(model, plan.trainable_at(0))
     if session.checkpoint is not None:
@@ -264,6 +266,10 @@ def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Path,
         return {}
     result = trainer.evaluate(model, test)
     metrics, predictions = result.metrics, result.predictions
+    if session.config.thresholds.tune:  # decided at the validation split's thresholds, as predict will
+        predictions, chosen = tuned_predictions(trainer, model, prepared, staging, predictions)
+        metrics = {"loss": result.loss, **prepared.task.metrics(test, predictions, prepared.label_names),
+                   "thresholds": chosen}
     if _generates(session):
         session.console.print(f"generating {len(test)} test replies with the trained model ...")
         texts, generated = generate_test(prepared.task, model, test, prepared.tokenizer, session.config,

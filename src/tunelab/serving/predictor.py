@@ -23,6 +23,7 @@ from tunelab.config.schema import RunConfig
 from tunelab.data.encoding import EncodedSplit
 from tunelab.data.records import Record
 from tunelab.errors import ModelError, TunelabError
+from tunelab.evaluation.thresholds import read_thresholds
 from tunelab.inference.exported import EXPORT_META, load_exported_decoder, load_exported_model
 from tunelab.inference.generation import generate_split
 from tunelab.inference.precision import resolve_precision
@@ -50,6 +51,7 @@ class Predictor:
     backend: Backend
     run: Optional[LoadedRun] = None
     meta: Optional[dict[str, Any]] = None   # export.json of an export directory
+    thresholds: Optional[dict[str, float]] = None  # thresholds.json: tuned decisions (evaluation/thresholds.py)
 
     def encode(self, records: list[Record], *, with_targets: bool = False) -> EncodedSplit:
         return encode_split(records, self.tokenizer, self.config.data.max_length, self.task, self.label_names,
@@ -66,6 +68,8 @@ class Predictor:
         predictions, _ = predict_split(self.model, split, self.task, self.label_names, device=_DEVICE,
                                        batch_size=self.config.train.evaluation_batch_size, pad_id=self.pad_id,
                                        precision=self.precision)
+        if self.thresholds:
+            return self.task.with_thresholds(predictions, self.thresholds, self.label_names)
         return predictions
 
     @property
@@ -93,7 +97,8 @@ class Predictor:
 def predictor_of(run: LoadedRun, source: Path | str = "") -> Predictor:
     """A Predictor over an already loaded run (e.g. one of several adapters sharing a base)."""
     return Predictor(config=run.config, task=get_task(run.config.task), model=run.model, tokenizer=run.tokenizer,
-                     label_names=run.label_names, source=Path(source), backend="pytorch", run=run)
+                     label_names=run.label_names, source=Path(source), backend="pytorch", run=run,
+                     thresholds=read_thresholds(Path(source)) if source else None)
 
 
 def is_export_dir(path: Path) -> bool:
@@ -126,7 +131,7 @@ def load_predictor(path: Path | str, *, threads: int = 0) -> Predictor:
     else:
         raise TunelabError(f"{path}/{EXPORT_META}: format {backend!r} is not known to this tunelab; upgrade tunelab")
     return Predictor(config=config, task=task, model=model, tokenizer=task.load_preprocessor(path, config),
-                     label_names=labels, source=path, backend=backend, meta=meta)
+                     label_names=labels, source=path, backend=backend, meta=meta, thresholds=read_thresholds(path))
 
 
 def _merged_model(path: Path, config: RunConfig, task: Task, labels: list[str]) -> Any:

@@ -93,6 +93,9 @@ class Task(Protocol):
     def show(self, value: Any) -> str: ...
 
 
+_FOCAL_TASKS = ("classification", "image_classification", "multilabel")  # loss.name: focal
+
+
 class TaskBase:
     """Defaults of the Task protocol for a task that classifies or scores (not generative): class
     probabilities as score columns, outputs kept as the model returns them, and the config rules every task
@@ -103,6 +106,7 @@ class TaskBase:
     takes_label_smoothing: ClassVar[bool] = False
     takes_class_weights: ClassVar[bool] = True
     takes_images: ClassVar[bool] = False   # data.image_size / data.augment / model.pretrained: false apply
+    takes_thresholds: ClassVar[bool] = False  # thresholds.tune: tune_thresholds / with_thresholds
     name: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
 
@@ -122,6 +126,26 @@ class TaskBase:
             errors.append("loss.label_smoothing applies to task classification only")
         if not self.takes_class_weights and config.loss.class_weights != "none":
             errors.append(f"loss.class_weights has no meaning for task {self.name}")
+        return errors + self._imbalance_problems(config) + self._image_problems(config)
+
+    def _imbalance_problems(self, config: "RunConfig") -> list[str]:
+        """focal loss and class-balanced sampling: where a task's targets have classes to balance."""
+        errors, loss = [], config.loss
+        if loss.name == "focal" and self.name not in _FOCAL_TASKS:
+            errors.append(f"loss.name: focal applies to tasks {', '.join(_FOCAL_TASKS)}, not {self.name}")
+        if loss.name == "focal" and loss.label_smoothing > 0:
+            errors.append("loss.label_smoothing: not with loss.name: focal (choose one)")
+        if loss.focal_alpha is not None and not (loss.name == "focal" and self.name == "multilabel"):
+            errors.append("loss.focal_alpha: multilabel focal loss only; single-label classes take loss.class_weights")
+        if config.thresholds.tune and not self.takes_thresholds:
+            errors.append(f"thresholds.tune: binary classification and multilabel only, not task {self.name}")
+        if config.data.sampler != "none" and self.label_kind != "class":
+            errors.append(f"data.sampler: {config.data.sampler} draws by class, and task {self.name} has no single "
+                          "class per example; use loss.class_weights")
+        return errors
+
+    def _image_problems(self, config: "RunConfig") -> list[str]:
+        errors = []
         if not self.takes_images and (config.data.image_size is not None or config.data.augment.enabled):
             errors.append(f"data.image_size / data.augment apply to task image_classification, not {self.name}; "
                           "remove them")

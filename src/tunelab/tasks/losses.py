@@ -9,7 +9,7 @@ from torch import nn
 
 from tunelab.data.encoding import IGNORE_INDEX
 
-__all__ = ["SqueezedLoss", "TokenLoss"]
+__all__ = ["SqueezedLoss", "TokenLoss", "FocalLoss", "SigmoidFocalLoss"]
 
 
 class SqueezedLoss(nn.Module):
@@ -32,3 +32,41 @@ class TokenLoss(nn.Module):
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         return self.inner(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1))
+
+
+class FocalLoss(nn.Module):
+    """Softmax focal loss (Lin et al. 2017): -w_y (1 - p_y)^gamma log p_y, averaged as CrossEntropyLoss(weight)
+    averages (divided by the targets' weights), so gamma = 0 is exactly the weighted cross-entropy."""
+
+    def __init__(self, gamma: float, weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.gamma = gamma
+        self.register_buffer("weight", weight)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        log_p = torch.log_softmax(logits.float(), dim=-1).gather(1, targets[:, None]).squeeze(1)
+        loss = -((1 - log_p.exp()) ** self.gamma) * log_p
+        if self.weight is None:
+            return loss.mean()
+        w = self.weight[targets]
+        return (w * loss).sum() / w.sum()
+
+
+class SigmoidFocalLoss(nn.Module):
+    """Per-class sigmoid focal loss for multi-label targets: BCE (with pos_weight) times (1 - p_t)^gamma, and
+    alpha on positives / 1 - alpha on negatives when given (RetinaNet's form); the mean over every decision."""
+
+    def __init__(self, gamma: float, alpha: float | None = None, pos_weight: torch.Tensor | None = None) -> None:
+        super().__init__()
+        self.gamma, self.alpha = gamma, alpha
+        self.register_buffer("pos_weight", pos_weight)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        x = logits.float()
+        bce = nn.functional.binary_cross_entropy_with_logits(x, targets, pos_weight=self.pos_weight, reduction="none")
+        p = torch.sigmoid(x)
+        p_t = p * targets + (1 - p) * (1 - targets)
+        loss = bce * (1 - p_t) ** self.gamma
+        if self.alpha is not None:
+            loss = loss * (self.alpha * targets + (1 - self.alpha) * (1 - targets))
+        return loss.mean()

@@ -19,11 +19,12 @@ __all__ = ["MultilabelTask"]
 
 class MultilabelTask(SequenceTask):
     name = "multilabel"
-    metric_names = ("subset_accuracy", "micro_f1", "macro_f1", "micro_precision", "micro_recall")
+    metric_names = ("subset_accuracy", "micro_f1", "macro_f1", "micro_precision", "micro_recall", "macro_pr_auc")
     hf_problem_type = "multi_label_classification"
     default_metric = "micro_f1"
     label_kind = "classes"
     threshold = 0.5
+    takes_thresholds = True
 
     def num_outputs(self, label_names: list[str]) -> int:
         return len(label_names)
@@ -41,11 +42,18 @@ class MultilabelTask(SequenceTask):
     def loss_fn(self, config: LossConfig, train: EncodedSplit, label_names: list[str]) -> nn.Module:
         from torch import nn
 
+        from tunelab.tasks.classification import class_weight_tensor
+        from tunelab.tasks.losses import SigmoidFocalLoss
+
         train_targets = train.targets
         pos_weight = None
-        if config.class_weights == "balanced":
+        if config.class_weights == "balanced":  # per class: its negatives over its positives
             positives = train_targets.sum(0).clamp(min=1)
             pos_weight = (len(train_targets) - positives).clamp(min=1) / positives
+        elif isinstance(config.class_weights, dict):  # {label: weight of a positive}
+            pos_weight = class_weight_tensor(config.class_weights, None, label_names)
+        if config.name == "focal":
+            return SigmoidFocalLoss(config.focal_gamma, config.focal_alpha, pos_weight)
         return nn.BCEWithLogitsLoss(pos_weight=pos_weight)
 
     def predict(self, logits: Outputs, label_names: list[str], split: EncodedSplit) -> Predictions:
@@ -57,9 +65,27 @@ class MultilabelTask(SequenceTask):
         values = [tuple(label_names[j] for j in row.nonzero()[0]) for row in chosen]
         return Predictions(values=values, scores=probs, raw=chosen)
 
+    def tune_thresholds(self, predictions: Predictions, split: EncodedSplit, label_names: list[str]) -> dict[str, Any]:
+        """Each class's threshold that maximises its F1 on `split` (validation)."""
+        import numpy as np
+
+        from tunelab.evaluation.thresholds import best_f1_threshold
+
+        targets, scores = split.targets.numpy() > 0.5, np.asarray(predictions.scores)
+        return {name: best_f1_threshold(targets[:, j], scores[:, j])[0] for j, name in enumerate(label_names)}
+
+    def with_thresholds(self, predictions: Predictions, thresholds: dict[str, float],
+                        label_names: list[str]) -> Predictions:
+        import numpy as np
+
+        scores = np.asarray(predictions.scores)
+        chosen = (scores >= np.array([thresholds.get(n, self.threshold) for n in label_names])).astype(int)
+        values = [tuple(label_names[j] for j in row.nonzero()[0]) for row in chosen]
+        return Predictions(values=values, scores=scores, raw=chosen)
+
     def metrics(self, split: EncodedSplit, predictions: Predictions, label_names: list[str]) -> dict[str, Any]:
         from tunelab.evaluation.metrics import multilabel_metrics
 
         targets = split.targets
         assert targets is not None
-        return multilabel_metrics(targets.numpy().astype(int), predictions.raw, label_names)
+        return multilabel_metrics(targets.numpy().astype(int), predictions.raw, label_names, scores=predictions.scores)

@@ -74,6 +74,6 @@ def test_scalar_metrics_keeps_top_level_numbers():
     m = classification_metrics(np.array([0, 1]), np.array([0, 0]), ["a", "b"])
     scalars = scalar_metrics(m)
     assert set(scalars) == {"accuracy", "macro_precision", "macro_recall", "macro_f1", "micro_precision",
-                            "micro_recall", "micro_f1", "weighted_f1"}
+                            "micro_recall", "micro_f1", "weighted_f1", "balanced_accuracy"}
     mixed = {"loss": np.float32(0.5), "n": 3, "flag": True, "x": [1]}
     assert scalar_metrics(mixed) == {"loss": 0.5, "n": 3.0}

@@ -44,7 +44,10 @@ GUARDED = {"full+ewc": {"name": "full", "guard": {"name": "ewc", "strength": 1e8
 
 
 def write_config(tmp_path: Path, tiny_config: dict, strategy: str) -> Path:
-    tiny_config["strategy"] = copy.deepcopy(GUARDED.get(strategy, {"name": strategy}))
+    tiny_config["strategy"] = copy.deepcopy(GUARDED.get(strategy, {"name": strategy.split("+")[0]}))
+    if strategy == "full+balanced":  # batches drawn by class and the focal loss: the draws must repeat after a kill
+        tiny_config["data"]["sampler"] = "balanced"
+        tiny_config["loss"] = {"name": "focal", "focal_gamma": 2.0}
     if strategy == "full+replay":  # replays the training file itself: its draws must repeat after a kill
         tiny_config["strategy"]["guard"]["data"] = tiny_config["data"]["train"]
     # precision fixed: runs killed in a subprocess (no conftest there) resume in this process
@@ -78,7 +81,7 @@ def assert_bit_identical(a: Path, b: Path) -> None:
     assert train_rows(a) == train_rows(b)
 
 
-@pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc", "full+replay"])
+@pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc", "full+replay", "full+balanced"])
 def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config, strategy)
     reference = tmp_path / "reference"
