@@ -90,20 +90,6 @@ def test_imbalance_settings_are_refused_where_they_mean_nothing(task: str, loss:
         parse_config({"task": task, "data": {**DATA, **data}, "loss": loss})
 
 
-def test_a_run_with_focal_loss_and_balanced_batches_reports_the_minority_metrics(tiny_bert: Path,
-                                                                                 tmp_path: Path) -> None:
-    rows = sentiment_rows(200)
-    rows = [r for i, r in enumerate(rows) if r["label"] == "pos" or i % 10 == 1]  # 100 pos : 10 neg
-    config = {"model": str(tiny_bert), "data": {"train": str(write_csv(tmp_path / "t.csv", rows)), "max_length": 16,
-                                                "sampler": "balanced"},
-              "loss": {"name": "focal", "focal_gamma": 2.0, "class_weights": {"neg": 2.0}},
-              "optim": {"lr": 3e-3}, "train": {"epochs": 2, "batch_size": 8}, "output": str(tmp_path / "run")}
-    train_via_cli(config, folder=tmp_path)
-    metrics = json.loads((tmp_path / "run" / "test_metrics.json").read_text())
-    assert 0.0 <= metrics["balanced_accuracy"] <= 1.0 and 0.0 < metrics["macro_pr_auc"] <= 1.0
-    assert {"pr_auc", "recall"} <= set(metrics["per_class"]["neg"])
-
-
 def test_the_tuned_threshold_maximises_f1_halfway_to_the_next_score() -> None:
     from tunelab.evaluation.thresholds import best_f1_threshold
 
@@ -113,23 +99,29 @@ def test_the_tuned_threshold_maximises_f1_halfway_to_the_next_score() -> None:
     assert best_f1_threshold(np.zeros(3, dtype=int), s[:3]) == (0.5, 0.0)
 
 
-def test_thresholds_are_tuned_on_validation_saved_and_used_by_predict(tiny_bert: Path, tmp_path: Path) -> None:
+def test_an_imbalanced_run_tunes_its_threshold_on_validation_for_predict(tiny_bert: Path, tmp_path: Path) -> None:
+    """Focal loss, balanced batches and a tuned threshold in one run: the minority metrics are reported, the
+    threshold is saved and `predict` decides at it."""
     from typer.testing import CliRunner
 
     from tunelab.cli import app
 
     rows = [r for i, r in enumerate(sentiment_rows(300)) if r["label"] == "pos" or i % 6 == 1]  # 150 pos : 25 neg
     config = {"model": str(tiny_bert), "data": {"train": str(write_csv(tmp_path / "t.csv", rows)), "max_length": 16,
-                                                "validation_split": 0.2},
+                                                "validation_split": 0.2, "sampler": "balanced"},
+              "loss": {"name": "focal", "focal_gamma": 2.0, "class_weights": {"neg": 2.0}},
               "thresholds": {"tune": True}, "optim": {"lr": 3e-3}, "train": {"epochs": 2, "batch_size": 8},
               "output": str(tmp_path / "run")}
     train_via_cli(config, folder=tmp_path)
     run = tmp_path / "run"
+    metrics = json.loads((run / "test_metrics.json").read_text())
+    assert 0.0 <= metrics["balanced_accuracy"] <= 1.0 and 0.0 < metrics["macro_pr_auc"] <= 1.0
+    assert {"pr_auc", "recall"} <= set(metrics["per_class"]["neg"])
     chosen = json.loads((run / "thresholds.json").read_text())
     (name, threshold), = chosen["thresholds"].items()
     assert name == "neg" and 0.0 < threshold < 1.0  # the rarer class
     assert chosen["validation_f1"]["neg"]["tuned"] >= chosen["validation_f1"]["neg"]["default"]
-    assert json.loads((run / "test_metrics.json").read_text())["thresholds"]["thresholds"] == {"neg": threshold}
+    assert metrics["thresholds"]["thresholds"] == {"neg": threshold}
     inputs = write_csv(tmp_path / "in.csv", [{"text": r["text"]} for r in rows[:40]])
     out = tmp_path / "p.jsonl"
     result = CliRunner().invoke(app, ["predict", str(run), "--input", str(inputs), "--output", str(out)])

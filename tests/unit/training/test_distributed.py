@@ -41,12 +41,14 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     return model, write_csv(root / "train.csv", sentiment_rows(110))  # 66 train rows: a last batch of 2
 
 
-def _config(inputs: tuple[Path, Path], leg: str, folder: Path) -> Path:
+def _config(inputs: tuple[Path, Path], leg: str, folder: Path, grad_accum_steps: int = 1,
+            validation_split: float = 0.2) -> Path:
     strategy, cache = LEGS[leg]
     raw = {"model": str(inputs[0]), "task": "classification", "strategy": strategy, "head": {"dropout": 0.0},
-           "data": {"train": str(inputs[1]), "max_length": 16, "validation_split": 0.2, "test_split": 0.2},
+           "data": {"train": str(inputs[1]), "max_length": 16, "validation_split": validation_split, "test_split": 0.2},
            "optim": {"lr": 3e-3}, "forgetting": {"measure": False},
-           "train": {"epochs": 2, "batch_size": 8, "seed": 0, "precision": "fp32", "cache": cache}}
+           "train": {"epochs": 2, "batch_size": 8, "seed": 0, "precision": "fp32", "cache": cache,
+                     "grad_accum_steps": grad_accum_steps}}
     path = folder / f"{leg}.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
@@ -72,9 +74,19 @@ def _logged(run: Path) -> list[tuple[tuple, float]]:
     return [((r["kind"], r.get("epoch"), r.get("step")), r["loss"]) for r in lines if "loss" in r]
 
 
+SHARDED = ("full", "lora")  # the legs FSDP also trains: it shards full and PEFT strategies
+
+
+def _listing(run: Path) -> list[str]:
+    return sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if "checkpoints" not in p.parts)
+
+
 @pytest.mark.parametrize("leg", list(LEGS))
 def test_two_ranks_train_the_weights_of_one_process(inputs: tuple[Path, Path], tmp_path: Path, leg: str) -> None:
-    config = _config(inputs, leg, tmp_path)
+    """DDP against one process; for full and LoRA also FSDP against DDP, holding half the training state. With
+    gradient accumulation (reduced once per optimizer step) and one validation batch (FSDP's rank 1 runs an
+    idle forward beside rank 0's)."""
+    config = _config(inputs, leg, tmp_path, grad_accum_steps=2, validation_split=0.1)
     done = _two_processes(config, tmp_path / "two")  # first: with the cache, rank 0 builds while rank 1 waits
     assert done.returncode == 0, done.stderr[-3000:]
     if LEGS[leg][1] == "auto":
@@ -89,32 +101,22 @@ def test_two_ranks_train_the_weights_of_one_process(inputs: tuple[Path, Path], t
     logged = [_logged(tmp_path / run) for run in ("one", "two")]  # rank 0 logs the loss reduced over ranks
     assert [k for k, _ in logged[0]] == [k for k, _ in logged[1]] and logged[0]
     assert [v for _, v in logged[0]] == pytest.approx([v for _, v in logged[1]], abs=1e-5)
-    listing = lambda run: sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if "checkpoints" not in p.parts)  # noqa: E731
-    assert listing(tmp_path / "one") == listing(tmp_path / "two")  # the same run directory, written once
+    assert _listing(tmp_path / "one") == _listing(tmp_path / "two")  # the same run directory, written once
     assert not list((tmp_path / "scratch").glob("tunelab-rank*"))  # rank 1's scratch folder is gone
+    if leg in SHARDED:
+        _check_fsdp_against_ddp(config, tmp_path / "two", tmp_path / "fsdp")
 
 
-@pytest.mark.parametrize("leg", ["full", "lora"])
-def test_fsdp_shards_train_the_weights_ddp_does_holding_half_the_state(inputs: tuple[Path, Path], tmp_path: Path,
-                                                                      leg: str) -> None:
-    config = _config(inputs, leg, tmp_path)
-    raw = yaml.safe_load(config.read_text())
-    raw["train"]["grad_accum_steps"] = 2  # FSDP's gradients reduced once per optimizer step, as DDP's
-    raw["data"]["validation_split"] = 0.1  # one evaluation batch: rank 1 runs an idle forward pass beside rank 0's
-    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    runs = {mode: tmp_path / mode for mode in ("ddp", "fsdp")}
-    for mode, run in runs.items():
-        done = _two_processes(config, run, "--set", f"train.distributed={mode}")
-        assert done.returncode == 0, done.stderr[-3000:]
+def _check_fsdp_against_ddp(config: Path, ddp_run: Path, run: Path) -> None:
+    done = _two_processes(config, run, "--set", "train.distributed=fsdp")
+    assert done.returncode == 0, done.stderr[-3000:]
     assert "2 processes (FSDP)" in done.stderr
-    ddp, fsdp = _weights(runs["ddp"]), _weights(runs["fsdp"])  # the run directory's own format, whole tensors
-    assert ddp.keys() == fsdp.keys() and ddp
-    assert max(float((ddp[k] - fsdp[k]).abs().max()) for k in ddp) <= 1e-5
-    scores = [json.loads((run / "test_metrics.json").read_text()) for run in runs.values()]
+    ddp, fsdp = _weights(ddp_run), _weights(run)  # the run directory's own format, whole tensors
+    assert ddp.keys() == fsdp.keys() and max(float((ddp[k] - fsdp[k]).abs().max()) for k in ddp) <= 1e-5
+    scores = [json.loads((r / "test_metrics.json").read_text()) for r in (ddp_run, run)]
     assert scores[0]["accuracy"] == scores[1]["accuracy"] and scores[0]["loss"] == pytest.approx(scores[1]["loss"], abs=1e-5)
-    listing = lambda run: sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if "checkpoints" not in p.parts)  # noqa: E731
-    assert listing(runs["ddp"]) == listing(runs["fsdp"])
-    manifests = [json.loads((run / "manifest.json").read_text()) for run in runs.values()]
+    assert _listing(ddp_run) == _listing(run)
+    manifests = [json.loads((r / "manifest.json").read_text()) for r in (ddp_run, run)]
     assert [m["distributed"] for m in manifests] == ["ddp", "fsdp"]
     held = manifests[1]["training_state_mb"] / manifests[0]["training_state_mb"]
     assert 0.45 <= held <= 0.6, held  # parameters, gradients and moments: each rank a half (and padding)
@@ -196,5 +198,3 @@ def test_a_port_in_use_is_refused_before_any_process_starts(inputs: tuple[Path, 
         done = _two_processes(config, tmp_path / "two", "--port", str(port))
     assert done.returncode != 0 and f"--port {port}: the port is in use on this machine" in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "two").exists()
-    free = _two_processes(config, tmp_path / "two", "--port", str(port))  # released: the same port serves
-    assert free.returncode == 0, free.stderr[-3000:]
