@@ -16,7 +16,13 @@ comparison would.
 Precision: each tool runs its own default unless told. The peer's standard practice is fp32 (Trainer's
 default; `--peer-precision bf16` sets `bf16=True`); tunelab's default `train.precision: auto` is bf16
 autocast on a CPU with bf16 units (AVX512-BF16/AMX) and fp32 elsewhere (`--precision fp32` forces it).
-The table says what each ran.
+The table says what each ran. `--peer-precision both` runs the peer twice per strategy: at its default
+(fp32) and at its best settings (bf16=True, with `--peer-group-by-length` also Trainer's length-grouped
+sampler), and prints a ratio against each.
+
+CUDA (`--device cuda`): both tools on the GPU (the peer with SDPA attention), each worker's peak GPU memory
+(torch.cuda.max_memory_allocated) and training tokens/s beside the CPU figures, the GEMM peaks measured on the
+GPU (8192^3, TF32 off for fp32).
 
 GFLOP/s: the matmul FLOPs each tool actually has to do (forward 2 x weights + attention per token,
 backward twice that where gradients flow, counted over real tokens, not padding), divided by its
@@ -62,11 +68,22 @@ class Setting:
     precision: str = "auto"       # tunelab's train.precision
     peer_precision: str = "fp32"  # the peer's: Trainer's default fp32, or bf16=True
     peer_checkpoints: bool = False
+    device: str = "cpu"           # cpu or cuda, both tools
+    peer_group_by_length: bool = False  # the peer's length-grouped sampler (its bf16 leg only)
 
 
 # -- shared by both workers ----------------------------------------------------------------------
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def peak_gpu_mb(device: str) -> Optional[float]:
+    """The worker's peak CUDA allocation (its own process: nothing else shares the count)."""
+    if device != "cuda":
+        return None
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2 ** 20
 
 
 def load_splits(s: Setting):
@@ -102,7 +119,8 @@ def run_peer(s: Setting) -> dict[str, Any]:
     train, validation, test = (encode_records(tokenizer, split, index, s.max_length)
                                for split in (splits.train, splits.validation, splits.test))
     torch.manual_seed(s.seed)
-    model = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=len(labels))
+    extra = {"attn_implementation": "sdpa"} if s.device == "cuda" else {}
+    model = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=len(labels), **extra)
     model = peer_strategy(model, s.strategy)
     out = tempfile.mkdtemp(prefix="hf-bench-")
     args = TrainingArguments(
@@ -111,18 +129,31 @@ def run_peer(s: Setting) -> dict[str, Any]:
         lr_scheduler_type="linear", max_grad_norm=1.0, seed=s.seed, eval_strategy="epoch",
         # tunelab always checkpoints at epoch end (resumable runs); the peer only with --peer-checkpoints
         save_strategy="epoch" if s.peer_checkpoints else "no", save_total_limit=2,
-        logging_strategy="no", report_to="none", use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
-        bf16=s.peer_precision == "bf16")
+        logging_strategy="no", report_to="none", use_cpu=s.device == "cpu", dataloader_num_workers=0,
+        disable_tqdm=True, bf16=s.peer_precision == "bf16", **_peer_sampler(s))
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
                       data_collator=DataCollatorWithPadding(tokenizer))
-    trainer.train()
+    train_s = trainer.train().metrics["train_runtime"]  # the training loop alone, evaluations included
     predicted = trainer.predict(test)
     accuracy = float((np.argmax(predicted.predictions, -1) == predicted.label_ids).mean())
     trainer.save_model(out)
     wall = time.perf_counter() - WORKER_START
     tokens = {**_token_counts(splits, tokenizer, s.max_length), "train_examples": len(train)}
     return {"wall_s": wall, "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(), "train_examples": len(train),
-            "tokens": tokens, "precision": s.peer_precision}
+            "tokens": tokens, "precision": s.peer_precision, "peak_gpu_mb": peak_gpu_mb(s.device), "train_s": train_s,
+            "group_by_length": bool(_peer_sampler(s))}
+
+
+def _peer_sampler(s: Setting) -> dict[str, Any]:
+    """Trainer's length-grouped sampler where asked for, under the name this transformers version uses."""
+    if not (s.peer_group_by_length and s.peer_precision == "bf16"):
+        return {}
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    if "train_sampling_strategy" in fields:
+        return {"train_sampling_strategy": "group_by_length"}
+    return {"group_by_length": True}
 
 
 def encode_records(tokenizer, records, index: dict[str, int], max_length: int) -> list[dict[str, Any]]:
@@ -172,7 +203,7 @@ def tunelab_config(s: Setting) -> dict[str, Any]:
         "head": {"type": "native"}, "strategy": strategy,
         "optim": {"lr": s.lr, "weight_decay": 0.01}, "schedule": {"name": "linear", "warmup_ratio": 0.1},
         "train": {"epochs": s.epochs, "batch_size": s.batch_size, "seed": s.seed, "num_threads": s.threads,
-                  "cache_dir": s.cache_dir, "precision": s.precision},
+                  "cache_dir": s.cache_dir, "precision": s.precision, "device": s.device},
         "early_stopping": {"restore_best": False},  # same protocol as the peer: the last epoch's model
     }
 
@@ -195,21 +226,26 @@ def run_tunelab(s: Setting) -> dict[str, Any]:
     manifest = json.loads((out / "manifest.json").read_text())
     ran = yaml.safe_load((out / "config.yaml").read_text())["train"]["precision"]  # `auto` resolved
     return {"wall_s": wall, "accuracy": float(summary.test_metrics["accuracy"]), "peak_rss_mb": peak_rss_mb(),
-            "cache": manifest.get("activation_cache"), "precision": ran}
+            "cache": manifest.get("activation_cache"), "precision": ran, "peak_gpu_mb": peak_gpu_mb(s.device),
+            "train_s": manifest.get("train_time_s")}
 
 
 # -- FLOPs and the machine's GEMM peak -------------------------------------------------------------
-def gemm_peak_gflops(threads: int, n: int = 2048, repeat: int = 5, dtype: str = "fp32") -> float:
+def gemm_peak_gflops(threads: int, n: int = 2048, repeat: int = 5, dtype: str = "fp32", device: str = "cpu") -> float:
     import torch
 
     torch.set_num_threads(threads)
     kind = torch.bfloat16 if dtype == "bf16" else torch.float32
-    a, b = torch.randn(n, n, dtype=kind), torch.randn(n, n, dtype=kind)
+    n = 8192 if device == "cuda" else n
+    a, b = torch.randn(n, n, dtype=kind, device=device), torch.randn(n, n, dtype=kind, device=device)
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
     torch.mm(a, b)
+    sync()
     best = float("inf")
     for _ in range(repeat):
         t = time.perf_counter()
         torch.mm(a, b)
+        sync()
         best = min(best, time.perf_counter() - t)
     return 2 * n ** 3 / best / 1e9
 
@@ -244,48 +280,70 @@ def spawn(tool: str, s: Setting) -> dict[str, Any]:
 
 
 def row_for(strategy: str, args: argparse.Namespace, cache_dir: str) -> dict[str, Any]:
+    """One strategy: each peer leg (fp32, bf16 or both), then tunelab cold (and warm with --warm)."""
     epochs = max(1, round(EPOCHS[strategy] * args.epochs_scale))
-    s = Setting(strategy=strategy, epochs=epochs, limit=args.limit, max_length=args.max_length,
-                batch_size=args.batch_size, lr=LR[strategy], seed=args.seed, threads=args.threads, cache_dir=cache_dir,
-                precision=args.precision, peer_precision=args.peer_precision, peer_checkpoints=args.peer_checkpoints)
-    print(f"[{strategy}] Hugging Face Trainer{' + peft' if strategy == 'lora' else ''} ...", file=sys.stderr, flush=True)
-    peer = spawn("peer", s)
+    legs = ["fp32", "bf16"] if args.peer_precision == "both" else [args.peer_precision]
+    base = Setting(strategy=strategy, epochs=epochs, limit=args.limit, max_length=args.max_length,
+                   batch_size=args.batch_size, lr=LR[strategy], seed=args.seed, threads=args.threads,
+                   cache_dir=cache_dir, precision=args.precision, peer_checkpoints=args.peer_checkpoints,
+                   device=args.device, peer_group_by_length=args.peer_group_by_length)
+    peers = {}
+    for leg in legs:
+        print(f"[{strategy}] Hugging Face Trainer{' + peft' if strategy == 'lora' else ''} ({leg}) ...",
+              file=sys.stderr, flush=True)
+        peers[leg] = spawn("peer", Setting(**{**base.__dict__, "peer_precision": leg}))
     print(f"[{strategy}] tunelab ...", file=sys.stderr, flush=True)
-    ours = spawn("tunelab", s)
+    ours = spawn("tunelab", base)
     cached = bool((ours.get("cache") or {}).get("built_entries"))
-    warm = spawn("tunelab", s) if args.warm and cached else {}  # a second run, as an HPO trial would be
-    row: dict[str, Any] = {"strategy": strategy, "epochs": epochs, "peer": peer, "tunelab": ours, "tunelab_warm": warm}
-    if "wall_s" in peer:
-        n = peer["train_examples"] * epochs
-        peer["examples_per_s"] = n / peer["wall_s"]
-        peer["gflops"] = model_flops("peer", strategy, epochs, peer["tokens"]) / peer["wall_s"] / 1e9
-        for run, cold in ((ours, True), (warm, False)):
-            if "wall_s" in run:
-                run["examples_per_s"] = n / run["wall_s"]
-                run["gflops"] = model_flops("tunelab", strategy, epochs, peer["tokens"], cold) / run["wall_s"] / 1e9
-                run["ratio"] = peer["wall_s"] / run["wall_s"]
-                run["rss_ratio"] = run["peak_rss_mb"] / peer["peak_rss_mb"]
-                run["accuracy_gap_points"] = 100 * (run["accuracy"] - peer["accuracy"])
+    warm = spawn("tunelab", base) if args.warm and cached else {}  # a second run, as an HPO trial would be
+    row: dict[str, Any] = {"strategy": strategy, "epochs": epochs, "peers": peers, "tunelab": ours,
+                           "tunelab_warm": warm}
+    for leg, peer in peers.items():
+        _add_rates(row, leg, peer, ours, warm)
     print("ROW " + json.dumps(row), file=sys.stderr, flush=True)  # a long run that is cut short keeps its rows
     return row
 
 
-def print_table(rows: list[dict[str, Any]], peak: float, peak_bf16: float) -> None:
-    head = (f"{'strategy':<8} {'ep':>2} | {'HF s':>7} {'ours s':>7} {'ratio':>6} {'warm':>6} | {'HF ex/s':>7} {'ours ex/s':>9} | "
-            f"{'HF RSS':>7} {'ours RSS':>8} | {'HF acc':>6} {'ours acc':>8} | {'HF GF/s':>7} {'ours GF/s':>9} | precision")
+def _add_rates(row: dict[str, Any], leg: str, peer: dict[str, Any], ours: dict[str, Any], warm: dict[str, Any]) -> None:
+    """Throughput, GFLOP/s and tunelab's ratios against this peer leg (under `vs_<leg>` in each run)."""
+    if "wall_s" not in peer:
+        return
+    n, tokens = peer["train_examples"] * row["epochs"], peer["tokens"]["train"] * row["epochs"]
+    peer["examples_per_s"], peer["train_tokens_per_s"] = n / peer["wall_s"], tokens / peer["wall_s"]
+    peer["gflops"] = model_flops("peer", row["strategy"], row["epochs"], peer["tokens"]) / peer["wall_s"] / 1e9
+    for run, cold in ((ours, True), (warm, False)):
+        if "wall_s" not in run:
+            continue
+        run["examples_per_s"], run["train_tokens_per_s"] = n / run["wall_s"], tokens / run["wall_s"]
+        run["gflops"] = model_flops("tunelab", row["strategy"], row["epochs"], peer["tokens"], cold) / run["wall_s"] / 1e9
+        run[f"vs_{leg}"] = {"ratio": peer["wall_s"] / run["wall_s"],
+                            "rss_ratio": run["peak_rss_mb"] / peer["peak_rss_mb"],
+                            "gpu_ratio": (run["peak_gpu_mb"] / peer["peak_gpu_mb"]) if peer.get("peak_gpu_mb") else None,
+                            "accuracy_gap_points": 100 * (run["accuracy"] - peer["accuracy"])}
+
+
+def print_table(rows: list[dict[str, Any]], peak: float, peak_bf16: float, device: str = "cpu") -> None:
+    mem = "GPU" if device == "cuda" else "RSS"
+    head = (f"{'strategy':<8} {'ep':>2} {'peer':>4} | {'HF s':>7} {'ours s':>7} {'ratio':>6} {'warm':>6} | "
+            f"{'HF tok/s':>8} {'ours tok/s':>10} | {'HF ' + mem:>7} {'ours ' + mem:>8} | {'HF acc':>6} {'ours acc':>8} | "
+            f"{'HF GF/s':>8} {'ours GF/s':>9}")
     print(head)
     print("-" * len(head))
     for row in rows:
-        p, o, w = row["peer"], row["tunelab"], row["tunelab_warm"]
-        if "wall_s" not in p or "wall_s" not in o:
-            print(f"{row['strategy']:<8} {row['epochs']:>2} | " + (o.get("skipped") or o.get("error") or p.get("error", "")))
-            continue
-        warm = f"{w['ratio']:5.1f}x" if "ratio" in w else "     -"
-        print(f"{row['strategy']:<8} {row['epochs']:>2} | {p['wall_s']:7.1f} {o['wall_s']:7.1f} {o['ratio']:5.2f}x {warm} | "
-              f"{p['examples_per_s']:7.1f} {o['examples_per_s']:9.1f} | {p['peak_rss_mb']:6.0f}M {o['peak_rss_mb']:7.0f}M | "
-              f"{p['accuracy']:6.3f} {o['accuracy']:8.3f} | {p['gflops']:7.1f} {o['gflops']:9.1f} | "
-              f"{p['precision']} / {o['precision']}")
-    print(f"GEMM peak measured here: fp32 {peak:.1f}, bf16 {peak_bf16:.1f} GFLOP/s ({os.cpu_count()} CPUs visible)")
+        o, w = row["tunelab"], row["tunelab_warm"]
+        for leg, p in row["peers"].items():
+            if "wall_s" not in p or "wall_s" not in o:
+                print(f"{row['strategy']:<8} {row['epochs']:>2} {leg:>4} | "
+                      + (o.get("skipped") or o.get("error") or p.get("error", "")))
+                continue
+            r, rw = o[f"vs_{leg}"], w.get(f"vs_{leg}", {})
+            warm = f"{rw['ratio']:5.1f}x" if "ratio" in rw else "     -"
+            pm, om = ((p["peak_gpu_mb"], o["peak_gpu_mb"]) if device == "cuda" else (p["peak_rss_mb"], o["peak_rss_mb"]))
+            print(f"{row['strategy']:<8} {row['epochs']:>2} {leg:>4} | {p['wall_s']:7.1f} {o['wall_s']:7.1f} "
+                  f"{r['ratio']:5.2f}x {warm} | {p['train_tokens_per_s']:8.0f} {o['train_tokens_per_s']:10.0f} | "
+                  f"{pm:6.0f}M {om:7.0f}M | {p['accuracy']:6.3f} {o['accuracy']:8.3f} | {p['gflops']:8.1f} {o['gflops']:9.1f}")
+    print(f"tunelab precision: {rows[0]['tunelab'].get('precision', '?') if rows else '?'}; "
+          f"GEMM peak measured here ({device}): fp32 {peak:.1f}, bf16 {peak_bf16:.1f} GFLOP/s ({os.cpu_count()} CPUs visible)")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -298,8 +356,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="tunelab's train.precision (default: its own default, auto)")
-    parser.add_argument("--peer-precision", choices=["fp32", "bf16"], default="fp32",
-                        help="the peer's precision (default fp32, Trainer's default; bf16: bf16=True, CPU autocast)")
+    parser.add_argument("--peer-precision", choices=["fp32", "bf16", "both"], default="fp32",
+                        help="the peer's precision (default fp32, Trainer's default; bf16: bf16=True; both: each, "
+                             "a ratio against each)")
+    parser.add_argument("--peer-group-by-length", action="store_true",
+                        help="the peer's bf16 leg also uses Trainer's length-grouped sampler (its best settings)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where both tools run")
     parser.add_argument("--peer-checkpoints", action="store_true",
                         help="the peer also saves a checkpoint every epoch, as tunelab always does")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
@@ -317,15 +379,17 @@ def main(argv: Optional[list[str]] = None) -> int:
     unknown = sorted(set(strategies) - set(STRATEGIES))
     if unknown:
         parser.error(f"--strategies: unknown {unknown}; choose from {', '.join(STRATEGIES)}")
-    peak, peak_bf16 = gemm_peak_gflops(args.threads), gemm_peak_gflops(args.threads, dtype="bf16")
+    peak = gemm_peak_gflops(args.threads, device=args.device)
+    peak_bf16 = gemm_peak_gflops(args.threads, dtype="bf16", device=args.device)
     cache_dir = args.cache_dir or tempfile.mkdtemp(prefix="tunelab-bench-cache-")
     rows = [row_for(strategy, args, cache_dir) for strategy in strategies]
-    print_table(rows, peak, peak_bf16)
+    print_table(rows, peak, peak_bf16, args.device)
     print(json.dumps({"benchmark": "vs_hf", "gemm_peak_gflops": round(peak, 1),
                       "gemm_peak_gflops_bf16": round(peak_bf16, 1), "threads": args.threads,
                       "limit": args.limit, "max_length": args.max_length, "batch_size": args.batch_size,
                       "epochs_scale": args.epochs_scale, "precision": args.precision,
-                      "peer_precision": args.peer_precision,
+                      "peer_precision": args.peer_precision, "device": args.device,
+                      "peer_group_by_length": args.peer_group_by_length,
                       "peer_checkpoints": args.peer_checkpoints, "rows": rows}))
     return 0
 

@@ -40,3 +40,29 @@ def test_flops_model(bench) -> None:
         assert bench.model_flops("tunelab", strategy, 3, tokens) < bench.model_flops("peer", strategy, 3, tokens)
         assert bench.model_flops("tunelab", strategy, 3, tokens, cache_cold=False) < bench.model_flops("tunelab", strategy, 3, tokens)
     assert bench.model_flops("tunelab", "full", 3, tokens) == bench.model_flops("peer", "full", 3, tokens)
+
+
+def test_ratios_against_each_peer_leg(bench) -> None:
+    """--peer-precision both: tunelab's one run gets a ratio against the peer's default and its best leg."""
+    tokens = {"train": 1000, "validation": 100, "test": 200, "train_examples": 10}
+    peer = lambda wall, gpu: {"wall_s": wall, "accuracy": 0.9, "peak_rss_mb": 100.0, "peak_gpu_mb": gpu,  # noqa: E731
+                              "train_examples": 10, "tokens": tokens}
+    ours = {"wall_s": 10.0, "accuracy": 0.92, "peak_rss_mb": 150.0, "peak_gpu_mb": 50.0}
+    row = {"strategy": "full", "epochs": 2}
+    for leg, run in (("fp32", peer(20.0, 100.0)), ("bf16", peer(15.0, None))):
+        bench._add_rates(row, leg, run, ours, {})
+    assert ours["vs_fp32"]["ratio"] == 2.0 and ours["vs_bf16"]["ratio"] == 1.5
+    assert ours["vs_fp32"]["gpu_ratio"] == 0.5 and ours["vs_bf16"]["gpu_ratio"] is None
+    assert abs(ours["vs_bf16"]["accuracy_gap_points"] - 2.0) < 1e-9
+    assert ours["train_tokens_per_s"] == 1000 * 2 / 10.0
+
+
+def test_length_grouping_only_on_the_best_leg(bench, tmp_path: Path) -> None:
+    from transformers import TrainingArguments
+
+    base = dict(strategy="full", epochs=1, limit=50, max_length=64, batch_size=8, lr=1e-4, seed=0, threads=1,
+                cache_dir=str(tmp_path), peer_group_by_length=True)
+    assert bench._peer_sampler(bench.Setting(**base, peer_precision="fp32")) == {}
+    chosen = bench._peer_sampler(bench.Setting(**base, peer_precision="bf16"))
+    (name, value), = chosen.items()
+    assert name in TrainingArguments.__dataclass_fields__ and value in (True, "group_by_length")
