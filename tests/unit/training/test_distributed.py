@@ -47,8 +47,9 @@ def _config(inputs: tuple[Path, Path], leg: str, folder: Path, grad_accum_steps:
     raw = {"model": str(inputs[0]), "task": "classification", "strategy": strategy, "head": {"dropout": 0.0},
            "data": {"train": str(inputs[1]), "max_length": 16, "validation_split": validation_split, "test_split": 0.2},
            "optim": {"lr": 3e-3}, "forgetting": {"measure": False},
+           # the CPU (gloo) path on every machine: on a one-GPU machine two ranks would need two GPUs
            "train": {"epochs": 2, "batch_size": 8, "seed": 0, "precision": "fp32", "cache": cache,
-                     "grad_accum_steps": grad_accum_steps}}
+                     "grad_accum_steps": grad_accum_steps, "device": "cpu"}}
     path = folder / f"{leg}.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
     return path
