@@ -38,12 +38,23 @@ class ModelConfig(_Section):
 
 
 class AugmentConfig(_Section):
-    """Training-time image augmentation (image_classification); never applied to validation, test or prediction."""
+    """Training-time augmentation, never applied to validation, test or prediction: images (`enabled` and the
+    geometry) for image_classification; token dropout, swaps and span masking for text classification,
+    multilabel and regression (any of them above 0 turns text augmentation on)."""
 
     enabled: bool = False
     crop_scale: tuple[float, float] = Field((0.7, 1.0), description="Random resized crop: share of the area kept.")
     hflip: bool = Field(False, description="Random horizontal flip (off by default: wrong for digits and text).")
     rotation: float = Field(10.0, ge=0.0, le=180.0, description="Random rotation within +- this many degrees.")
+    token_dropout: float = Field(0.0, ge=0.0, le=0.5, description="text: share of each example's tokens deleted.")
+    swap: float = Field(0.0, ge=0.0, le=0.5, description="text: share of tokens swapped with their right neighbour.")
+    span_mask: float = Field(0.0, ge=0.0, le=0.5, description="text: share of tokens replaced by the mask token, "
+                                                              "in spans of span_length.")
+    span_length: int = Field(3, ge=1, le=32, description="text: tokens per masked span.")
+
+    @property
+    def text_enabled(self) -> bool:
+        return self.token_dropout > 0 or self.swap > 0 or self.span_mask > 0
 
     @model_validator(mode="after")
     def _scale_range(self) -> "AugmentConfig":

@@ -22,6 +22,7 @@ from tunelab.data.facts import HIGH_UNKNOWN
 from tunelab.data.records import Splits
 from tunelab.data.sources import load_data
 from tunelab.data.splits import nested_fraction
+from tunelab.data.text_augment import make_text_augment
 from tunelab.errors import ConfigError, check_all
 from tunelab.inference.predict import encode_split
 from tunelab.models.task_model import TaskModel
@@ -165,6 +166,8 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
                                   data.label_names, train=name == "train") for name in SPLITS}
     if config.data.sampler != "none":  # training batches drawn by class (data/encoding.py)
         encoded["train"].sampler = config.data.sampler
+    if config.data.augment.text_enabled:  # training batches' tokens changed per (seed, epoch, batch)
+        encoded["train"].augment = make_text_augment(config.data.augment, tokenizer)
     unknown = {name: unknown_token_rate(split, tokenizer) for name, split in encoded.items()}
     warn_unknown_tokens(unknown, tokenizer, config.model.name, console)
     declared_head, config = config.head, _settled(config, task, model_dir)

@@ -227,6 +227,10 @@ def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> 
         cache = activation_cache_for(config.train, prepared.tokenizer, config.data.max_length) if task.supports_cache else None
         if config.train.cache == "auto" and not task.supports_cache:
             console.print(f"activation cache: not offered for task {task.name}; the frozen blocks are recomputed")
+    if cache is not None and config.data.augment.text_enabled:
+        cache = None
+        console.print("activation cache: off, because data.augment changes the training tokens every epoch, so the "
+                      "frozen blocks' output of an example is not the same twice; the frozen blocks are recomputed")
     if prepared.device.type == "cpu":  # after the strategy: its own dropouts (LoRA's) are swapped too
         use_fast_cpu_dropout(model)
     if config.train.compile:

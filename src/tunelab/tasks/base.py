@@ -147,7 +147,11 @@ class TaskBase:
     def _image_problems(self, config: "RunConfig") -> list[str]:
         errors = []
         if not self.takes_images and (config.data.image_size is not None or config.data.augment.enabled):
-            errors.append(f"data.image_size / data.augment apply to task image_classification, not {self.name}; "
+            errors.append(f"data.image_size / data.augment.enabled apply to task image_classification, not "
+                          f"{self.name}; remove them")
+        if config.data.augment.text_enabled and (self.takes_images or getattr(self, "per_token", True)):
+            errors.append("data.augment.token_dropout / swap / span_mask apply to text classification, multilabel and "
+                          f"regression, not task {self.name} (they would move tokens away from their targets); "
                           "remove them")
         if not self.takes_images and not config.model.pretrained:
             errors.append("model.pretrained: false (random initialisation) is implemented for image models only; "
