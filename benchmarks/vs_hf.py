@@ -267,6 +267,19 @@ def model_flops(tool: str, strategy: str, epochs: int, tokens: dict[str, int], c
     return (train_fwd + train_bwd) * tokens["train"] * epochs + blocks * per_block * evaluated
 
 
+def machine_flags(device: str) -> dict[str, Any]:
+    """What decides the peaks: the CPU's vector and matrix units (AVX512-BF16, AMX), or the GPU's name."""
+    import torch
+
+    flags: dict[str, Any] = {"cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    for name, probe in (("avx512_bf16", "_is_avx512_bf16_supported"), ("amx", "_is_amx_tile_supported")):
+        check = getattr(torch.cpu, probe, None)
+        flags[name] = bool(check()) if check is not None else None
+    if device == "cuda":
+        flags["gpu"] = torch.cuda.get_device_name(0)
+    return flags
+
+
 # -- the driver -----------------------------------------------------------------------------------
 def spawn(tool: str, s: Setting) -> dict[str, Any]:
     """One run in a fresh interpreter: its peak RSS and timings are its own."""
@@ -342,8 +355,10 @@ def print_table(rows: list[dict[str, Any]], peak: float, peak_bf16: float, devic
             print(f"{row['strategy']:<8} {row['epochs']:>2} {leg:>4} | {p['wall_s']:7.1f} {o['wall_s']:7.1f} "
                   f"{r['ratio']:5.2f}x {warm} | {p['train_tokens_per_s']:8.0f} {o['train_tokens_per_s']:10.0f} | "
                   f"{pm:6.0f}M {om:7.0f}M | {p['accuracy']:6.3f} {o['accuracy']:8.3f} | {p['gflops']:8.1f} {o['gflops']:9.1f}")
+    flags = machine_flags(device)
     print(f"tunelab precision: {rows[0]['tunelab'].get('precision', '?') if rows else '?'}; "
           f"GEMM peak measured here ({device}): fp32 {peak:.1f}, bf16 {peak_bf16:.1f} GFLOP/s ({os.cpu_count()} CPUs visible)")
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in flags.items()))
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -389,6 +404,7 @@ def main(argv: Optional[list[str]] = None) -> int:
                       "limit": args.limit, "max_length": args.max_length, "batch_size": args.batch_size,
                       "epochs_scale": args.epochs_scale, "precision": args.precision,
                       "peer_precision": args.peer_precision, "device": args.device,
+                      "machine": machine_flags(args.device),
                       "peer_group_by_length": args.peer_group_by_length,
                       "peer_checkpoints": args.peer_checkpoints, "rows": rows}))
     return 0

@@ -66,3 +66,8 @@ def test_length_grouping_only_on_the_best_leg(bench, tmp_path: Path) -> None:
     chosen = bench._peer_sampler(bench.Setting(**base, peer_precision="bf16"))
     (name, value), = chosen.items()
     assert name in TrainingArguments.__dataclass_fields__ and value in (True, "group_by_length")
+
+
+def test_the_machine_flags_name_the_bf16_units(bench) -> None:
+    flags = bench.machine_flags("cpu")
+    assert set(flags) == {"cpu_capability", "avx512_bf16", "amx"} and isinstance(flags["cpu_capability"], str)
