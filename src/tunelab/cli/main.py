@@ -1,4 +1,4 @@
-"""`tunelab` command line: train, compare, recommend, tune, eval, predict, generate, validate, export, serve, report."""
+"""`tunelab` command line: train, compare, recommend, tune, continual, eval, predict, pseudo-label, export, serve, ..."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from rich.table import Table
 
 from tunelab.cli.errors import DEBUG, err_console, user_errors
 from tunelab.cli.continual import continual_command
+from tunelab.cli.pseudo_label import pseudo_label_command
 from tunelab.cli.recommend import recommend_command
 from tunelab.cli.tables import experiment_config, experiment_out, parse_csv, print_tune
 from tunelab.errors import TunelabError
@@ -162,8 +163,8 @@ def compare(
         raise typer.Exit(1)
 
 
-app.command("recommend")(user_errors(recommend_command))
-app.command("continual")(user_errors(continual_command))
+for _name, _command in (("recommend", recommend_command), ("continual", continual_command), ("pseudo-label", pseudo_label_command)):
+    app.command(_name)(user_errors(_command))
 
 
 @app.command()
@@ -356,9 +357,8 @@ def report(folder: Path = typer.Argument(..., help="A run directory (with manife
     """Rebuild FOLDER/report.html from the folder's files (no model or data needed)."""
     from tunelab.report import directory_kind, write_report
 
-    kind = directory_kind(folder)
     path = write_report(folder)
-    out_console.print(f"wrote {path} ({kind} report)", highlight=False)
+    out_console.print(f"wrote {path} ({directory_kind(folder)} report)", highlight=False)
 
 
 @app.command()
