@@ -91,6 +91,19 @@ def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
 REPO = Path(__file__).resolve().parents[1]
 
 
+def load_benchmark(name: str):
+    """benchmarks/<name>.py as a module (benchmarks/ is no package), registered in sys.modules, where its
+    dataclasses look their module up."""
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def train_via_cli(config: Path | dict, *args: str, folder: Path | None = None) -> None:
     """`tunelab train` through the CLI, asserting it succeeds: on a config file (a shipped one under
     `REPO / "configs"`), or on a raw mapping written to `folder/c.yaml`."""

@@ -3,23 +3,12 @@ augmentation summary compares each leg with the unaugmented one over the same se
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_benchmark as _load
 from tunelab.catalog import parse_config
-
-BENCH = Path(__file__).resolve().parents[3] / "benchmarks"
-
-
-def _load(name: str):
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.parametrize("leg", ["none", "span_mask", "swap", "token_dropout", "all"])

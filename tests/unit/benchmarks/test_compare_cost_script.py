@@ -4,27 +4,22 @@ LR, gradual unfreezing) are tunelab's. No training."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from tests.conftest import load_benchmark
+
 from tunelab.catalog import parse_config
 from tunelab.cli.main import app
 from tunelab.config.loading import config_to_yaml
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "compare_cost.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("compare_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["compare_cost"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("compare_cost")
 
 
 @pytest.fixture()

@@ -3,28 +3,16 @@ total's peak: on a plain module under MemTracker the highest sum is the paramete
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import torch
 from torch import nn
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "fsdp_memory.py"
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("fsdp_memory", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fsdp_memory"] = module
-    spec.loader.exec_module(module)
-    return module
+from tests.conftest import load_benchmark
 
 
 def test_the_followed_sums_hold_parameters_moments_and_gradients() -> None:
     from torch.distributed._tools.mem_tracker import MemTracker
 
-    bench = _script()
+    bench = load_benchmark("fsdp_memory")
     model = nn.Sequential(nn.Linear(256, 256), nn.ReLU(), nn.Linear(256, 4))
     optimizer = torch.optim.AdamW(model.parameters())
     tracker = MemTracker()

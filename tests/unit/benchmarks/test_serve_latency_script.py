@@ -3,22 +3,17 @@ demo config, its export flags are options of `tunelab export`, and its timing an
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "serve_latency.py"
+from tests.conftest import load_benchmark
+
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("serve_latency", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["serve_latency"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("serve_latency")
 
 
 def test_train_command_validates(bench, tmp_path: Path) -> None:

@@ -4,27 +4,22 @@ CLI options, and the peer's hp_space draws the same values onto real TrainingArg
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import load_benchmark
 import yaml
 
 from tunelab.catalog import parse_config
 from tunelab.cli.main import app
 from tunelab.orchestration.tune_space import check_space, load_space, suggest
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "tune_cost.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("tune_cost", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["tune_cost"] = module
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("tune_cost")
 
 
 @pytest.fixture()

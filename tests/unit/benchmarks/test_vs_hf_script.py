@@ -3,25 +3,20 @@ FLOP model counts less work for tunelab exactly where the cache skips the frozen
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import load_benchmark
+
 from tunelab.catalog import parse_config
 from tunelab.strategies.registry import strategy_names
 
-SCRIPT = Path(__file__).resolve().parents[3] / "benchmarks" / "vs_hf.py"
 
 
 @pytest.fixture(scope="module")
 def bench():
-    spec = importlib.util.spec_from_file_location("vs_hf", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["vs_hf"] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("vs_hf")
 
 
 @pytest.mark.parametrize("strategy", ["head", "partial", "lora", "full"])
