@@ -45,8 +45,9 @@ GUARDED = {"full+ewc": {"name": "full", "guard": {"name": "ewc", "strength": 1e8
 
 def write_config(tmp_path: Path, tiny_config: dict, strategy: str) -> Path:
     tiny_config["strategy"] = copy.deepcopy(GUARDED.get(strategy, {"name": strategy.split("+")[0]}))
-    if strategy == "full+balanced":  # batches drawn by class and the focal loss: the draws must repeat after a kill
+    if strategy == "full+balanced+augment":  # batches drawn by class, augmented, the focal loss: draws repeat after a kill
         tiny_config["data"]["sampler"] = "balanced"
+        tiny_config["data"]["augment"] = {"token_dropout": 0.1, "swap": 0.1, "span_mask": 0.15}
         tiny_config["loss"] = {"name": "focal", "focal_gamma": 2.0}
     if strategy == "full+replay":  # replays the training file itself: its draws must repeat after a kill
         tiny_config["strategy"]["guard"]["data"] = tiny_config["data"]["train"]
@@ -81,7 +82,7 @@ def assert_bit_identical(a: Path, b: Path) -> None:
     assert train_rows(a) == train_rows(b)
 
 
-@pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc", "full+replay", "full+balanced"])
+@pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc", "full+replay", "full+balanced+augment"])
 def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config, strategy)
     reference = tmp_path / "reference"
