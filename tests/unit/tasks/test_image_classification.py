@@ -93,7 +93,7 @@ def test_backbone_equals_the_reference_implementation() -> None:
 
 
 @pytest.mark.parametrize("extra, message", [
-    ({"data": {"train": "x.csv", "image_size": 32}}, "data.image_size / data.augment apply to task image_classification"),
+    ({"data": {"train": "x.csv", "image_size": 32}}, "data.image_size / data.augment.enabled apply to task image_classification"),
     ({"data": {"train": "x.csv"}, "model": {"name": "minilm", "pretrained": False}}, "implemented for image models only"),
 ])
 def test_image_options_refused_for_text_tasks(extra: dict, message: str) -> None:
