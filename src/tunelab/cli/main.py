@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,6 +13,7 @@ from rich.table import Table
 
 from tunelab.cli.errors import DEBUG, err_console, user_errors
 from tunelab.cli.continual import continual_command
+from tunelab.cli.predict import predict_command
 from tunelab.cli.pseudo_label import pseudo_label_command
 from tunelab.cli.recommend import recommend_command
 from tunelab.cli.tables import experiment_config, experiment_out, parse_csv, print_tune
@@ -163,7 +163,8 @@ def compare(
         raise typer.Exit(1)
 
 
-for _name, _command in (("recommend", recommend_command), ("continual", continual_command), ("pseudo-label", pseudo_label_command)):
+for _name, _command in (("recommend", recommend_command), ("continual", continual_command),
+                        ("pseudo-label", pseudo_label_command), ("predict", predict_command)):
     app.command(_name)(user_errors(_command))
 
 
@@ -236,43 +237,6 @@ def eval_(run_dir: Path = typer.Argument(..., help="A run directory (`tunelab tr
         from tunelab.atomic import atomic_write_json
 
         atomic_write_json(output, metrics)
-
-
-@app.command()
-@user_errors
-def predict(run_dir: Optional[Path] = typer.Argument(None, help="A run directory (`tunelab train`) or an export "
-                                                    "directory (`tunelab export`: ONNX, TorchScript, merged)."),
-            input: Optional[Path] = typer.Option(None, "--input", help="CSV/JSONL/Parquet with the text column."),
-            text: list[str] = typer.Option([], "--text", help="A text to classify (repeatable)."),
-            adapter: list[str] = typer.Option([], "--adapter", help="NAME=RUN_DIR of an adapter run (repeatable): all "
-                                              "adapters share one loaded base; each row names its adapter."),
-            output: Optional[Path] = typer.Option(None, "--output", help="Write predictions here (.csv or .jsonl).")) -> None:
-    """Predict with a trained run or an export of one (or several adapters on one base); probabilities for every class."""
-    from tunelab.serving.predict import predict_rows, write_predictions
-    from tunelab.serving.predictor import load_predictor, predictor_of
-
-    if (input is None) == (not text):
-        raise TunelabError("predict: give --input FILE or one or more --text T (one of them)")
-    if (run_dir is None) == (not adapter):
-        raise TunelabError("predict: give a RUN_DIR or one or more --adapter NAME=RUN_DIR (one of them)")
-    if adapter and output is not None and output.suffix.lower() not in (".jsonl", ".json"):
-        raise TunelabError(f"predict --output {output}: with --adapter write .jsonl (adapters may have different classes)")
-    if adapter:
-        from tunelab.serving.adapters import load_adapters, parse_adapter_specs
-
-        rows = []
-        for name, run in load_adapters(parse_adapter_specs(adapter)).items():
-            predictor = predictor_of(run)
-            rows += [{"adapter": name, **row} for row in predict_rows(predictor, input_path=input, texts=text)]
-    else:
-        predictor = load_predictor(run_dir)
-        rows = predict_rows(predictor, input_path=input, texts=text)
-    if output is None:
-        for row in rows:
-            out_console.print(json.dumps(row), highlight=False, markup=False, soft_wrap=True)
-    else:
-        write_predictions(rows, output, predictor.task)
-        err_console.print(f"wrote {len(rows)} predictions to {output}")
 
 
 @app.command()

@@ -20,7 +20,7 @@ from tunelab.inference.tables import prediction_rows, predictions_csv, predictio
 from tunelab.serving.predictor import Predictor, load_predictor, predictor_of
 from tunelab.tasks.base import Predictions, Task
 
-__all__ = ["predict_records", "predict_rows", "evaluate_file", "write_predictions", "generate_replies", "as_predictor"]
+__all__ = ["predict_records", "predict_rows", "read_inputs", "evaluate_file", "write_predictions", "generate_replies", "as_predictor"]
 
 Source = Union[Path, str, LoadedRun, Predictor]
 
@@ -47,17 +47,23 @@ def predict_records(run: Source, records: list[Record]) -> Predictions:
 def predict_rows(run_dir: Source, *, input_path: Optional[Path] = None,
                  texts: list[str] | None = None) -> list[dict[str, Any]]:
     predictor = as_predictor(run_dir)
+    records = read_inputs(predictor, input_path, texts)
+    return prediction_rows(records, predictor.predict(records), predictor.label_names, predictor.task,
+                           with_labels=False)
+
+
+def read_inputs(predictor: Predictor, input_path: Optional[Path], texts: list[str] | None) -> list[Record]:
+    """What `predict` was given: a file read with the run's own columns (labels not needed), or --text values."""
     task = predictor.task
     if input_path is not None:
-        records = task.read(input_path, predictor.config.data, require_labels=False)
-    else:
-        records = []
-        for i, text in enumerate(texts or [], start=1):
-            if not text.strip():
-                raise DataError(f"--text #{i}: the text is empty; give the text to classify")
-            records.append(Record(text=text, label=missing_label(task.label_kind), where=f"--text #{i}",
-                                  words=tuple(text.split()), messages=(("user", text),)))
-    return prediction_rows(records, predictor.predict(records), predictor.label_names, task, with_labels=False)
+        return task.read(input_path, predictor.config.data, require_labels=False)
+    records = []
+    for i, text in enumerate(texts or [], start=1):
+        if not text.strip():
+            raise DataError(f"--text #{i}: the text is empty; give the text to classify")
+        records.append(Record(text=text, label=missing_label(task.label_kind), where=f"--text #{i}",
+                              words=tuple(text.split()), messages=(("user", text),)))
+    return records
 
 
 def evaluate_file(run_dir: Source, data_path: Path) -> dict[str, Any]:
