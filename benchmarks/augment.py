@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common import run_tunelab
 
 LEGS = {
     "none": {},
@@ -44,10 +44,7 @@ def run(dataset: str, leg: str, seed: int, fraction: float, work: Path) -> dict:
               "train": {**CONFIG["train"], "seed": seed}, "output": str(out)}
     path = work / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    done = subprocess.run([sys.executable, "-m", "tunelab", "train", str(path), "--overwrite"], capture_output=True,
-                          text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if done.returncode:
-        sys.exit(f"{out.name} failed:\n{done.stderr[-3000:]}")
+    run_tunelab("train", str(path), "--overwrite")
     metrics = json.loads((out / "test_metrics.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     return {"dataset": dataset, "leg": leg, "seed": seed, "augment": LEGS[leg], "macro_f1": metrics["macro_f1"],

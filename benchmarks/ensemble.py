@@ -16,19 +16,10 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
-
-def tunelab(*argv: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "tunelab", *argv], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if done.returncode:
-        sys.exit(f"tunelab {' '.join(argv[:2])} failed:\n{done.stderr[-3000:]}")
-    return done
+from common import run_tunelab
 
 
 def member(strategy: str, seed: int, args: argparse.Namespace, work: Path) -> dict:
@@ -38,7 +29,7 @@ def member(strategy: str, seed: int, args: argparse.Namespace, work: Path) -> di
     sets = {"strategy": f"{{name: {strategy}}}", "train.epochs": 3, "train.seed": seed, "data.split_seed": 0,
             "data.limit": args.limit, "forgetting.measure": "false",
             **recommended_settings(strategy, num_blocks=6, epochs=3)}  # its own lr, epochs and depth last
-    tunelab("train", "--demo", "--out", str(out), "--overwrite", *[f"--set={k}={v}" for k, v in sets.items()])
+    run_tunelab("train", "--demo", "--out", str(out), "--overwrite", *[f"--set={k}={v}" for k, v in sets.items()])
     metrics = json.loads((out / "test_metrics.json").read_text())
     return {"member": out.name, "run": str(out), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"]}
 
@@ -73,7 +64,7 @@ def main() -> None:
         members = [member(spec.split(":")[0], int(spec.split(":")[1]), args, work) for spec in args.members.split(",")]
         test, gold = test_file(Path(members[0]["run"]), work)
         out = work / "ensemble.jsonl"
-        tunelab("predict", "--ensemble", *[m["run"] for m in members], "--input", str(test), "--output", str(out))
+        run_tunelab("predict", "--ensemble", *[m["run"] for m in members], "--input", str(test), "--output", str(out))
         ensemble = {"member": "ensemble (mean of probabilities)", **score(out, gold)}
     best = max(members, key=lambda m: m["macro_f1"])
     print(f"{'':>34} {'test accuracy':>13} {'macro-F1':>8}   ({len(gold)} test articles)")

@@ -23,12 +23,11 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import os
 import random
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
+
+from common import run_tunelab
 
 CONFIG = {"model": "minilm", "task": "classification", "strategy": {"name": "full", "layerwise_lr_decay": 0.95},
           "optim": {"lr": 5e-5}, "train": {"epochs": 3, "batch_size": 16, "seed": 0},
@@ -66,14 +65,6 @@ def _texts_only(path: Path, rows: list[tuple[str, str]]) -> Path:
     return path
 
 
-def tunelab(*argv: str) -> subprocess.CompletedProcess:
-    done = subprocess.run([sys.executable, "-m", "tunelab", *argv], capture_output=True, text=True,
-                          env={**os.environ, "HF_HUB_OFFLINE": "1"})
-    if done.returncode:
-        sys.exit(f"tunelab {' '.join(argv[:2])} failed:\n{done.stderr[-3000:]}")
-    return done
-
-
 def train(name: str, train_file: Path, test_file: Path, work: Path) -> dict:
     import yaml
 
@@ -81,7 +72,7 @@ def train(name: str, train_file: Path, test_file: Path, work: Path) -> dict:
     config = {**CONFIG, "data": {"train": str(train_file), "test": str(test_file), "max_length": 64,
                                  "validation_split": 0.1}, "output": str(out)}
     (work / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
-    tunelab("train", str(work / f"{name}.yaml"), "--overwrite")
+    run_tunelab("train", str(work / f"{name}.yaml"), "--overwrite")
     metrics = json.loads((out / "test_metrics.json").read_text())
     return {"leg": name, "run": str(out), "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "train_time_s": json.loads((out / "manifest.json").read_text())["train_time_s"]}
@@ -89,7 +80,7 @@ def train(name: str, train_file: Path, test_file: Path, work: Path) -> dict:
 
 def pseudo(files: dict[str, Path], source_run: str, confidence: float, work: Path) -> tuple[Path, dict]:
     out = work / "pseudo.csv"
-    tunelab("pseudo-label", source_run, "--input", str(files["pool_text"]), "--min-confidence", str(confidence),
+    run_tunelab("pseudo-label", source_run, "--input", str(files["pool_text"]), "--min-confidence", str(confidence),
             "--output", str(out))
     with files["pool"].open(newline="", encoding="utf-8") as handle:
         truth = {row["text"]: row["label"] for row in csv.DictReader(handle)}

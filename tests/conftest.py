@@ -97,6 +97,8 @@ def load_benchmark(name: str):
     import importlib.util
     import sys
 
+    if str(REPO / "benchmarks") not in sys.path:  # as when run as a script: its folder's modules (common.py) import
+        sys.path.append(str(REPO / "benchmarks"))
     spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
