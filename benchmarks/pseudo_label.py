@@ -11,7 +11,8 @@ training file):
 
 - source: trained on the snippets;
 - self-trained: `tunelab pseudo-label` of the pool with the source run (`--min-confidence`), then trained on
-  the snippets and the pseudo-labelled tweets together;
+  the snippets and the pseudo-labelled tweets together; and again with `--balance` (as many confident rows of
+  each predicted class as of the rarest);
 - target (oracle): trained on the pool with its true labels: how far the adaptation could go.
 
     python benchmarks/pseudo_label.py --json results/pseudo_label.json
@@ -78,15 +79,16 @@ def train(name: str, train_file: Path, test_file: Path, work: Path) -> dict:
             "train_time_s": json.loads((out / "manifest.json").read_text())["train_time_s"]}
 
 
-def pseudo(files: dict[str, Path], source_run: str, confidence: float, work: Path) -> tuple[Path, dict]:
-    out = work / "pseudo.csv"
+def pseudo(files: dict[str, Path], source_run: str, confidence: float, work: Path,
+           balance: bool = False) -> tuple[Path, dict]:
+    out = work / f"pseudo{'-balanced' if balance else ''}.csv"
     run_tunelab("pseudo-label", source_run, "--input", str(files["pool_text"]), "--min-confidence", str(confidence),
-            "--output", str(out))
+                "--output", str(out), *(["--balance"] if balance else []))
     with files["pool"].open(newline="", encoding="utf-8") as handle:
         truth = {row["text"]: row["label"] for row in csv.DictReader(handle)}
     with out.open(newline="", encoding="utf-8") as handle:
         made = list(csv.DictReader(handle))
-    combined = work / "source+pseudo.csv"
+    combined = work / f"source+{out.stem}.csv"
     with files["source"].open(newline="", encoding="utf-8") as handle:
         source = list(csv.reader(handle))[1:]
     write(combined, [tuple(row) for row in source] + [(r["text"], r["label"]) for r in made])
@@ -109,18 +111,22 @@ def main() -> None:
         files = draw(args, work)
         source = train("source", files["source"], files["test"], work)
         combined, labels = pseudo(files, source["run"], args.min_confidence, work)
+        balanced, labels_balanced = pseudo(files, source["run"], args.min_confidence, work, balance=True)
         legs = [source, train("self-trained", combined, files["test"], work),
+                train("self-trained-balanced", balanced, files["test"], work),
                 train("target-oracle", files["pool"], files["test"], work)]
-    print(f"pseudo-labels: {labels['kept']} of {labels['pool']} tweets at p >= {args.min_confidence}, "
-          f"{100 * labels['pseudo_label_accuracy']:.1f}% right, {labels['per_label']}")
-    print(f"{'leg':>14} {'test accuracy':>13} {'macro-F1':>8} {'(pts vs source)':>15}")
+    for name, made in (("pseudo-labels", labels), ("--balance", labels_balanced)):
+        print(f"{name}: {made['kept']} of {made['pool']} tweets at p >= {args.min_confidence}, "
+              f"{100 * made['pseudo_label_accuracy']:.1f}% right, {made['per_label']}")
+    print(f"{'leg':>21} {'test accuracy':>13} {'macro-F1':>8} {'(pts vs source)':>15}")
     for leg in legs:
-        print(f"{leg['leg']:>14} {leg['accuracy']:>13.4f} {leg['macro_f1']:>8.4f} "
+        print(f"{leg['leg']:>21} {leg['accuracy']:>13.4f} {leg['macro_f1']:>8.4f} "
               f"{100 * (leg['macro_f1'] - source['macro_f1']):>+15.1f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "config": CONFIG,
-                                         "pseudo_labels": labels, "legs": legs}, indent=2))
+                                         "pseudo_labels": labels, "pseudo_labels_balanced": labels_balanced,
+                                         "legs": legs}, indent=2))
 
 
 if __name__ == "__main__":

@@ -18,11 +18,13 @@ def pseudo_label_command(
                                          "probability."),
     output: Path = typer.Option(..., "--output", help="The labelled file to write (.csv or .jsonl), in the run's "
                                 "text and label columns, ready to train on."),
+    balance: bool = typer.Option(False, "--balance", help="Keep as many rows of each predicted class as of the "
+                                 "rarest (the most confident of each)."),
 ) -> None:
     """Label unlabelled text with a trained run and keep the confident rows (self-training, domain adaptation)."""
     from tunelab.serving.pseudo_label import pseudo_label
 
-    made = pseudo_label(run_dir, input, output, min_confidence)
+    made = pseudo_label(run_dir, input, output, min_confidence, balance)
     labels = ", ".join(f"{name} {count}" for name, count in sorted(made.per_label.items()))
     err_console.print(f"wrote {made.kept} of {made.read} rows ({100 * made.kept / made.read:.1f}%) with probability "
                       f">= {min_confidence} to {made.path}: {labels}", highlight=False)

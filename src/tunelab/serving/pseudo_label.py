@@ -32,10 +32,13 @@ class PseudoLabels:
     path: Path
 
 
-def pseudo_label(run: Source, input_path: Path, output: Path, min_confidence: float) -> PseudoLabels:
+def pseudo_label(run: Source, input_path: Path, output: Path, min_confidence: float,
+                 balance: bool = False) -> PseudoLabels:
     """Write the rows of `input_path` whose predicted class has probability >= `min_confidence` to `output`
-    (.csv or .jsonl) with that class as their label and the probability beside it. Nothing is written when no
-    row is that sure (an earlier file at `output` stays as it was)."""
+    (.csv or .jsonl) with that class as their label and the probability beside it. `balance` keeps as many rows
+    of each predicted class as of the rarest one (the most confident of each): a model is surest of its majority
+    class, so the confident rows skew towards it. Nothing is written when no row is that sure (an earlier file
+    at `output` stays as it was)."""
     if not 0.0 < min_confidence <= 1.0:
         raise ConfigError(f"--min-confidence {min_confidence}: give a probability in (0, 1], e.g. 0.9")
     predictor = as_predictor(run)
@@ -47,6 +50,8 @@ def pseudo_label(run: Source, input_path: Path, output: Path, min_confidence: fl
     predictions = predictor.predict(records)
     confidence = np.asarray(predictions.scores).max(axis=1)
     keep = np.flatnonzero(confidence >= min_confidence)
+    if balance and len(keep):
+        keep = _balanced(keep, confidence, [str(v) for v in predictions.values])
     if not len(keep):
         raise DataError(f"{input_path}: no row of {len(records)} is predicted with probability >= {min_confidence} "
                         f"(the highest is {confidence.max():.3f}); lower --min-confidence")
@@ -55,6 +60,16 @@ def pseudo_label(run: Source, input_path: Path, output: Path, min_confidence: fl
     atomic_write_text(output, _jsonl(rows) if output.suffix.lower() in (".jsonl", ".json") else _csv(rows))
     return PseudoLabels(kept=len(rows), read=len(records), per_label=dict(Counter(str(r[data.label_column]) for r in rows)),
                         path=output)
+
+
+def _balanced(keep: np.ndarray, confidence: np.ndarray, labels: list[str]) -> np.ndarray:
+    """The most confident rows of each class among `keep`, as many of each as the rarest class has, in input order."""
+    by_class: dict[str, list[int]] = {}
+    for i in keep:
+        by_class.setdefault(labels[i], []).append(int(i))
+    fewest = min(len(rows) for rows in by_class.values())
+    chosen = [i for rows in by_class.values() for i in sorted(rows, key=lambda i: -confidence[i])[:fewest]]
+    return np.array(sorted(chosen), dtype=np.int64)
 
 
 def _csv(rows: list[dict]) -> str:

@@ -62,3 +62,21 @@ def test_nothing_is_written_when_no_row_is_that_sure(run: Path, tmp_path: Path) 
     bad = CliRunner().invoke(app, ["pseudo-label", str(run), "--input", str(unlabelled), "--min-confidence", "1.5",
                                    "--output", str(out)])
     assert bad.exit_code != 0 and "give a probability in (0, 1]" in bad.output
+
+
+def test_balance_keeps_as_many_of_each_class_as_of_the_rarest(run: Path, tmp_path: Path) -> None:
+    from tunelab.serving.pseudo_label import pseudo_label
+
+    unlabelled = write_csv(tmp_path / "u.csv", [{"text": r["text"]} for r in sentiment_rows(60, seed=7)])
+    every = pseudo_label(run, unlabelled, tmp_path / "all.csv", 1e-9)
+    balanced = pseudo_label(run, unlabelled, tmp_path / "balanced.csv", 1e-9, balance=True)
+    assert every.kept == 60 and len(every.per_label) == 2
+    fewest = min(every.per_label.values())
+    assert balanced.per_label == {name: fewest for name in every.per_label}
+    with (tmp_path / "all.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for name in every.per_label:  # the most confident of each class are the ones kept
+        mine = sorted((float(r["confidence"]) for r in rows if r["label"] == name), reverse=True)
+        with (tmp_path / "balanced.csv").open(newline="", encoding="utf-8") as handle:
+            kept = sorted((float(r["confidence"]) for r in csv.DictReader(handle) if r["label"] == name), reverse=True)
+        assert kept == mine[:fewest]
