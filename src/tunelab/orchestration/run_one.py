@@ -227,7 +227,7 @@ def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> 
         cache = activation_cache_for(config.train, prepared.tokenizer, config.data.max_length) if task.supports_cache else None
         if config.train.cache == "auto" and not task.supports_cache:
             console.print(f"activation cache: not offered for task {task.name}; the frozen blocks are recomputed")
-    if cache is not None and config.data.augment.text_enabled:
+    if cache is not None and prepared.encoded["train"].augment is not None:  # any train-time augmentation
         cache = None
         console.print("activation cache: off, because data.augment changes the training tokens every epoch, so the "
                       "frozen blocks' output of an example is not the same twice; the frozen blocks are recomputed")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,8 @@ import numpy as np
 
 from tunelab.atomic import atomic_write_text
 from tunelab.errors import ConfigError, DataError
-from tunelab.serving.predict import Source, as_predictor
+from tunelab.inference.tables import predictions_jsonl
+from tunelab.serving.predict import Source, as_predictor, read_inputs
 
 __all__ = ["PseudoLabels", "pseudo_label"]
 
@@ -43,10 +43,10 @@ def pseudo_label(run: Source, input_path: Path, output: Path, min_confidence: fl
         raise ConfigError(f"--min-confidence {min_confidence}: give a probability in (0, 1], e.g. 0.9")
     predictor = as_predictor(run)
     task, data = predictor.task, predictor.config.data
-    if task.name not in ("classification",):
+    if task.name != "classification":
         raise ConfigError(f"pseudo-label: the run's task is {task.name}; pseudo-labels are made by single-label "
                           "classification runs (one class and its probability per row)")
-    records = task.read(input_path, data, require_labels=False)
+    records = read_inputs(predictor, input_path, None)
     predictions = predictor.predict(records)
     confidence = np.asarray(predictions.scores).max(axis=1)
     keep = np.flatnonzero(confidence >= min_confidence)
@@ -57,7 +57,7 @@ def pseudo_label(run: Source, input_path: Path, output: Path, min_confidence: fl
                         f"(the highest is {confidence.max():.3f}); lower --min-confidence")
     rows = [{data.text_column: records[i].text, data.label_column: predictions.values[i],
              "confidence": round(float(confidence[i]), 6), "source": records[i].where} for i in keep]
-    atomic_write_text(output, _jsonl(rows) if output.suffix.lower() in (".jsonl", ".json") else _csv(rows))
+    atomic_write_text(output, predictions_jsonl(rows) if output.suffix.lower() in (".jsonl", ".json") else _csv(rows))
     return PseudoLabels(kept=len(rows), read=len(records), per_label=dict(Counter(str(r[data.label_column]) for r in rows)),
                         path=output)
 
@@ -78,7 +78,3 @@ def _csv(rows: list[dict]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
-
-
-def _jsonl(rows: list[dict]) -> str:
-    return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
