@@ -122,7 +122,7 @@ def run_peer(s: Setting) -> dict[str, Any]:
     extra = {"attn_implementation": "sdpa"} if s.device == "cuda" else {}
     model = AutoModelForSequenceClassification.from_pretrained(minilm_dir(), num_labels=len(labels), **extra)
     model = peer_strategy(model, s.strategy)
-    out = tempfile.mkdtemp(prefix="hf-bench-")
+    out, sampler = tempfile.mkdtemp(prefix="hf-bench-"), _peer_sampler(s)
     args = TrainingArguments(
         output_dir=out, num_train_epochs=s.epochs, per_device_train_batch_size=s.batch_size,
         per_device_eval_batch_size=2 * s.batch_size, learning_rate=s.lr, weight_decay=0.01, warmup_steps=0.1,
@@ -130,7 +130,7 @@ def run_peer(s: Setting) -> dict[str, Any]:
         # tunelab always checkpoints at epoch end (resumable runs); the peer only with --peer-checkpoints
         save_strategy="epoch" if s.peer_checkpoints else "no", save_total_limit=2,
         logging_strategy="no", report_to="none", use_cpu=s.device == "cpu", dataloader_num_workers=0,
-        disable_tqdm=True, bf16=s.peer_precision == "bf16", **_peer_sampler(s))
+        disable_tqdm=True, bf16=s.peer_precision == "bf16", **sampler)
     trainer = Trainer(model=model, args=args, train_dataset=train, eval_dataset=validation,
                       data_collator=DataCollatorWithPadding(tokenizer))
     train_s = trainer.train().metrics["train_runtime"]  # the training loop alone, evaluations included
@@ -141,7 +141,7 @@ def run_peer(s: Setting) -> dict[str, Any]:
     tokens = {**_token_counts(splits, tokenizer, s.max_length), "train_examples": len(train)}
     return {"wall_s": wall, "accuracy": accuracy, "peak_rss_mb": peak_rss_mb(), "train_examples": len(train),
             "tokens": tokens, "precision": s.peer_precision, "peak_gpu_mb": peak_gpu_mb(s.device), "train_s": train_s,
-            "group_by_length": bool(_peer_sampler(s))}
+            "group_by_length": bool(sampler)}
 
 
 def _peer_sampler(s: Setting) -> dict[str, Any]:
