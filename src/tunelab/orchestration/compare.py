@@ -23,6 +23,7 @@ from tunelab.catalog import parse_config
 from tunelab.config.loading import apply_overrides, as_override
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError, RunInterrupted, TunelabError
+from tunelab.orchestration.cache_warm import warm_cache
 from tunelab.orchestration.compare_summary import CompareResult, summarize, write_compare_outputs
 from tunelab.orchestration.forgetting import forgetting_summary
 from tunelab.orchestration.outputs import reset_peak_rss
@@ -81,6 +82,7 @@ def compare(raw: dict[str, Any], request: CompareRequest, *, console: Optional[C
     rows, skipped = plan_rows(raw, base, request, prepared.depth(base))
     for item in skipped:
         console.print(f"[yellow]skip[/] {item['strategy']}: {escape(item['reason'])}")
+    _warm(prepared, rows, request, console)
     records: list[dict[str, Any]] = []
     with tracking_parent(base, f"compare {request.out.name}") as parent:  # MLflow: the rows nest under one run
         for i, row in enumerate(rows, start=1):
@@ -97,6 +99,22 @@ def compare(raw: dict[str, Any], request: CompareRequest, *, console: Optional[C
             parent.log_artifacts(request.out / "compare.json", request.out / "compare.csv")
     write_experiment_report(request.out, console, "comparison")
     return result
+
+
+def _warm(prepared: Prepared, rows: list[RowPlan], request: CompareRequest, console: Console) -> None:
+    """Every frozen prefix the rows still to run will read, built before the first of them: one capture pass
+    per training split for all depths (head, partial and gradual rows share it), where each row alone would
+    run its own pass."""
+    todo = [row.config for row in rows
+            if not (request.resume and (request.out / "runs" / row.name / FINISHED_MARKER).is_file())]
+    warm = warm_cache(prepared, todo)
+    if warm is None:
+        return
+    for note in warm["notes"]:
+        console.print(f"activation cache: {escape(note)}")
+    if warm["depths"]:
+        console.print(f"activation cache for the rows' frozen blocks (depths {', '.join(map(str, warm['depths']))}): "
+                      f"{escape(warm['summary'])} ({warm['seconds']:.1f} s)", highlight=False)
 
 
 def plan_rows(raw: dict[str, Any], base: RunConfig, request: CompareRequest,

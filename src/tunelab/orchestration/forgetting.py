@@ -33,10 +33,12 @@ from tunelab.inference.predict import encode_split
 from tunelab.models.layerstack import EMBEDDING_GROUP
 from tunelab.models.task_model import TaskModel
 from tunelab.strategies.peft.base import adaptation_of
+from tunelab.training.cache import hash_token_ids, prefix_hashes
 
 __all__ = ["Meter", "start_meter", "measure_forgetting", "effective_weights", "weight_drift", "forgetting_summary"]
 
 KNN_K = 10
+_SHARED_BASES = 4  # base models whose reference features a prepared run keeps (continual moves its base)
 
 
 @dataclass
@@ -116,12 +118,8 @@ def measure_forgetting(meter: Meter, prepared: Any, config: RunConfig, tuned: Ta
     """The meter's section of test_metrics.json (the base copy is released afterwards)."""
     started = time.perf_counter()
     drift, embedding = weight_drift(meter.base, tuned)
-    device, precision = prepared.device, config.train.precision
-    features = {}
-    for which, model in (("base", meter.base.to(device)), ("tuned", tuned)):
-        batches = iterate_batches(meter.reference, config.train.evaluation_batch_size,
-                                  pad_id=prepared.tokenizer.pad_token_id or 0, shuffle=False)
-        features[which] = block_features(model, batches, len(meter.reference), device, precision)
+    features = {"base": _base_features(meter, prepared, config),
+                "tuned": _block_features(tuned, meter.reference, prepared, config)}
     cka = [linear_cka(b, t) for b, t in zip(features["base"], features["tuned"])]
     retention = _retention(meter, prepared, config, tuned, features, cka)
     meter.base.cpu()
@@ -130,13 +128,36 @@ def measure_forgetting(meter: Meter, prepared: Any, config: RunConfig, tuned: Ta
             "seconds": round(time.perf_counter() - started, 2)}
 
 
+def _block_features(model: TaskModel, reference: EncodedSplit, prepared: Any, config: RunConfig) -> list[np.ndarray]:
+    batches = iterate_batches(reference, config.train.evaluation_batch_size,
+                              pad_id=prepared.tokenizer.pad_token_id or 0, shuffle=False)
+    return block_features(model.to(prepared.device), batches, len(reference), prepared.device, config.train.precision)
+
+
+def _base_features(meter: Meter, prepared: Any, config: RunConfig) -> list[np.ndarray]:
+    """The base model's features, computed once per reference set, backbone weights, precision and batch size
+    (`prepared.base_features`): every row of a comparison and every trial of a search starts from the same
+    backbone, and the head, the one part that differs, is not among the blocks measured."""
+    if not meter.reference.has_tokens:  # images: no cheap key of the reference; computed every time
+        return _block_features(meter.base, meter.reference, prepared, config)
+    blocks = meter.base.layer_stack.num_blocks
+    key = "|".join([hash_token_ids(meter.reference.input_ids), prefix_hashes(meter.base, [blocks])[blocks],
+                    config.train.precision, str(config.train.evaluation_batch_size), prepared.device.type])
+    shared = prepared.base_features
+    if key not in shared:
+        if len(shared) >= _SHARED_BASES:
+            shared.pop(next(iter(shared)))
+        shared[key] = _block_features(meter.base, meter.reference, prepared, config)
+    return shared[key]
+
+
 def _retention(meter: Meter, prepared: Any, config: RunConfig, tuned: TaskModel,
                features: dict[str, list[np.ndarray]], cka: list[float]) -> dict[str, Any]:
     task = prepared.task
     if task.generative:
         from tunelab.orchestration.forgetting_lm import lm_retention
 
-        return lm_retention(meter.base, tuned, prepared, config)
+        return lm_retention(meter.base.to(prepared.device), tuned, prepared, config)
     if not meter.reference.has_tokens:  # image backbones: no labelled reference of theirs ships; their features
         return {"feature_cka": {"before": 1.0, "after": round(cka[-1], 6)}}
     overlap = knn_overlap(features["base"][-1], features["tuned"][-1], k=KNN_K)

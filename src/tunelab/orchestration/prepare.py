@@ -62,6 +62,9 @@ class Prepared:
     unknown_token_rates: dict[str, Optional[float]] = field(default_factory=dict)  # per split; None: not counted
     # base models built so far, by the RNG state they were built from, shared by every `for_config` of this run
     templates: dict[str, tuple[TaskModel, Any]] = field(default_factory=dict, repr=False)
+    # the forgetting meter's base-model features on its reference set, by reference and backbone weights: the
+    # rows of a comparison start from one backbone, so its side of the meter is computed once
+    base_features: dict[str, Any] = field(default_factory=dict, repr=False)
     # model.init_from: the earlier run's embeddings and blocks, loaded over every model built (its head is not)
     init_state: Optional[dict[str, torch.Tensor]] = field(default=None, repr=False)
     dist: Distributed = SINGLE         # this process's rank and world under torchrun

@@ -31,7 +31,7 @@ from tunelab.evaluation.transferability import h_score, logme, ridge_probe
 from tunelab.models.pooling import declared_pooling
 from tunelab.orchestration.prepare import Prepared, prepare
 from tunelab.orchestration.recommend_features import depth_features
-from tunelab.orchestration.recommend_warm import warm_cache
+from tunelab.orchestration.cache_warm import warm_cache
 from tunelab.strategies.advice import Advice, Evidence, advise
 
 __all__ = ["RecommendRequest", "BackboneScores", "Recommendation", "recommend", "DEFAULT_TEXT_CANDIDATES"]
@@ -105,7 +105,7 @@ def recommend(raw: dict[str, Any], request: RecommendRequest, *, console: Option
     winner = ranked[0]
     advice = advise(_evidence(winner, base))
     config = _with_plan(raw, winner.model, advice.overrides, source)
-    warm = warm_cache(winner.prepared, config) if request.warm and winner.prepared is not None else None
+    warm = warm_cache(winner.prepared, [config]) if request.warm and winner.prepared is not None else None
     for backbone in scored:
         backbone.prepared = None  # the runs' data and models are not kept past the advice
     assert sample is not None

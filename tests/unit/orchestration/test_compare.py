@@ -150,3 +150,26 @@ def test_verdict_savings_read_as_shares_or_multiples() -> None:
     text = _savings(pick, best)
     assert "6.6x faster" in text and "1.00% of its trainable parameters" in text
     assert "87.0x its bytes on disk" in text and "%" not in text.split("parameters")[1]
+
+
+def test_frozen_prefixes_of_every_row_are_built_in_one_pass(config: dict, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """head (depth 2), partial (depth 1) and gradual (2, then 1) on the 2-block model: compare builds every entry
+    they read before the first row, in one pass over each split, and no row builds one; a row still repeats bit
+    for bit as `tunelab train` of its config in a cold cache (the entries are the ones a lone run builds)."""
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache-compare"))
+    code, output, out = _compare(config, tmp_path, "--strategies", "head,partial,gradual")
+    assert code == 0, output
+    text = " ".join(output.split())  # the console wraps long lines
+    examples = sum(1 for _ in open(config["data"]["train"], encoding="utf-8")) - 1  # every split once, one pass
+    warmed = text.partition("activation cache for the rows' frozen blocks (depths 1, 2):")[2].partition("[1/3]")[0]
+    assert f"6 entries built from {examples} examples" in warmed, text
+    for row in ("head", "partial", "gradual"):
+        stats = json.loads((out / "runs" / row / "manifest.json").read_text())["activation_cache"]
+        assert stats["built_entries"] == 0 and stats["reused_entries"] > 0 and stats["served_batches"] > 0, row
+    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache-solo"))
+    train_via_cli(out / "runs" / "partial" / "config.yaml", "--out", str(tmp_path / "solo"))
+    stats = json.loads((tmp_path / "solo" / "manifest.json").read_text())["activation_cache"]
+    assert stats["built_entries"] == 3  # train, validation and test at depth 1: built, not found
+    ours, theirs = (load_file(d / "model" / "model.safetensors") for d in (out / "runs" / "partial", tmp_path / "solo"))
+    assert ours.keys() == theirs.keys() and all((ours[k] == theirs[k]).all() for k in ours)

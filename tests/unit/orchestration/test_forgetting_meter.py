@@ -95,3 +95,33 @@ def test_compare_row_summary() -> None:
     assert summary == {"mean_weight_drift": pytest.approx(0.2), "mean_cka": pytest.approx(0.9),
                        "retention": {"knn10_overlap": 0.6, "perplexity": 1.25}}
     assert forgetting_summary(None) is None
+
+
+def test_rows_of_one_prepared_run_share_the_base_side(tiny_config: dict, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two strategies and two seeds on one prepared run: the base model's reference features are computed once
+    (the backbone is the same for every row), the tuned model's once per row; each row's section equals the one
+    a lone run of it writes (the second row's base side came from the first)."""
+    from tunelab.artifacts.rundir import RunDirectory
+    from tunelab.orchestration import forgetting as meter_module
+    from tunelab.orchestration.prepare import prepare
+    from tunelab.orchestration.run_one import run_one
+
+    calls = []
+    counting = lambda model, *a, **k: calls.append(model) or block_features(model, *a, **k)  # noqa: E731
+    block_features = meter_module.block_features
+    monkeypatch.setattr(meter_module, "block_features", counting)
+    tiny_config["train"]["precision"] = "fp32"
+    tiny_config["data"]["split_seed"] = 0  # the seeds vary the training, not the split (as compare pins it)
+    base = parse_config(tiny_config)
+    prepared = prepare(base)
+    rows = [("full", 0), ("lora", 0), ("lora", 1)]
+    for name, seed in rows:
+        row = base.model_copy(update={"strategy": base.strategy.model_copy(update={"name": name}),
+                                      "train": base.train.model_copy(update={"seed": seed})})
+        run_one(prepared, row, run_dir=RunDirectory(tmp_path / f"{name}{seed}"))
+    assert len(calls) == len(rows) + 1
+    solo = run(tiny_config, tmp_path, "solo", strategy={"name": "lora"}, train={**tiny_config["train"], "seed": 1})
+    ours, theirs = forgetting(tmp_path / "lora1"), forgetting(solo)
+    ours.pop("seconds"), theirs.pop("seconds")
+    assert ours == theirs
