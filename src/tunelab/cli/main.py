@@ -135,6 +135,9 @@ def compare(
     seeds: str = typer.Option("0", "--seeds", help="Comma-separated training seeds (the split stays the config's)."),
     data_fractions: str = typer.Option("1.0", "--data-fractions", help="Comma-separated shares of the training "
                                        "split, nested (0.1,0.3,1.0)."),
+    fraction_budget: str = typer.Option("steps", "--fraction-budget", help="steps: a fraction's row trains as many "
+                                        "optimizer steps as the whole split's (epochs x 1/fraction); epochs: the same "
+                                        "epochs."),
     out: Optional[Path] = typer.Option(None, "--out", help="Comparison folder (default: the config's output + "
                                        "'-compare')."),
     set_: list[str] = typer.Option([], "--set", help="Override a key for every row (optim.lr=1e-4) or for one "
@@ -152,7 +155,8 @@ def compare(
     request = CompareRequest(out=experiment_out(out, raw, "compare"),
                              strategies=parse_csv(strategies, str, "--strategies") if strategies else None,
                              seeds=parse_csv(seeds, int, "--seeds"), fractions=parse_csv(data_fractions, float, "--data-fractions"),
-                             overrides=set_, resume=resume, overwrite=overwrite, trust_pickle=trust_pickle)
+                             overrides=set_, resume=resume, overwrite=overwrite, trust_pickle=trust_pickle,
+                             fraction_budget=fraction_budget)
     check_request(request)
     result = run_compare(raw, request, console=err_console, source=str(source))
     out_console.print(compare_table(result))

@@ -75,6 +75,27 @@ def test_nested_fractions_are_stratified() -> None:
     assert sum(records[i].label == "b" for i in small) == 5  # the 1:3 class ratio kept
 
 
+def test_a_fraction_row_trains_the_steps_of_the_whole_split(config: dict, tmp_path: Path) -> None:
+    """--fraction-budget steps (the default): a 10% row runs 10x the epochs, gradual unfreezes every 10x the
+    epochs and early stopping waits 10x as many, so every row of a strategy trains the same optimizer steps;
+    --fraction-budget epochs keeps the epochs (a tenth of the steps)."""
+    from tunelab.catalog import parse_config
+    from tunelab.orchestration.compare import CompareRequest, plan_rows
+
+    config["early_stopping"] = {"metric": "macro_f1", "patience": 2}
+    base = parse_config(config)
+    for budget, scale in (("steps", 10), ("epochs", 1)):
+        request = CompareRequest(out=tmp_path / budget, strategies=["head", "gradual", "full"],
+                                 fractions=[0.1, 1.0], fraction_budget=budget)
+        rows = {(r.strategy, r.fraction): r.config for r in plan_rows(config, base, request, 2)[0]}
+        for strategy in ("head", "gradual", "full"):
+            whole, tenth = rows[(strategy, 1.0)], rows[(strategy, 0.1)]
+            assert tenth.train.epochs == scale * whole.train.epochs, (budget, strategy)
+            assert tenth.early_stopping.patience == scale * whole.early_stopping.patience
+        assert rows[("gradual", 0.1)].strategy.unfreeze_every == scale * rows[("gradual", 1.0)].strategy.unfreeze_every
+        assert rows[("head", 1.0)].train.epochs == 2 * config["train"]["epochs"]  # head's own budget, then scaled
+
+
 def test_refused_and_failing_strategies_become_rows(config: dict, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tunelab.orchestration import compare as compare_module
 
