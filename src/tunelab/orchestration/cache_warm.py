@@ -60,11 +60,14 @@ def warm_cache(prepared: Prepared, configs: Sequence[RunConfig]) -> Optional[dic
                           batch_size=train.batch_size, precision=train.precision, seed=train.seed)
         feed.start(group.model.to(prepared.device), sorted(group.depths), [group.run.encoded[n] for n in SPLITS])
         group.model.cpu()
-    caches = [g.cache for g in groups.values()]
+    stats = [g.cache.stats for g in groups.values()]
+    built, reused = sum(s.built_entries for s in stats), sum(s.reused_entries for s in stats)
+    summary = (f"{built} entries built from {sum(s.computed_examples for s in stats):,} examples in "
+               f"{len(groups)} pass{'es' if len(groups) > 1 else ''} ({sum(s.bytes_written for s in stats) / 2**20:,.0f} "
+               f"MiB), {reused} reused, under {groups[next(iter(groups))].cache.root}")
     return {"depths": sorted(set().union(*(g.depths for g in groups.values()))),
-            "seconds": time.perf_counter() - started, "summary": " ".join(c.summary() for c in caches),
-            "built_entries": sum(c.stats.built_entries for c in caches),
-            "reused_entries": sum(c.stats.reused_entries for c in caches), "notes": notes}
+            "seconds": time.perf_counter() - started, "summary": summary, "built_entries": built,
+            "reused_entries": reused, "passes": len(groups), "notes": notes}
 
 
 def _add_run(prepared: Prepared, config: RunConfig, groups: dict[tuple, _Group]) -> None:

@@ -68,7 +68,10 @@ def _update_with_tensor(digest: "hashlib._Hash", name: str, tensor: torch.Tensor
 
 
 def prefix_hashes(model: TaskModel, starts: list[int]) -> dict[int, str]:
-    """sha256 of the architecture config and the weights of the embeddings + blocks `[0, k)`, per k."""
+    """sha256 of the architecture config and the weights of the embeddings + blocks `[0, k)`, per k. Names are
+    hashed from the backbone's root (`embeddings.word_embeddings.weight`, whichever wrapper holds it), so a model
+    with a pooled head (the bare backbone) and one with the native head (the backbone inside
+    `...ForSequenceClassification`) share their entries: the frozen prefix computes the same thing in both."""
     stack = model.layer_stack
     config = getattr(model.network, "config", None)
     described = {k: v for k, v in (config.to_dict() if config is not None else {}).items() if k not in _HEAD_ONLY_CONFIG}
@@ -76,8 +79,9 @@ def prefix_hashes(model: TaskModel, starts: list[int]) -> dict[int, str]:
     by_group: dict[int, list[tuple[str, torch.Tensor]]] = {}
     for name, tensor in model.state_dict(keep_vars=True).items():
         by_group.setdefault(stack.group_of(name), []).append((name, tensor))
+    root = _backbone_root(stack.blocks_path, stack.embedding_prefixes)
     for name, tensor in by_group.get(EMBEDDING_GROUP, []):
-        _update_with_tensor(digest, name, tensor)
+        _update_with_tensor(digest, name[len(root):], tensor)
     out: dict[int, str] = {}
     for index in range(max(starts) + 1):
         if index in starts:
@@ -85,6 +89,14 @@ def prefix_hashes(model: TaskModel, starts: list[int]) -> dict[int, str]:
         for name, tensor in by_group.get(index, []):
             _update_with_tensor(digest, name[len(stack.block_prefix(index)):], tensor)
     return out
+
+
+def _backbone_root(blocks_path: str, embedding_prefixes: tuple[str, ...]) -> str:
+    """The dotted prefix the blocks and the embeddings share (`network.bert.` in a sequence classifier,
+    `network.` in a bare BERT)."""
+    paths = [f"{blocks_path}.", *embedding_prefixes]
+    common = os.path.commonprefix(paths)
+    return common[:common.rfind(".") + 1]
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ interrupted comparison resumes."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -173,24 +174,39 @@ def test_verdict_savings_read_as_shares_or_multiples() -> None:
     assert "87.0x its bytes on disk" in text and "%" not in text.split("parameters")[1]
 
 
-def test_frozen_prefixes_of_every_row_are_built_in_one_pass(config: dict, tmp_path: Path,
+def test_frozen_prefixes_of_every_row_are_built_in_one_pass(config: dict, tiny_bert: Path, tmp_path: Path,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """head (depth 2), partial (depth 1) and gradual (2, then 1) on the 2-block model: compare builds every entry
-    they read before the first row, in one pass over each split, and no row builds one; a row still repeats bit
-    for bit as `tunelab train` of its config in a cold cache (the entries are the ones a lone run builds)."""
+    """head (depth 2, a linear head over the mean the backbone declares), partial (depth 1, the native head) and
+    gradual (2, then 1) on the 2-block model: compare builds every entry they read before the first row, in one
+    pass over each split (the bare backbone and the classifier's share entries), and no row builds one; rows
+    still repeat bit for bit as `tunelab train` of their configs in a cold cache."""
+    model_dir = tmp_path / "pooled"  # the tiny BERT declaring mean pooling, as a sentence-transformers folder does
+    shutil.copytree(tiny_bert, model_dir)
+    (model_dir / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]))
+    (model_dir / "1_Pooling").mkdir()
+    (model_dir / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": 32, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True}))
+    config["model"] = str(model_dir)
     monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache-compare"))
     code, output, out = _compare(config, tmp_path, "--strategies", "head,partial,gradual")
     assert code == 0, output
     text = " ".join(output.split())  # the console wraps long lines
     examples = sum(1 for _ in open(config["data"]["train"], encoding="utf-8")) - 1  # every split once, one pass
     warmed = text.partition("activation cache for the rows' frozen blocks (depths 1, 2):")[2].partition("[1/3]")[0]
-    assert f"6 entries built from {examples} examples" in warmed, text
+    assert f"6 entries built from {examples} examples in 1 pass" in warmed, text
+    assert yaml.safe_load((out / "runs" / "head" / "config.yaml").read_text())["head"]["type"] == "linear"
     for row in ("head", "partial", "gradual"):
         stats = json.loads((out / "runs" / row / "manifest.json").read_text())["activation_cache"]
         assert stats["built_entries"] == 0 and stats["reused_entries"] > 0 and stats["served_batches"] > 0, row
-    monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / "cache-solo"))
-    train_via_cli(out / "runs" / "partial" / "config.yaml", "--out", str(tmp_path / "solo"))
-    stats = json.loads((tmp_path / "solo" / "manifest.json").read_text())["activation_cache"]
-    assert stats["built_entries"] == 3  # train, validation and test at depth 1: built, not found
-    ours, theirs = (load_file(d / "model" / "model.safetensors") for d in (out / "runs" / "partial", tmp_path / "solo"))
-    assert ours.keys() == theirs.keys() and all((ours[k] == theirs[k]).all() for k in ours)
+    for row in ("head", "partial"):
+        monkeypatch.setenv("TUNELAB_CACHE", str(tmp_path / f"cache-{row}"))
+        train_via_cli(out / "runs" / row / "config.yaml", "--out", str(tmp_path / f"solo-{row}"))
+        stats = json.loads((tmp_path / f"solo-{row}" / "manifest.json").read_text())["activation_cache"]
+        assert stats["built_entries"] == 3  # train, validation and test at its depth: built, not found
+        for name in ("model.safetensors", "tunelab_head.safetensors"):
+            files = [d / "model" / name for d in (out / "runs" / row, tmp_path / f"solo-{row}")]
+            if files[0].is_file():
+                ours, theirs = (load_file(f) for f in files)
+                assert ours.keys() == theirs.keys() and all((ours[k] == theirs[k]).all() for k in ours), (row, name)
