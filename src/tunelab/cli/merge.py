@@ -29,8 +29,11 @@ def merge_command(
     record = merge(MergeRequest(sources=list(sources), method=method, out=out, overwrite=overwrite),
                    console=err_console)
     Console().print(_table(record))
-    chosen = ", ".join(f"{k} {v}" for k, v in record["chosen"].items())
-    err_console.print(f"chosen on validation: {chosen}", highlight=False)
+    chosen = record["chosen"]
+    what = ", ".join(f"{k} {v}" for k, v in chosen.items() if k not in ("validation", "validation_loss", "seconds"))
+    err_console.print(f"chosen on validation: {what} (validation {record['metric']} {chosen['validation']:.4f}); "
+                      f"{record['seconds']['load_s'] + record['seconds']['search_s']:.1f} s to load the runs and "
+                      f"search, {record['seconds']['total_s']:.1f} s in all", highlight=False)
     for item in record["skipped"]:
         err_console.print(f"skipped {item['run']}: {item['reason']}", highlight=False, markup=False)
 

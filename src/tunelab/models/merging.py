@@ -135,9 +135,12 @@ def trim(vectors: torch.Tensor, density: float) -> torch.Tensor:
     keep = max(1, int(d * density))
     if keep >= d:
         return vectors.clone()
-    magnitude = vectors.abs()
-    threshold = magnitude.kthvalue(d - keep + 1, dim=1, keepdim=True).values  # (n, 1): the m-th largest
-    return vectors * (magnitude >= threshold)
+    out = torch.empty_like(vectors)
+    for i, row in enumerate(vectors):  # a row at a time: one task vector's temporaries, not n of them
+        magnitude = row.abs()
+        threshold = magnitude.kthvalue(d - keep + 1).values  # the keep-th largest magnitude
+        torch.where(magnitude >= threshold, row, torch.zeros((), dtype=row.dtype), out=out[i])
+    return out
 
 
 def elect_sign(trimmed: torch.Tensor) -> torch.Tensor:
@@ -151,6 +154,10 @@ def elect_sign(trimmed: torch.Tensor) -> torch.Tensor:
 def disjoint_mean(trimmed: torch.Tensor, sign: torch.Tensor) -> torch.Tensor:
     """Per entry, the mean of the runs' values that agree with the elected sign (zeros never count); 0 where
     none agrees."""
-    agree = torch.where(sign > 0, trimmed > 0, trimmed < 0)   # (n, D)
-    kept = (trimmed * agree).sum(0)
-    return kept / agree.sum(0).clamp(min=1)
+    total = torch.zeros_like(sign)
+    count = torch.zeros_like(sign)
+    for row in trimmed:
+        agree = torch.where(sign > 0, row > 0, row < 0)
+        total += row * agree
+        count += agree
+    return total / count.clamp(min=1)

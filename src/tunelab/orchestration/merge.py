@@ -52,7 +52,9 @@ class _Candidate:
 
 def merge(request: MergeRequest, console: Optional[Console] = None) -> dict[str, Any]:
     """Merge as `request` says into `request.out`; returns merge.json's record. Nothing is written unless the
-    whole merge succeeds."""
+    whole merge succeeds. The cost in the record: `load_s` (prepare, load the runs, score each on validation),
+    `search_s` (merge and score every grid point or soup step on validation), `test_s` (score the runs and the
+    written merge on test, write the folder)."""
     started = time.perf_counter()
     console = console or Console(stderr=True)
     say = lambda line: console.print(escape(line), highlight=False)  # noqa: E731
@@ -60,6 +62,7 @@ def merge(request: MergeRequest, console: Optional[Console] = None) -> dict[str,
     run_dir = RunDirectory(request.out, overwrite=request.overwrite)
     run_dir.check_target()
     paths, skipped = expand_sources(request.sources)
+    _check_out(run_dir.target, [*request.sources, *paths])
     inputs = _scorable([read_input(path) for path in paths], skipped, soup)
     prepared = prepare(inputs[0].config, console=console)
     _check_splits(prepared, inputs[0])
@@ -77,6 +80,7 @@ def merge(request: MergeRequest, console: Optional[Console] = None) -> dict[str,
     loaded_s = time.perf_counter() - started
     chosen, state, search_record = _choose(request.method, space, kept, scorer, say)
     search_s = time.perf_counter() - started - loaded_s
+    tested = time.perf_counter()
     runs = [{**c.input.describe(), "validation": scalars(c.validation),
              "test": scalars(scorer.score(linear_merge(space, _one_hot(i, len(kept))), "test"))}
             for i, c in enumerate(kept)]
@@ -87,10 +91,10 @@ def merge(request: MergeRequest, console: Optional[Console] = None) -> dict[str,
               "best_single_run_on_validation": runs[best]["run"],
               "splits": {name: len(prepared.encoded[name]) for name in ("train", "validation", "test")}}
     scorer.model.load_state_dict(state)
-    test = write_merge_dir(run_dir, prepared, scorer.model, reference.run, record, console,
-                           seconds={"load": loaded_s, "search": search_s, "started": started})
+    written = write_merge_dir(run_dir, prepared, scorer.model, reference.run, record,
+                              seconds={"load": loaded_s, "search": search_s, "tested": tested, "started": started})
     say(f"wrote {run_dir.target}")
-    return {**record, "test": test}
+    return written
 
 
 def _check_request(request: MergeRequest) -> bool:
@@ -99,6 +103,14 @@ def _check_request(request: MergeRequest) -> bool:
     if not request.sources:
         raise ConfigError("merge: give the RUN_DIRs to merge (or a compare / tune folder)")
     return request.method == GREEDY_SOUP
+
+
+def _check_out(target: Path, sources: list[Path]) -> None:
+    """--out must not be (or hold) a run it reads: --overwrite would replace it."""
+    for source in sources:
+        if source.resolve().is_relative_to(target):
+            raise ConfigError(f"merge --out {target}: it holds {source}, one of the runs to merge; write the merge to "
+                              "another folder")
 
 
 def _scorable(inputs: list[MergeInput], skipped: list[dict[str, str]], soup: bool) -> list[MergeInput]:

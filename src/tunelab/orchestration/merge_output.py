@@ -11,8 +11,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-
 from tunelab.artifacts.manifest import build_manifest
 from tunelab.artifacts.model_card import CARD_NAME, write_model_card
 from tunelab.artifacts.model_io import LoadedRun, save_hf_model
@@ -39,28 +37,28 @@ def merged_config(config: RunConfig, target: Path) -> RunConfig:
 
 
 def write_merge_dir(run_dir: RunDirectory, prepared: Prepared, model: TaskModel, source: LoadedRun,
-                    record: dict[str, Any], console: Console, seconds: dict[str, float]) -> dict[str, Any]:
-    """Write the merged `model` with `record` (merge.json) into `run_dir`; the test metrics of the model as
-    written. `seconds`: the load and search times and the merge's start (perf_counter)."""
+                    record: dict[str, Any], seconds: dict[str, float]) -> dict[str, Any]:
+    """Write the merged `model` with `record` into `run_dir`; returns merge.json's record (with the test metrics
+    of the model as written, and the cost). `seconds`: the load and search times, and the perf_counter readings
+    when the merge started and when its test scoring did."""
     staging = run_dir.open()
     try:
         config = merged_config(prepared.config, run_dir.target)
         write_run_start(staging, config, prepared.label_names)
         save_hf_model(model.cpu(), source.tokenizer, staging / "model", config)
         _write_manifest(staging, prepared, config, model, record, time.perf_counter() - seconds["started"])
-        tested = time.perf_counter()
         test = score_test(prepared, staging)  # test_metrics.json, predictions.csv, report.html
-        timing = {"load_s": seconds["load"], "search_s": seconds["search"], "test_s": time.perf_counter() - tested,
-                  "total_s": time.perf_counter() - seconds["started"]}
-        atomic_write_json(staging / MERGE_RECORD, {**record, "test": test,
-                                                   "seconds": {k: round(v, 2) for k, v in timing.items()}})
+        timing = {"load_s": seconds["load"], "search_s": seconds["search"],
+                  "test_s": time.perf_counter() - seconds["tested"], "total_s": time.perf_counter() - seconds["started"]}
+        record = {**record, "test": test, "seconds": {k: round(v, 2) for k, v in timing.items()}}
+        atomic_write_json(staging / MERGE_RECORD, record)
         write_model_card(staging, {name: len(prepared.encoded[name]) for name in ("train", "validation", "test")})
         _add_card_section(staging, record)
     except BaseException:
         run_dir.abandon()
         raise
     run_dir.commit()
-    return test
+    return record
 
 
 def _write_manifest(staging: Path, prepared: Prepared, config: RunConfig, model: TaskModel, record: dict[str, Any],

@@ -135,6 +135,8 @@ def test_what_the_command_line_refuses(runs: dict[str, Path], tmp_path: Path) ->
     assert code == 2 and "choose one of linear, task_arithmetic, ties, greedy_soup" in output
     code, output = _merge(str(runs["a"]), str(tmp_path), "--method", "linear", "--out", str(tmp_path / "m"))
     assert code == 2 and "not a finished run directory" in output
+    code, output = _merge(str(runs["a"]), str(runs["b"]), "--method", "linear", "--out", str(runs["a"]), "--overwrite")
+    assert code == 2 and "one of the runs to merge" in output and (runs["a"] / "manifest.json").is_file()
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x").write_text("x")
     code, output = _merge(str(runs["a"]), str(runs["b"]), "--method", "linear", "--out", str(tmp_path / "full"))
