@@ -106,7 +106,11 @@ def test_the_merged_run_predicts_with_the_merged_weights(runs: dict[str, Path], 
     got = [[row["probabilities"][name] for name in template.label_names] for row in _predict(out)]
     assert torch.allclose(torch.tensor(got, dtype=torch.float64), torch.as_tensor(expected, dtype=torch.float64),
                           atol=2e-6)
-    # an ordinary run directory: transformers loads its model as is, and its files are all there
+    # an ordinary run directory: eval and export read it, transformers loads its model as is, its files are there
+    evaluated = runner.invoke(app, ["eval", str(out), "--data", str(runs["folder"] / "train.csv")])
+    assert evaluated.exit_code == 0 and "accuracy" in evaluated.output, evaluated.output
+    exported = runner.invoke(app, ["export", str(out), "--format", "onnx", "--out", str(tmp_path / "onnx")])
+    assert exported.exit_code == 0 and (tmp_path / "onnx" / "model.onnx").is_file(), exported.output
     from transformers import AutoModelForSequenceClassification
 
     assert AutoModelForSequenceClassification.from_pretrained(out / "model").config.num_labels == 2
