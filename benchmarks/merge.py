@@ -53,7 +53,9 @@ def merged(sources: list[str], method: str, out: Path) -> dict:
             "process_s": round(time.perf_counter() - started, 1), "skipped": record["skipped"],
             "runs": [{"run": Path(r["run"]).name, "validation_macro_f1": r["validation"]["macro_f1"],
                       "accuracy": r["test"]["accuracy"], "macro_f1": r["test"]["macro_f1"]} for r in record["runs"]],
-            "best_on_validation": Path(record["best_single_run_on_validation"]).name}
+            "best_on_validation": Path(record["best_single_run_on_validation"]).name,
+            "searched": [{k: v for k, v in p.items() if k != "seconds"} for p in record.get("grid", [])]
+            or [{**s, "run": Path(s["run"]).name} for s in record["steps"]]}
 
 
 def ensemble(rows: list[Path], test: Path, gold: list[str], work: Path) -> dict:

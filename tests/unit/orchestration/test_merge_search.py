@@ -26,6 +26,11 @@ class _Scorer:
         return (metrics["macro_f1"], -metrics["loss"])
 
 
+class _FlatScorer(_Scorer):
+    def score(self, state: dict, split: str) -> dict:
+        return {"macro_f1": 1.0, "loss": abs(float(state["w"][0]))}
+
+
 def _space(values: list[float]) -> WeightSpace:
     runs = [{"w": torch.tensor([v])} for v in values]
     return WeightSpace.from_names({"w": torch.tensor([0.0])}, runs, merged=["w"], averaged=[], fixed=[])
@@ -43,21 +48,26 @@ def test_the_soup_adds_a_run_only_when_its_score_does_not_drop() -> None:
     assert steps[2]["soup_validation"] == pytest.approx(-1 / 3, abs=1e-4)
 
 
-def test_the_search_takes_the_best_point_and_breaks_ties_by_the_loss() -> None:
+def test_the_search_takes_the_best_point_and_the_earlier_of_equal_ones() -> None:
     point, state, rows = search(_space([1.0, 3.0]), "linear", _Scorer())
     assert point["weights"] == [0.5, 0.5] and float(state["w"][0]) == pytest.approx(2.0)  # uniform: w = 2
     point, _, rows = search(_space([0.0, 4.0]), "task_arithmetic", _Scorer())
     # lambda * 4 = 2 at lambda 0.5; every other point scores lower
     assert point["lambda"] == 0.5 and len(rows) == 10
     point, _, _ = search(_space([2.5, 1.5, 1.5]), "linear", _Scorer())
-    # w = 2 at weights (0.5, 0.5, 0), (0.5, 0.25, 0.25), (0.5, 0, 0.5): equal scores and losses, the first wins
-    assert point["weights"] == [0.5, 0.5, 0.0]
+    # w = 2 at weights (0.5, 0.5, 0), (0.5, 0.25, 0.25), (0.5, 0, 0.5): equal scores, the one nearest uniform wins
+    assert point["weights"] == [0.5, 0.25, 0.25]
+    # every point scores alike: the uniform mean, although a single run has the lower loss |w|
+    point, _, _ = search(_space([0.5, 3.0]), "linear", _FlatScorer())
+    assert point["weights"] == [0.5, 0.5]
 
 
 @pytest.mark.parametrize("n, points", [(2, 5), (3, 16), (4, 35), (5, 36), (6, 22), (8, 37), (12, 13)])
 def test_the_linear_grid_starts_uniform_and_stays_small(n: int, points: int) -> None:
     weights = linear_weights(n)
     assert weights[0] == [round(1 / n, 6)] * n and len(weights) == points <= LINEAR_MAX_POINTS + 1
+    spread = [sum((x - 1 / n) ** 2 for x in w) for w in weights]
+    assert spread == sorted(spread) and max(weights[-1]) == 1.0       # nearest uniform first, single runs last
     assert all(math.isclose(sum(w), 1.0, abs_tol=1e-5) and min(w) >= 0 for w in weights)
     assert len({tuple(w) for w in weights}) == len(weights)
 
