@@ -73,7 +73,8 @@ def merge(request: MergeRequest, console: Optional[Console] = None) -> dict[str,
         candidates = sorted(candidates, key=lambda c: scorer.key(c.validation), reverse=True)
     kept = _same_architecture(candidates, skipped, soup)
     reference = kept[0]
-    space = WeightSpace.of(_base_state(prepared, reference), [c.run.model.state_dict() for c in kept], reference.run.model)
+    space = WeightSpace.of(_base_state(prepared, reference), [c.run.model.state_dict() for c in kept],
+                           reference.run.model)
     scorer.model = reference.run.model
     for candidate in kept[1:]:
         candidate.run.model = None  # type: ignore[assignment]  # their weights live in the space now
@@ -86,7 +87,8 @@ def merge(request: MergeRequest, console: Optional[Console] = None) -> dict[str,
             for i, c in enumerate(kept)]
     best = max(range(len(kept)), key=lambda i: scorer.key(kept[i].validation))
     record = {"format_version": FORMAT_VERSION, "method": request.method, "metric": scorer.metric, "mode": scorer.mode,
-              "heads": "averaged with the merge's run weights (uniform for task_arithmetic and ties): see models/merging.py",
+              "heads": "averaged with the merge's run weights (uniform for task_arithmetic and ties): "
+                       "models/merging.py says why",
               "chosen": chosen, **search_record, "runs": runs, "skipped": skipped,
               "best_single_run_on_validation": runs[best]["run"],
               "splits": {name: len(prepared.encoded[name]) for name in ("train", "validation", "test")}}
@@ -164,7 +166,8 @@ def _load(inputs: list[MergeInput], scorer: Scorer, skipped: list[dict[str, str]
         say(f"{item.name} ({item.config.strategy.name}): validation {scorer.metric} {float(metrics[scorer.metric]):.4f}")
         out.append(_Candidate(item, run, metrics))
     if not out:
-        raise TunelabError("merge: none of the runs can be merged; " + "; ".join(f"{s['run']}: {s['reason']}" for s in skipped))
+        reasons = "; ".join(f"{s['run']}: {s['reason']}" for s in skipped)
+        raise TunelabError(f"merge: none of the runs can be merged; {reasons}")
     return out
 
 

@@ -71,7 +71,8 @@ def expand_sources(sources: list[Path]) -> tuple[list[Path], list[dict[str, str]
             if done and (run_dir / "model").is_dir():
                 runs.append(run_dir)
             else:
-                skipped.append({"run": str(run_dir), "reason": f"no finished model ({why or 'pruned or unfinished'})"})
+                skipped.append({"run": str(run_dir.resolve()),
+                                "reason": f"no finished model ({why or 'pruned or unfinished'})"})
     return runs, skipped
 
 
@@ -85,7 +86,7 @@ def read_input(run_dir: Path) -> MergeInput:
                           source=str(run_dir / "config.yaml"))
     labels = json.loads((run_dir / "labels.json").read_text(encoding="utf-8"))["labels"]
     manifest = json.loads((run_dir / FINISHED_MARKER).read_text(encoding="utf-8"))
-    return MergeInput(run_dir, config, labels, manifest)
+    return MergeInput(run_dir.resolve(), config, labels, manifest)  # merge.json names runs by absolute path
 
 
 def scoring_difference(first: MergeInput, other: MergeInput) -> Optional[str]:
