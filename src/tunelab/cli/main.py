@@ -1,4 +1,4 @@
-"""`tunelab` command line: train, compare, recommend, tune, continual, eval, predict, pseudo-label, export, serve, ..."""
+"""`tunelab` command line: train, compare, recommend, tune, continual, eval, predict, pseudo-label, merge, export, serve, ..."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from rich.table import Table
 
 from tunelab.cli.errors import DEBUG, err_console, user_errors
 from tunelab.cli.continual import continual_command
+from tunelab.cli.merge import merge_command
 from tunelab.cli.predict import predict_command
 from tunelab.cli.pseudo_label import pseudo_label_command
 from tunelab.cli.recommend import recommend_command
@@ -168,7 +169,8 @@ def compare(
 
 
 for _name, _command in (("recommend", recommend_command), ("continual", continual_command),
-                        ("pseudo-label", pseudo_label_command), ("predict", predict_command)):
+                        ("pseudo-label", pseudo_label_command), ("predict", predict_command),
+                        ("merge", merge_command)):
     app.command(_name)(user_errors(_command))
 
 
