@@ -143,6 +143,8 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
     """The task model with the strategy applied, and what it trains; one summary line for the user."""
     prepared, config = session.prepared, session.config
     model = prepared.build_model(config)
+    for note in model.notes:  # what building it did (a head created where the checkpoint had none)
+        session.console.print(escape(note))
     session.meter = start_meter(prepared, config, model) if session.test else None
     check_thresholds(prepared, config)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
@@ -165,6 +167,8 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
 def _targets_kind(prepared: Prepared) -> str:
     if prepared.label_names:
         return f"{len(prepared.label_names)} classes"
+    if prepared.task.label_kind == "none":
+        return f"unlabelled text, {len(prepared.encoded['train'])} training examples"
     return "free-text responses" if prepared.task.generative else "regression targets"
 
 
