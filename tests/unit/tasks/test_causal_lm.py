@@ -90,6 +90,7 @@ def test_perplexity_falls_on_repeated_text_and_the_backbone_loads(tiny_llama: Pa
     before = base_metrics(config)
     after = run_training(config).test_metrics
     assert after["target_tokens"] == before["target_tokens"] and after["perplexity"] < before["perplexity"] / 2
+    assert after["base_perplexity"] == pytest.approx(before["perplexity"])
     history = [row["perplexity"] for row in summary_history(tmp_path / "run")]
     assert history == sorted(history, reverse=True)
     ids = torch.tensor([[3, 4, 5, 6, 7, 8]])

@@ -111,6 +111,7 @@ def test_perplexity_falls_on_repeated_text_and_runs_repeat(tiny_bert: Path, tmp_
     after = run_training(config).test_metrics
     assert after["masked_tokens"] == before["masked_tokens"] == 12 * round(0.15 * 11)  # the same fixed masks
     assert after["perplexity"] < before["perplexity"] / 2 and after["masked_accuracy"] > before["masked_accuracy"]
+    assert after["base_perplexity"] == pytest.approx(before["perplexity"])         # the run scores the base too
     again = run_training(config, out=str(tmp_path / "again"))
     assert again.test_metrics["loss"] == after["loss"]                              # masks and training repeat
     for name in ("model.safetensors",):
