@@ -256,17 +256,16 @@ def _generates(session: _Session) -> bool:
 def _before_training(session: _Session, model: TaskModel, trainer: Trainer) -> tuple[list[str], dict[str, Any]]:
     """The test split scored with the model before training, so the run shows what training changed: a generative
     task's replies (for the report) and their scores; a continued pre-training task's loss and perplexity (the
-    same masks and chunks as after). Not for a resumed run, whose model has trained already."""
+    same masks and chunks as after; a resumed run too: its checkpoint is loaded by the fit, after this). A resumed
+    generative run does not generate again."""
     prepared, config = session.prepared, session.config
     test = prepared.encoded["test"]
-    if session.checkpoint is not None or not session.test or not len(test):
-        return [], {}
-    if prepared.task.saves_backbone:
+    if prepared.task.saves_backbone and session.test and len(test):
         predictions, _ = predict_split(model.to(prepared.device), test, prepared.task, prepared.label_names,
                                        batch_size=config.train.evaluation_batch_size, pad_id=trainer.pad_id,
                                        device=prepared.device, precision=config.train.precision)
         return [], prepared.task.metrics(test, predictions, prepared.label_names)
-    if not (_generates(session) and config.generation.compare_base):
+    if session.checkpoint is not None or not (_generates(session) and config.generation.compare_base):
         return [], {}
     session.console.print(f"generating {len(test)} test replies with the model before training ...")
     texts, scores = generate_test(prepared.task, model.to(prepared.device), test, prepared.tokenizer, config,

@@ -13,6 +13,8 @@ def test_every_config_validates() -> None:
     bench = _load("domain_adapt")
     mlm = parse_config({**bench.MLM_CONFIG, "data": {"train": "u.txt", "max_length": 64}})
     assert mlm.task == "mlm" and mlm.strategy.name == "full"
+    head_only = parse_config({**bench.MLM_CONFIG, "strategy": bench.HEAD_ONLY, "data": {"train": "u.txt"}})
+    assert head_only.strategy.freeze_blocks == 6
     classify = parse_config({**bench.CLASSIFY_CONFIG, "model": "runs/mlm/model",
                              "data": {"train": "l.csv", "test": "t.csv"}})
     assert classify.task == "classification" and classify.early_stopping.metric == "macro_f1"

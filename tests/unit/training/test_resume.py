@@ -106,6 +106,10 @@ def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, t
     result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
     assert result.exit_code == 0, result.output
     assert_bit_identical(reference, run)
+    if strategy == "full+mlm":  # the base model's scores too: the checkpoint is loaded after they are taken
+        metrics = [json.loads((d / "test_metrics.json").read_text()) for d in (reference, run)]
+        assert "base_perplexity" in metrics[0] and {k: v for k, v in metrics[0].items() if k != "forgetting"} == \
+            {k: v for k, v in metrics[1].items() if k != "forgetting"}
     if strategy == "full+ewc":  # the Fisher was estimated once, by the first process, and read back when resuming
         assert torch.equal(*(load_file(str(d / "guards" / "fisher.safetensors"))["network.bert.embeddings.word_embeddings.weight"]
                              for d in (reference, run)))
