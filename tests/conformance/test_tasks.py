@@ -74,8 +74,10 @@ def tiny_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def model_fixture(task: Task) -> str:
-    """Images -> the image backbone, generated text -> a decoder LM, anything else on text -> a BERT."""
-    return "tiny_vision_dir" if task.takes_images else "tiny_llama" if task.generative else "tiny_bert"
+    """Images -> the image backbone, a causal LM's text (generated or continued) -> a decoder LM, anything else on
+    text -> a BERT."""
+    causal = task.generative or task.peft_task_type == "CAUSAL_LM"
+    return "tiny_vision_dir" if task.takes_images else "tiny_llama" if causal else "tiny_bert"
 
 
 # -- examples, one file per label kind (in the format that kind's reader takes) ----------------------------
@@ -114,6 +116,14 @@ def _text_file(folder: Path) -> Path:
     return write_jsonl(folder / "text.jsonl", qa_rows(N_EXAMPLES))
 
 
+def _plain_text_file(folder: Path) -> Path:
+    """Unlabelled text, one document per line (continued pre-training), in words both tiny vocabularies know."""
+    rng = random.Random(0)
+    lines = [" ".join(rng.sample(["the", "a", "is", "story", "and"] * 2, 3 + i % 5)) for i in range(N_EXAMPLES)]
+    (folder / "plain.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return folder / "plain.txt"
+
+
 def _image_file(folder: Path) -> Path:
     """An .npz of the first scikit-learn digits (8x8 grey, in [0, 1])."""
     digits = load_digits_records()[:N_EXAMPLES]
@@ -124,8 +134,9 @@ def _image_file(folder: Path) -> Path:
 
 EXAMPLE_FILES: dict[str, Callable[[Path], Path]] = {"class": _class_file, "classes": _classes_file,
                                                     "number": _number_file, "tags": _tags_file, "text": _text_file,
-                                                    "image": _image_file}
-LABEL_TYPES: dict[LabelKind, type] = {"class": str, "classes": tuple, "number": float, "tags": tuple, "text": str}
+                                                    "none": _plain_text_file, "image": _image_file}
+LABEL_TYPES: dict[LabelKind, type] = {"class": str, "classes": tuple, "number": float, "tags": tuple, "text": str,
+                                      "none": str}
 
 
 def example_file(task: Task, folder: Path) -> Path:
@@ -249,7 +260,7 @@ def check_round_trip(task: Task, model: TaskModel, tokenizer: Any, config: RunCo
     loaded = load_run(run_dir)
     assert loaded.config.task == task.name and loaded.label_names == label_names
     expected = forward(model, batch)
-    if not task.generative:  # a causal LM's width is its vocabulary
+    if not (task.generative or task.saves_backbone):  # a language model's width is its vocabulary
         assert expected.shape[-1] == task.num_outputs(label_names)
     torch.testing.assert_close(forward(loaded.model, batch), expected)
 

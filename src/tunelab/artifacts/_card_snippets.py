@@ -26,7 +26,11 @@ def snippets(config: RunConfig, labels: list[str], base_dir: str) -> list[tuple[
     method = peft_method(config.strategy.name)
     native = config.head.type == "native" and config.task in _READ
     out: list[tuple[str, str]] = []
-    if native and method is None:
+    if task.saves_backbone:
+        out.append((f"As the backbone of a later run: `model: RUN_DIR/model` in its config (a plain {_LM[config.task][0]} "
+                    "directory; any update of a PEFT method is merged into its weights).", ""))
+        out.append(("With transformers:", _language_model(config)))
+    elif native and method is None:
         out.append(("With transformers:", _transformers(config)))
     elif config.head.type == "linear" and method is None and config.task in _READ and config.task != "token_classification":
         out.append(("With transformers and safetensors (the backbone, then tunelab's linear head):", _pooled(config)))
@@ -37,6 +41,26 @@ def snippets(config: RunConfig, labels: list[str], base_dir: str) -> list[tuple[
         out.append((f"This run has {why}, so it loads with tunelab (below).", ""))
     out.append(("With tunelab (predictions as `tunelab predict` writes them):", _tunelab(task.takes_images)))
     return out
+
+
+# a continued pre-training run's backbone: its auto class and what the snippet prints from `model`'s output
+_LM = {"mlm": ("AutoModelForMaskedLM",
+               f'inputs = tokenizer([f"{_EXAMPLE} {{tokenizer.mask_token}}"], return_tensors="pt")\n'
+               "with torch.no_grad():\n    logits = model(**inputs).logits\n"
+               'masked = (inputs["input_ids"][0] == tokenizer.mask_token_id).nonzero()[0, 0]\n'
+               "print(tokenizer.decode(logits[0, masked].argmax()))  # the most probable token for the mask\n"),
+       "causal_lm": ("AutoModelForCausalLM",
+                     f'inputs = tokenizer(["{_EXAMPLE}"], return_tensors="pt")\n'
+                     "with torch.no_grad():\n    loss = model(**inputs, labels=inputs[\"input_ids\"]).loss\n"
+                     "print(torch.exp(loss))  # the text's perplexity\n")}
+
+
+def _language_model(config: RunConfig) -> str:
+    auto, use = _LM[config.task]
+    return (f"import torch\nfrom transformers import AutoTokenizer, {auto}\n\n"
+            'model_dir = "RUN_DIR/model"\n'
+            "tokenizer = AutoTokenizer.from_pretrained(model_dir)\n"
+            f"model = {auto}.from_pretrained(model_dir).eval()\n" + use)
 
 
 def _auto_class(config: RunConfig) -> str:

@@ -30,7 +30,8 @@ _BUILTIN_HUB = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "efficientne
                 "smollm2": "HuggingFaceTB/SmolLM2-135M-Instruct"}
 _HF_TASK = {"classification": "text-classification", "multilabel": "text-classification",
             "regression": "text-classification", "token_classification": "token-classification",
-            "instruction_tuning": "text-generation", "image_classification": "image-classification"}
+            "instruction_tuning": "text-generation", "image_classification": "image-classification",
+            "mlm": "fill-mask", "causal_lm": "text-generation"}
 
 
 def write_model_card(run_dir: Path, sizes: Optional[dict[str, int]] = None) -> None:

@@ -19,6 +19,7 @@ from tunelab.catalog import parse_config
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ModelError, TunelabError
 from tunelab.artifacts.adapter_io import is_adapter_dir, load_adapter, read_meta, save_adapter
+from tunelab.artifacts.backbone_io import save_backbone
 from tunelab.models.loading import hash_model_dir, resolve_model_dir
 from tunelab.strategies.registry import peft_method
 from tunelab.models.task_model import TaskModel
@@ -32,6 +33,9 @@ HEAD_CONFIG = "tunelab_head.json"
 
 def save_task_model(model: TaskModel, tokenizer: Any, out_dir: Path, config: RunConfig) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
+    if get_task(config.task).saves_backbone:  # continued pre-training: a backbone a later run starts from
+        save_backbone(model, tokenizer, out_dir, resolve_model_dir(config.model.name))
+        return
     method = peft_method(config.strategy.name)
     if method is not None:  # PEFT: adapter weights + head + config only, never a copy of the base
         base_dir = resolve_model_dir(config.model.name)

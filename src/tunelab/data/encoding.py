@@ -149,6 +149,8 @@ def iterate_batches(split: EncodedSplit, batch_size: int, *, pad_id: int, shuffl
         if shuffle and split.augment is not None:
             generator = torch.Generator().manual_seed(hash((seed, epoch, number)) & 0x7FFF_FFFF)
             batch.inputs = split.augment(batch.inputs, generator)
+            if split.targets_in_inputs:  # a transform that redraws the targets (masked LM) returns them as labels
+                batch.targets = batch.inputs["labels"]
         yield batch
 
 

@@ -33,7 +33,7 @@ def is_missing(value: Any) -> bool:
 
 def missing_label(kind: LabelKind) -> Label:
     """The placeholder label of a prediction-input record that has none ("", (), nan)."""
-    if kind in ("class", "text"):
+    if kind in ("class", "text", "none"):
         return ""
     if kind in ("classes", "tags"):
         return ()

@@ -14,9 +14,10 @@ __all__ = ["Record", "Label", "LabelKind", "Splits", "UNLABELLED_KINDS"]
 # What a label is, which is all the data layer needs to know about a task (a task declares its kind; data
 # never sees task names): "class": one class name, a str (ints are turned into their string form so the label
 # map is uniform); "classes": a tuple of class names (multi-label); "number": a float (regression); "tags": one
-# tag per word (tuple of str); "text": a free-text response ("" when unknown).
-LabelKind = Literal["class", "classes", "number", "tags", "text"]
-UNLABELLED_KINDS: tuple[LabelKind, ...] = ("number", "text")  # targets are numbers or free text: no label map
+# tag per word (tuple of str); "text": a free-text response ("" when unknown); "none": no label at all, the
+# text is the whole example (continued pre-training; a built-in set lends its text, its labels dropped).
+LabelKind = Literal["class", "classes", "number", "tags", "text", "none"]
+UNLABELLED_KINDS: tuple[LabelKind, ...] = ("number", "text", "none")  # numbers, free text or nothing: no label map
 Label = Union[str, tuple[str, ...], float]
 
 

@@ -76,10 +76,19 @@ def _read_train_pool(config: DataConfig, reader: ExampleReader) -> list[Record]:
         if config.builtin not in BUILTIN_DATASETS:
             raise ConfigError(f"data.builtin: unknown data set {config.builtin!r}; choose one of: {', '.join(BUILTIN_DATASETS)}")
         labelled_for = BUILTIN_TASKS[config.builtin]
+        if reader.label_kind == "none":  # unlabelled text: any built-in set of text lends its text
+            return _text_only(config.builtin, BUILTIN_DATASETS[config.builtin]())
         if reader.name != labelled_for:
             raise ConfigError(f"data.builtin: {config.builtin} is a {labelled_for} data set; set task: {labelled_for}")
         return BUILTIN_DATASETS[config.builtin]()
     return _read(config.train, config, reader)
+
+
+def _text_only(name: str, records: list[Record]) -> list[Record]:
+    """A built-in set's texts without their labels (continued pre-training reads text alone)."""
+    if any(r.image is not None for r in records[:1]):
+        raise ConfigError(f"data.builtin: {name} holds images, not text; give a text data set or file")
+    return [Record(text=r.text, label="", where=r.where) for r in records]
 
 
 def _read(path: str, config: DataConfig, reader: ExampleReader) -> list[Record]:

@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from tunelab.artifacts.model_io import HEAD_WEIGHTS, load_run, save_hf_model
 from tunelab.atomic import atomic_dir, sweep_leftovers
 from tunelab.errors import TunelabError
-from tunelab.strategies.peft.base import adaptation_of, unwrap_merged
+from tunelab.strategies.peft.base import merge_adapter
 from tunelab.strategies.registry import PEFT_METHODS, peft_method
 from tunelab.tasks.registry import get_task
 
@@ -65,18 +65,6 @@ def export_merged(run_dir: Path, out_dir: Path, *, atol: float = 1e-4,
         if extra is not None:
             extra(staging, run, diff)
     return {"max_abs_logit_diff": diff}
-
-
-def merge_adapter(model: torch.nn.Module) -> None:
-    """Fold every layer of the model's (mergeable) adapter into its base weights and unwrap them, in place: the
-    model is a plain model of the base architecture afterwards."""
-    adaptation = adaptation_of(model)
-    if adaptation is None:
-        return
-    with torch.no_grad():
-        for layer in adaptation.layers.values():
-            layer.merge()
-    unwrap_merged(model)
 
 
 def _reload_logits(model_dir: Path, run, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,8 @@ from tunelab.models.heads import PoolingHead
 from tunelab.models.quiet import quiet_transformers
 from tunelab.models.task_model import TaskModel
 
-__all__ = ["resolve_model_dir", "load_tokenizer", "build_task_model", "build_causal_lm", "hash_model_dir", "quiet_transformers", "count_parameters"]
+__all__ = ["resolve_model_dir", "load_tokenizer", "build_task_model", "build_causal_lm", "build_masked_lm", "model_type",
+           "hash_model_dir", "quiet_transformers", "count_parameters"]
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
 
@@ -125,6 +126,49 @@ def build_causal_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> Ta
         raise ModelError(f"model: cannot load {model_dir} as a causal language model: {_short(err)}; {advice}") from None
     network.generation_config.pad_token_id = network.generation_config.pad_token_id or network.config.eos_token_id
     return CausalLMTaskModel(network)
+
+
+def build_masked_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> TaskModel:
+    """An encoder with its masked-LM head (`AutoModelForMaskedLM`), for continued pre-training. A checkpoint saved
+    without one (a sentence encoder such as all-MiniLM-L6-v2 ships the bare BertModel) gets the head transformers
+    builds for it: the decoder tied to the word embeddings, the transform layer initialised by the architecture's
+    own `_init_weights`, the output bias zero; the model's `notes` say so."""
+    from transformers import AutoModelForMaskedLM
+
+    from tunelab.models.masked_lm import MaskedLMTaskModel
+
+    quiet_transformers()
+    model_dir = model_dir or resolve_model_dir(model_cfg.name)
+    try:
+        with _silence():
+            network, info = AutoModelForMaskedLM.from_pretrained(
+                model_dir, local_files_only=True, use_safetensors=True, trust_remote_code=model_cfg.trust_remote_code,
+                output_loading_info=True)
+    except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
+        advice = _load_advice(model_dir, err)
+        if "Unrecognized configuration class" in str(err):
+            advice = ("task mlm needs an encoder pre-trained as a masked LM (BERT, RoBERTa, DistilBERT, ...); for a "
+                      "decoder LM use task: causal_lm")
+        raise ModelError(f"model: cannot load {model_dir} as a masked language model: {_short(err)}; {advice}") from None
+    model = MaskedLMTaskModel(network)
+    created = sorted({key.rsplit(".", 1)[0] for key in info["missing_keys"] if key.endswith(".weight")})
+    if info["missing_keys"]:
+        tied = network.get_output_embeddings().weight is network.get_input_embeddings().weight
+        model.notes = (f"MLM head: {model_dir} holds none, so it is built as transformers builds it: "
+                       f"{', '.join(created) or 'its biases'} initialised by {type(network).__name__}'s own "
+                       f"_init_weights (normal, std {getattr(network.config, 'initializer_range', '?')}; LayerNorm 1 "
+                       "and 0), biases 0" + (", the decoder tied to the word embeddings" if tied else ""),)
+    return model
+
+
+def model_type(model_dir: Path) -> str:
+    """The `model_type` of the directory's config.json ("" when it names none)."""
+    import json
+
+    try:
+        return str(json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("model_type", ""))
+    except (OSError, ValueError) as err:
+        raise ModelError(f"model: cannot read {model_dir / 'config.json'}: {err}") from None
 
 
 def hash_model_dir(model_dir: Path) -> str:

@@ -18,6 +18,10 @@ class TaskModel(nn.Module):
     checkpoints and the LayerStack can address them.
     """
 
+    # what building the model did that the user should know (a head created where the checkpoint had none);
+    # a run prints them
+    notes: tuple[str, ...] = ()
+
     def __init__(self, network: nn.Module, head: Optional[nn.Module] = None, blocks_path: Optional[str] = None) -> None:
         super().__init__()
         self.network = network

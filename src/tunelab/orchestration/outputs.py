@@ -74,9 +74,11 @@ def write_run_start(staging: Path, config: RunConfig, label_names: list[str]) ->
 
 
 def write_test_outputs(staging: Path, prepared: Any, metrics: dict[str, Any], predictions: Predictions) -> None:
-    """`test_metrics.json` and `predictions.csv` (one row per test example, with its gold label)."""
+    """`test_metrics.json` and `predictions.csv` (one row per encoded test example, with its gold label: a task that
+    cuts a document into chunks, causal_lm, lists the chunks)."""
     atomic_write_json(staging / "test_metrics.json", metrics)
-    rows = prediction_rows(prepared.splits.test, predictions, prepared.label_names, prepared.task, with_labels=True)
+    rows = prediction_rows(prepared.encoded["test"].records, predictions, prepared.label_names, prepared.task,
+                           with_labels=True)
     atomic_write_text(staging / "predictions.csv", predictions_csv(rows, prepared.task))
     _unless_it_fails(lambda: write_misclassified(staging, prepared, predictions), "misclassified.npz", None)
 

@@ -23,6 +23,7 @@ from tunelab.artifacts.rundir import RunDirectory
 from tunelab.config.schema import RunConfig
 from tunelab.errors import RunInterrupted
 from tunelab.inference.generation import generate_test
+from tunelab.inference.predict import predict_split
 from tunelab.models.cpu_dropout import use_fast_cpu_dropout
 from tunelab.models.loading import count_parameters
 from tunelab.models.task_model import TaskModel
@@ -143,6 +144,8 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
     """The task model with the strategy applied, and what it trains; one summary line for the user."""
     prepared, config = session.prepared, session.config
     model = prepared.build_model(config)
+    for note in model.notes:  # what building it did (a head created where the checkpoint had none)
+        session.console.print(escape(note))
     session.meter = start_meter(prepared, config, model) if session.test else None
     check_thresholds(prepared, config)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
@@ -165,6 +168,8 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
 def _targets_kind(prepared: Prepared) -> str:
     if prepared.label_names:
         return f"{len(prepared.label_names)} classes"
+    if prepared.task.label_kind == "none":
+        return f"unlabelled text, {len(prepared.encoded['train'])} training examples"
     return "free-text responses" if prepared.task.generative else "regression targets"
 
 
@@ -174,7 +179,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
     _start_outputs(session, staging)
     parameters = parameters_by_block(model)  # at the first step, before compile renames anything
     trainer, cache = _trainer(session, model, staging, cache)
-    base_texts, base_generation = _base_generation(session, model)
+    base_texts, base_scores = _before_training(session, model, trainer)
     session.guard = prepare_guard(prepared, config, model, plan, trainer.loss_fn, staging, session.checkpoint is not None)
     with graceful_stop(lambda r: print_phrases(console, [f"{r.name} received:", "finishing the current step,",
                                                          "then writing a checkpoint", "(press Ctrl-C again to stop at once)"],
@@ -184,7 +189,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
     if fit.stopped_early:
         console.print(fit.stopped_early)
     session.guard = guard_report(session.guard, plan)
-    test_metrics = _test(session, trainer, model, staging, base_generation)
+    test_metrics = _test(session, trainer, model, staging, base_scores)
     if cache is not None:
         for line in cache.stats.notes:
             console.print(line)
@@ -248,13 +253,20 @@ def _generates(session: _Session) -> bool:
     return session.prepared.task.generative and len(session.prepared.encoded["test"]) > 0
 
 
-def _base_generation(session: _Session, model: TaskModel) -> tuple[list[str], dict[str, Any]]:
-    """Generative tasks score the model before training too, so the run shows what fine-tuning changed: its
-    replies (for the report) and their scores."""
+def _before_training(session: _Session, model: TaskModel, trainer: Trainer) -> tuple[list[str], dict[str, Any]]:
+    """The test split scored with the model before training, so the run shows what training changed: a generative
+    task's replies (for the report) and their scores; a continued pre-training task's loss and perplexity (the
+    same masks and chunks as after; a resumed run too: its checkpoint is loaded by the fit, after this). A resumed
+    generative run does not generate again."""
     prepared, config = session.prepared, session.config
-    if not (_generates(session) and config.generation.compare_base and session.checkpoint is None):
-        return [], {}
     test = prepared.encoded["test"]
+    if prepared.task.saves_backbone and session.test and len(test):
+        predictions, _ = predict_split(model.to(prepared.device), test, prepared.task, prepared.label_names,
+                                       batch_size=config.train.evaluation_batch_size, pad_id=trainer.pad_id,
+                                       device=prepared.device, precision=config.train.precision)
+        return [], prepared.task.metrics(test, predictions, prepared.label_names)
+    if session.checkpoint is not None or not (_generates(session) and config.generation.compare_base):
+        return [], {}
     session.console.print(f"generating {len(test)} test replies with the model before training ...")
     texts, scores = generate_test(prepared.task, model.to(prepared.device), test, prepared.tokenizer, config,
                                   prepared.device)
@@ -262,7 +274,7 @@ def _base_generation(session: _Session, model: TaskModel) -> tuple[list[str], di
 
 
 def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Path,
-          base_generation: dict[str, Any]) -> dict[str, Any]:
+          base_scores: dict[str, Any]) -> dict[str, Any]:
     """Test metrics and predictions (with generation scores for generative tasks), written to the run."""
     prepared = session.prepared
     test = prepared.encoded["test"]
@@ -279,8 +291,8 @@ def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Path,
         texts, generated = generate_test(prepared.task, model, test, prepared.tokenizer, session.config,
                                          prepared.device)
         metrics.update(generated)
-        metrics.update({f"base_{k}": v for k, v in base_generation.items()})
         predictions = Predictions(values=texts, scores=None, raw=texts)
+    metrics.update({f"base_{k}": v for k, v in base_scores.items()})
     if session.meter is not None:
         metrics["forgetting"] = {**measure_forgetting(session.meter, prepared, session.config, model), "guard": session.guard}
     write_test_outputs(staging, prepared, metrics, predictions)

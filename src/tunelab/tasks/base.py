@@ -58,6 +58,7 @@ class Task(Protocol):
     generative: ClassVar[bool]       # writes text: the test split is also scored by generation
     peft_task_type: ClassVar[str]    # peft's task_type when a native-head adapter is saved in peft's format
     takes_images: ClassVar[bool]     # reads images, not text: data.image_size / data.augment apply
+    saves_backbone: ClassVar[bool]   # continued pre-training: model/ is a plain backbone (PEFT updates merged)
 
     def check_config(self, config: "RunConfig") -> list[str]: ...
 
@@ -107,6 +108,7 @@ class TaskBase:
     takes_class_weights: ClassVar[bool] = True
     takes_images: ClassVar[bool] = False   # data.image_size / data.augment / model.pretrained: false apply
     takes_thresholds: ClassVar[bool] = False  # thresholds.tune: tune_thresholds / with_thresholds
+    saves_backbone: ClassVar[bool] = False
     name: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
 

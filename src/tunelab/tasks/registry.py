@@ -10,12 +10,14 @@ from tunelab.tasks.regression import RegressionTask
 from tunelab.tasks.token_classification import TokenClassificationTask
 from tunelab.tasks.image_classification import ImageClassificationTask
 from tunelab.tasks.instruction import InstructionTuningTask
+from tunelab.tasks.mlm import MaskedLMTask
+from tunelab.tasks.causal_lm import CausalLMTask
 
 __all__ = ["TASKS", "TASK_ALIASES", "TASK_HINTS", "get_task", "task_names", "canonical_task", "task_hint"]
 
 TASKS: dict[str, Task] = {t.name: t for t in (ClassificationTask(), MultilabelTask(), RegressionTask(),
                                               TokenClassificationTask(), ImageClassificationTask(),
-                                              InstructionTuningTask())}
+                                              InstructionTuningTask(), MaskedLMTask(), CausalLMTask())}
 
 
 # Names users bring from Hugging Face (pipeline and AutoModelFor* names) and other tools that mean exactly one
@@ -27,13 +29,15 @@ TASK_ALIASES: dict[str, str] = {
     "multi_label": "multilabel", "multi_label_classification": "multilabel", "multilabel_classification": "multilabel",
     "text_regression": "regression", "ner": "token_classification", "named_entity_recognition": "token_classification",
     "sft": "instruction_tuning", "instruction": "instruction_tuning",
+    "masked_lm": "mlm", "fill_mask": "mlm", "masked_language_modeling": "mlm", "clm": "causal_lm",
+    "causal_language_modeling": "causal_lm",
 }
 
-# Names that could mean a tunelab task or something it does not do: suggested, never accepted. A causal LM
-# is trained here only on prompt/response pairs, not on plain text (continued pre-training).
+# Names that could mean more than one tunelab task: suggested, never accepted. Text generation is learnt from
+# prompt/response pairs (instruction_tuning); plain text continues a model's pre-training (causal_lm, mlm).
 TASK_HINTS: dict[str, str] = {
-    "causal_lm": "instruction_tuning", "text_generation": "instruction_tuning", "clm": "instruction_tuning",
-    "lm": "instruction_tuning", "language_modeling": "instruction_tuning", "text2text_generation": "instruction_tuning",
+    "text_generation": "instruction_tuning", "text2text_generation": "instruction_tuning",
+    "lm": "causal_lm", "language_modeling": "causal_lm",
 }
 
 

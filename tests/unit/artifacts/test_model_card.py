@@ -47,6 +47,19 @@ def test_native_run_card_parses_and_its_transformers_snippet_runs(tiny_config: d
     assert "With transformers" in body and "tensor" in printed[0] and "'prediction'" in printed[1]
 
 
+def test_mlm_run_card_says_how_to_use_the_backbone_and_its_snippets_run(tiny_config: dict, tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    tiny_config.update(task="mlm")
+    tiny_config["train"]["epochs"] = 1
+    train_via_cli(tiny_config, folder=tmp_path)
+    run = Path(tiny_config["output"])
+    front, body = _card(run)
+    assert front["model-index"][0]["results"][0]["task"]["type"] == "fill-mask"
+    assert "`model: RUN_DIR/model` in its config" in body
+    printed = _run_snippets(body, run, capsys)
+    assert printed[0].strip() and "'prediction'" in printed[1]  # a token for the mask; tunelab's perplexity per text
+
+
 def test_license_and_languages_come_from_the_base_card(tmp_path: Path) -> None:
     (tmp_path / "README.md").write_text("---\nlicense: apache-2.0\nlanguage: [en, fr]\n---\n# base\n", encoding="utf-8")
     assert base_card_metadata(tmp_path) == {"license": "apache-2.0", "language": ["en", "fr"]}

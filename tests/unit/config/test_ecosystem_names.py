@@ -26,6 +26,7 @@ def refusal(**raw: Any) -> str:
     ("token-classification", "token_classification"), ("text_classification", "classification"),
     ("sequence-classification", "classification"), ("ner", "token_classification"), ("NER", "token_classification"),
     ("multi_label", "multilabel"), ("multi-label-classification", "multilabel"), ("sft", "instruction_tuning"),
+    ("causal-lm", "causal_lm"), ("clm", "causal_lm"), ("fill-mask", "mlm"), ("masked_lm", "mlm"),
 ])
 def test_unambiguous_task_aliases_resolve_to_tunelab_names(given: str, wanted: str) -> None:
     config = parse_config({"task": given, "data": DATA})
@@ -33,9 +34,10 @@ def test_unambiguous_task_aliases_resolve_to_tunelab_names(given: str, wanted: s
     assert f"task: {wanted}\n" in config_to_yaml(config)   # the saved config says tunelab's name
 
 
-@pytest.mark.parametrize("given", ["causal-lm", "text-generation", "causal_lm"])
-def test_ambiguous_task_names_get_a_did_you_mean(given: str) -> None:
-    assert f"task: unknown task {given!r} (did you mean 'instruction_tuning'?)" in refusal(task=given)
+@pytest.mark.parametrize("given, meant", [("text-generation", "instruction_tuning"),
+                                         ("text2text-generation", "instruction_tuning"), ("lm", "causal_lm")])
+def test_ambiguous_task_names_get_a_did_you_mean(given: str, meant: str) -> None:
+    assert f"task: unknown task {given!r} (did you mean {meant!r}?)" in refusal(task=given)
 
 
 def test_alias_tables_name_registered_tasks_only() -> None:

@@ -49,6 +49,8 @@ def write_config(tmp_path: Path, tiny_config: dict, strategy: str) -> Path:
         tiny_config["data"]["sampler"] = "balanced"
         tiny_config["data"]["augment"] = {"token_dropout": 0.1, "swap": 0.1, "span_mask": 0.15}
         tiny_config["loss"] = {"name": "focal", "focal_gamma": 2.0}
+    if strategy == "full+mlm":  # continued pre-training: each batch's masks are drawn per (seed, epoch, batch)
+        tiny_config["task"] = "mlm"
     if strategy == "full+replay":  # replays the training file itself: its draws must repeat after a kill
         tiny_config["strategy"]["guard"]["data"] = tiny_config["data"]["train"]
     # precision fixed: runs killed in a subprocess (no conftest there) resume in this process
@@ -82,7 +84,8 @@ def assert_bit_identical(a: Path, b: Path) -> None:
     assert train_rows(a) == train_rows(b)
 
 
-@pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc", "full+replay", "full+balanced+augment"])
+@pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc", "full+replay", "full+balanced+augment",
+                                      "full+mlm"])
 def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config, strategy)
     reference = tmp_path / "reference"
@@ -103,6 +106,10 @@ def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, t
     result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
     assert result.exit_code == 0, result.output
     assert_bit_identical(reference, run)
+    if strategy == "full+mlm":  # the base model's scores too: the checkpoint is loaded after they are taken
+        metrics = [json.loads((d / "test_metrics.json").read_text()) for d in (reference, run)]
+        assert "base_perplexity" in metrics[0] and {k: v for k, v in metrics[0].items() if k != "forgetting"} == \
+            {k: v for k, v in metrics[1].items() if k != "forgetting"}
     if strategy == "full+ewc":  # the Fisher was estimated once, by the first process, and read back when resuming
         assert torch.equal(*(load_file(str(d / "guards" / "fisher.safetensors"))["network.bert.embeddings.word_embeddings.weight"]
                              for d in (reference, run)))

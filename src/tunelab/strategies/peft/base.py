@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     from tunelab.models.task_model import TaskModel
     from tunelab.strategies.peft.layer import PeftLayer
 
-__all__ = ["PeftSection", "Adaptation", "PeftMethod", "adaptation_of", "replace_module", "unwrap_merged",
+__all__ = ["PeftSection", "Adaptation", "PeftMethod", "adaptation_of", "replace_module", "unwrap_merged", "merge_adapter",
            "match_name", "head_names", "blocks_allowed"]
 
 
@@ -88,6 +88,21 @@ def unwrap_merged(model: TaskModel) -> None:
             raise ModelError(f"{path}: merge the layer before unwrapping it")
         replace_module(model, path, layer.base_layer)
     _ADAPTATIONS.pop(model, None)
+
+
+def merge_adapter(model: TaskModel) -> None:
+    """Fold every layer of the model's (mergeable) adapter into its base weights and unwrap them, in place: the
+    model is a plain model of the base architecture afterwards (export --merge; a continued pre-training run's
+    saved backbone)."""
+    import torch
+
+    adaptation = adaptation_of(model)
+    if adaptation is None:
+        return
+    with torch.no_grad():
+        for layer in adaptation.layers.values():
+            layer.merge()
+    unwrap_merged(model)
 
 
 def match_name(name: str, patterns: list[str]) -> bool:
