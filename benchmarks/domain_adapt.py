@@ -101,7 +101,8 @@ def classify(name: str, model: str, files: dict[str, Path], args: argparse.Names
                        "validation_split": 0.1, **({"limit": args.limit} if args.limit else {})}}
     if not (work / name / "compare.json").is_file():  # a --work folder keeps a finished comparison
         run_tunelab("compare", str(write_config(work, name, config)), "--strategies", "full", "--seeds", args.seeds,
-                    "--data-fractions", args.fractions, "--set", f"optim.lr={CLASSIFY_LR}", "--out",
+                    "--data-fractions", args.fractions, "--fraction-budget", args.fraction_budget,
+                    "--set", f"optim.lr={CLASSIFY_LR}", "--out",
                     str(work / name), "--overwrite")
     rows = json.loads((work / name / "compare.json").read_text())["rows"]
     failed = [f"{row['name']}: {row['error']}" for row in rows if row["status"] != "done"]
@@ -162,6 +163,8 @@ def main() -> None:
     parser.add_argument("--mlm-epochs", type=int, default=2)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--fractions", default="0.1,1.0")
+    parser.add_argument("--fraction-budget", default="steps", choices=["steps", "epochs"],
+                        help="compare's: a fraction's rows train the whole split's steps (steps) or its epochs")
     parser.add_argument("--causal-lm", action="store_true", help="only the SmolLM2 functional run")
     parser.add_argument("--clm-lines", type=int, default=800)
     parser.add_argument("--limit", type=int, default=None, help="data.limit of the classifications: a stratified "
