@@ -136,3 +136,30 @@ def test_num_blocks_out_of_range_is_refused_before_training(tiny_config: dict, t
     assert result.exit_code == 2, result.output
     assert "model.num_blocks: 3 is out of range" in " ".join(result.output.split())
     assert "choose 1 to 2" in " ".join(result.output.split())
+
+
+def _multilabel_file(folder: Path) -> Path:
+    from tests.unit.tasks.test_task_runs import multilabel_rows
+
+    path = folder / "multi.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in multilabel_rows(60)), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("task", ["multilabel", "image_classification"])
+def test_multilabel_and_image_students(task: str, tiny_bert: Path, tmp_path: Path, request) -> None:
+    """The per-class sigmoid (multilabel) and the softmax over images: a teacher run, then its distilled student."""
+    if task == "multilabel":
+        base = {"model": str(tiny_bert), "task": task, "head": {"type": "native"}, "early_stopping": {"metric": "micro_f1"},
+                "data": {"train": str(_multilabel_file(tmp_path)), "label_column": "labels", "max_length": 16}}
+    else:
+        base = {"model": str(request.getfixturevalue("tiny_vision_dir")), "task": task, "head": {"type": "linear"},
+                "data": {"builtin": "digits", "limit": 60}, "early_stopping": {"metric": "accuracy"}}
+    base.update(optim={"lr": 3e-3}, train={"epochs": 1, "batch_size": 16, "precision": "fp32"})
+    train_via_cli({**base, "output": str(tmp_path / "teacher")}, folder=tmp_path)
+    train_via_cli({**base, "strategy": {"name": "full", "distill": {"teacher": str(tmp_path / "teacher"), "alpha": 0.9}},
+                   "output": str(tmp_path / "student")}, folder=tmp_path)
+    report = manifest(tmp_path / "student")["distill"]
+    train_rows = json.loads((tmp_path / "student" / "profile.json").read_text())["splits"]["train"]["examples"]
+    assert report["teacher_logits"]["computed"] == train_rows > 0
+    assert report["distill_calls"] > 0 and report["last_distill_loss"] >= 0
