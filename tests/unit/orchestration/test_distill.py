@@ -163,3 +163,17 @@ def test_multilabel_and_image_students(task: str, tiny_bert: Path, tmp_path: Pat
     train_rows = json.loads((tmp_path / "student" / "profile.json").read_text())["splits"]["train"]["examples"]
     assert report["teacher_logits"]["computed"] == train_rows > 0
     assert report["distill_calls"] > 0 and report["last_distill_loss"] >= 0
+
+
+def test_tune_trials_share_the_teacher_logits(tiny_config: dict, teacher: Path, tmp_path: Path) -> None:
+    pytest.importorskip("optuna")
+    raw = student(tiny_config, teacher)
+    raw["strategy"]["name"] = "head"
+    raw["data"]["test_split"] = 0.3  # a training split of its own: the first trial computes its logits
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    result = runner.invoke(app, ["tune", str(path), "--out", str(tmp_path / "search"), "--trials", "2",
+                                 "--sampler", "random", "--pruner", "none"])
+    assert result.exit_code == 0, result.output
+    computed = [manifest(tmp_path / "search" / "trials" / str(n))["distill"]["teacher_logits"]["computed"] for n in (0, 1)]
+    assert computed[0] > 0 and computed[1] == 0
