@@ -59,7 +59,19 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     problems += check_strategy(config.strategy)
     if task is not None:
         problems += task.check_config(config)
-    return config, problems + _tracking_problems(config) + _init_problems(config) + _sharding_problems(config)
+    return config, problems + _tracking_problems(config) + _init_problems(config) + _sharding_problems(config) + \
+        _distill_problems(config)
+
+
+def _distill_problems(config: RunConfig) -> list[str]:
+    """Distillation needs logits that are class scores (a teacher's soft targets). The teacher folder itself is
+    checked when a run is prepared: a saved student's config must still load once its teacher is gone."""
+    task = TASKS.get(config.task)
+    if config.strategy.distill is None or task is None or task.soft_targets is not None:
+        return []
+    takes = ", ".join(name for name, known in TASKS.items() if known.soft_targets is not None)
+    return [f"strategy.distill: distillation learns from a teacher's class scores, for tasks {takes}; not task "
+            f"{config.task}; remove strategy.distill"]
 
 
 # a frozen prefix (served from the activation cache or unfrozen block by block) is DDP's: FSDP units shard blocks

@@ -1,4 +1,4 @@
-"""Where tunelab keeps what it can rebuild: one cache root, `activations/` and `models/` below it.
+"""Where tunelab keeps what it can rebuild: one cache root, `activations/`, `models/` and `teacher_logits/` below it.
 
 The root is `$TUNELAB_CACHE`, else `$XDG_CACHE_HOME/tunelab`, else `~/.cache/tunelab`: one variable moves
 every cache together (to a bigger disk, a CI scratch folder, a test's temp folder), where there used to be
@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_root", "activation_cache_dir", "model_cache_dir"]
+__all__ = ["cache_root", "activation_cache_dir", "model_cache_dir", "teacher_logits_dir"]
 
 
 def cache_root() -> Path:
@@ -30,3 +30,8 @@ def activation_cache_dir() -> Path:
 def model_cache_dir() -> Path:
     """Models converted once for reuse (GGUF dequantised, EfficientNet weights as safetensors)."""
     return cache_root() / "models"
+
+
+def teacher_logits_dir() -> Path:
+    """A distillation teacher's logits for a training split, computed once (serving/teacher_logits.py)."""
+    return cache_root() / "teacher_logits"

@@ -35,6 +35,9 @@ class ModelConfig(_Section):
     init_from: Optional[str] = Field(None, description="An earlier run directory of the same backbone whose "
                                      "embeddings and blocks this run starts from (its head is not used): the next "
                                      "task of a sequence, `tunelab continual`'s step.")
+    num_blocks: Optional[int] = Field(None, ge=1, description="Keep only the first N blocks of the backbone's "
+                                      "LayerStack (a smaller, faster student, e.g. 3 of MiniLM's 6); the saved model's "
+                                      "config says N layers. Default: all.")
 
 
 class AugmentConfig(_Section):

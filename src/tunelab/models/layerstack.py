@@ -59,16 +59,24 @@ def discover_layer_stack(model: nn.Module, blocks_path: Optional[str] = None) ->
             lists = [n for n, m in modules.items() if isinstance(m, nn.ModuleList)]
             raise ModelError(f"model.blocks: {blocks_path!r} is not a non-empty ModuleList; candidates: {lists}")
     else:
-        blocks_path = _longest_repeated_list(modules)
+        blocks_path = _longest_repeated_list(modules, single=_declared_layers(model) == 1)
         stack = modules[blocks_path]
     embedding_prefixes = _embedding_prefixes(model, blocks_path)
     return LayerStack(blocks_path=blocks_path, num_blocks=len(stack), embedding_prefixes=embedding_prefixes)
 
 
-def _longest_repeated_list(modules: dict[str, nn.Module]) -> str:
+def _declared_layers(model: nn.Module) -> object:
+    """The layer count the model's transformers config declares (None without one)."""
+    network = getattr(model, "network", model)
+    return getattr(getattr(network, "config", None), "num_hidden_layers", None)
+
+
+def _longest_repeated_list(modules: dict[str, nn.Module], single: bool = False) -> str:
+    """The longest list of two or more blocks of one class; with `single` (the config declares one layer: a
+    model cut to one block by model.num_blocks), a list of one block is a stack too."""
     best, best_len = None, 0
     for name, module in modules.items():
-        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < 2:
+        if not isinstance(module, (nn.ModuleList, nn.Sequential)) or len(module) < (1 if single else 2):
             continue
         kinds = {type(child) for child in module}
         has_params = any(True for _ in module.parameters())

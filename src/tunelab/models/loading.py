@@ -22,6 +22,7 @@ from tunelab.models.builtin import BUILTIN_MODELS
 from tunelab.models.heads import PoolingHead
 from tunelab.models.quiet import quiet_transformers
 from tunelab.models.task_model import TaskModel
+from tunelab.models.truncate import keep_first_blocks
 
 __all__ = ["resolve_model_dir", "load_tokenizer", "build_task_model", "build_causal_lm", "build_masked_lm", "model_type",
            "hash_model_dir", "quiet_transformers", "count_parameters"]
@@ -93,7 +94,7 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
             auto = AutoModelForSequenceClassification if native == "sequence" else AutoModelForTokenClassification
             with _silence():
                 network = auto.from_pretrained(model_dir, config=config, **kwargs)
-            return TaskModel(network)
+            return keep_first_blocks(TaskModel(network), model_cfg.num_blocks, model_dir)
         with _silence():
             network = AutoModel.from_pretrained(model_dir, add_pooling_layer=False, **kwargs)
     except ModelError:
@@ -104,7 +105,7 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
     hidden = int(getattr(network.config, "hidden_size", 0) or getattr(network.config, "d_model", 0))
     head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling="none" if per_token else head_cfg.pooling,
                        dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size, normalize=bool(head_cfg.normalize))
-    return TaskModel(network, head)
+    return keep_first_blocks(TaskModel(network, head), model_cfg.num_blocks, model_dir)
 
 
 def build_causal_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> TaskModel:
@@ -125,7 +126,7 @@ def build_causal_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> Ta
             advice = "give a decoder language model directory (Llama, Mistral, GPT-2, ...)"
         raise ModelError(f"model: cannot load {model_dir} as a causal language model: {_short(err)}; {advice}") from None
     network.generation_config.pad_token_id = network.generation_config.pad_token_id or network.config.eos_token_id
-    return CausalLMTaskModel(network)
+    return keep_first_blocks(CausalLMTaskModel(network), model_cfg.num_blocks, model_dir)
 
 
 def build_masked_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> TaskModel:

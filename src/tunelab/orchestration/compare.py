@@ -32,7 +32,7 @@ from tunelab.orchestration.experiment_dir import check_experiment_out, write_exp
 from tunelab.orchestration.prepare import Prepared, prepare
 from tunelab.orchestration.run_one import run_one
 from tunelab.strategies.recommended import COMPARE_ORDER, recommended_settings
-from tunelab.strategies.registry import strategy_names
+from tunelab.strategies.registry import DISTILL_KEY, strategy_names
 from tunelab.training.callbacks.tracking import tracking_parent
 
 __all__ = ["CompareRequest", "RowPlan", "compare", "plan_rows", "row_name"]
@@ -151,9 +151,11 @@ def _strategies(request: CompareRequest) -> list[str]:
 def _row_config(raw: dict[str, Any], base: RunConfig, request: CompareRequest, strategy: str, seed: int,
                 fraction: float, num_blocks: int) -> RunConfig:
     """The row's config: the user's, the strategy's recommended settings, then the user's `--set` for all
-    rows and for this strategy; the split pinned to the config's seed."""
+    rows and for this strategy; the split pinned to the config's seed. `strategy.distill` is kept: every row
+    is then a student of the same teacher (whose logits they share through the cache)."""
     row = copy.deepcopy(raw)
-    row["strategy"] = {"name": strategy}
+    distill = (raw.get("strategy") or {}).get(DISTILL_KEY) if isinstance(raw.get("strategy"), dict) else None
+    row["strategy"] = {"name": strategy, **({DISTILL_KEY: distill} if distill is not None else {})}
     row = _set_values(row, recommended_settings(strategy, num_blocks=num_blocks, epochs=base.train.epochs))
     row = apply_overrides(row, _global_overrides(request) + _strategy_overrides(request, strategy))
     row = _set_values(row, {"train.seed": seed, "data.split_seed": base.split_seed, "data.train_fraction": fraction,

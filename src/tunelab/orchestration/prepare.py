@@ -28,6 +28,8 @@ from tunelab.inference.predict import encode_split
 from tunelab.models.task_model import TaskModel
 from tunelab.orchestration.init_from import backbone_state, load_backbone
 from tunelab.models.loading import hash_model_dir, resolve_model_dir
+from tunelab.models.truncate import check_num_blocks
+from tunelab.orchestration.distilling import check_distillation
 from tunelab.tasks.base import Task
 from tunelab.tasks.registry import get_task
 from tunelab.training.device import resolve_run_precision, seed_everything, select_device
@@ -163,8 +165,10 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
     config, note = resolve_run_precision(config, device)
     if note:
         console.print(note)
-    *_, data, (model_dir, tokenizer) = check_all([*checks, lambda: load_data(config.data, task, config.split_seed),
-                                                  lambda: _model_side(config, task, trust_pickle)])
+    *_, data, (model_dir, tokenizer), _ = check_all([*checks, lambda: load_data(config.data, task, config.split_seed),
+                                                     lambda: _model_side(config, task, trust_pickle),
+                                                     lambda: check_distillation(config)])
+    check_distillation(config, data.label_names)
     encoded = {name: encode_split(getattr(data.splits, name), tokenizer, config.data.max_length, task,
                                   data.label_names, train=name == "train") for name in SPLITS}
     if config.data.sampler != "none":  # training batches drawn by class (data/encoding.py)
@@ -206,4 +210,5 @@ def _model_side(config: RunConfig, task: Task, trust_pickle: bool) -> tuple[Path
     """The model directory and the task's preprocessor from it: everything prepare reads of the model,
     checked without the data."""
     model_dir = resolve_model_dir(config.model.name, trust_pickle)
+    check_num_blocks(model_dir, config.model.num_blocks, config.model.trust_remote_code)
     return model_dir, task.load_preprocessor(model_dir, config)

@@ -27,6 +27,7 @@ from tunelab.inference.predict import predict_split
 from tunelab.models.cpu_dropout import use_fast_cpu_dropout
 from tunelab.models.loading import count_parameters
 from tunelab.models.task_model import TaskModel
+from tunelab.orchestration.distilling import check_distillation, distillation_report, prepare_distillation
 from tunelab.orchestration.forgetting import measure_forgetting, start_meter
 from tunelab.orchestration.guarding import guard_report, prepare_guard
 from tunelab.orchestration.outputs import (RunSummary, peak_rss_mb, write_manifest, write_report_files, write_run_start,
@@ -72,6 +73,7 @@ class _Session:
     tracking: Optional[RunTracking] = None   # TensorBoard / MLflow, as config.tracking asks
     meter: Any = None                  # the forgetting meter's base copy and reference (orchestration/forgetting.py)
     guard: Optional[dict[str, Any]] = None  # the forgetting guard's report (orchestration/guarding.py)
+    distill: Optional[dict[str, Any]] = None  # distillation's report (orchestration/distilling.py)
 
 
 def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: RunDirectory, resume: bool = False,
@@ -148,6 +150,7 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
         session.console.print(escape(note))
     session.meter = start_meter(prepared, config, model) if session.test else None
     check_thresholds(prepared, config)
+    check_distillation(config, prepared.label_names)
     plan = compile_strategy(config.strategy, model, config.optim, config.train.epochs)
     apply_trainable(model, plan.trainable_at(0))
     if session.checkpoint is not None:
@@ -181,6 +184,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
     trainer, cache = _trainer(session, model, staging, cache)
     base_texts, base_scores = _before_training(session, model, trainer)
     session.guard = prepare_guard(prepared, config, model, plan, trainer.loss_fn, staging, session.checkpoint is not None)
+    session.distill = prepare_distillation(prepared, config, plan, console)
     with graceful_stop(lambda r: print_phrases(console, [f"{r.name} received:", "finishing the current step,",
                                                          "then writing a checkpoint", "(press Ctrl-C again to stop at once)"],
                                                sep=" ")) as stop:
@@ -188,7 +192,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                           checkpoints=session.store, resume=session.checkpoint, stop=stop, identity=session.identity)
     if fit.stopped_early:
         console.print(fit.stopped_early)
-    session.guard = guard_report(session.guard, plan)
+    session.guard, session.distill = guard_report(session.guard, plan), distillation_report(session.distill, plan)
     test_metrics = _test(session, trainer, model, staging, base_scores)
     if cache is not None:
         for line in cache.stats.notes:
@@ -204,7 +208,8 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                          total_params=total, wall_time_s=time.perf_counter() - started, train_time_s=fit.wall_time_s,
                          peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
     write_manifest(staging, prepared, config, summary, fit,
-                   session.checkpoint.name if session.checkpoint is not None else None, cache, guard=session.guard)
+                   session.checkpoint.name if session.checkpoint is not None else None, cache, guard=session.guard,
+                   distill=session.distill)
     if kept:
         write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
     write_report_files(staging, prepared, parameters, base_texts, console,

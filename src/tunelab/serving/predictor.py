@@ -20,14 +20,14 @@ from safetensors.torch import load_file
 from tunelab.artifacts.model_io import HEAD_WEIGHTS, LoadedRun, load_run
 from tunelab.catalog import parse_config
 from tunelab.config.schema import RunConfig
-from tunelab.data.encoding import EncodedSplit
+from tunelab.data.encoding import CPU_FORWARD_COST_TOKENS, EncodedSplit, iterate_batches
 from tunelab.data.records import Record
 from tunelab.errors import ModelError, TunelabError
 from tunelab.evaluation.thresholds import read_thresholds
 from tunelab.inference.exported import EXPORT_META, load_exported_decoder, load_exported_model
 from tunelab.inference.generation import generate_split
 from tunelab.inference.precision import resolve_precision
-from tunelab.inference.predict import encode_split, predict_split
+from tunelab.inference.predict import encode_split, predict_logits, predict_split
 from tunelab.tasks.base import Predictions, Task
 from tunelab.tasks.registry import get_task
 
@@ -71,6 +71,17 @@ class Predictor:
         if self.thresholds:
             return self.task.with_thresholds(predictions, self.thresholds, self.label_names)
         return predictions
+
+    def logits(self, records: list[Record]) -> torch.Tensor:
+        """`(N, C)` raw outputs for `records`, in their order: no softmax, no thresholds (what a student distils
+        from), through the same encoding, batching and precision as `predict`. Per-example tasks only."""
+        split = self.encode(records)
+        batches = iterate_batches(split, self.config.train.evaluation_batch_size, pad_id=self.pad_id, shuffle=False,
+                                  forward_cost_tokens=CPU_FORWARD_COST_TOKENS)
+        outputs, _ = predict_logits(self.model, batches, len(split), _DEVICE, self.precision)
+        if not isinstance(outputs, torch.Tensor):
+            raise TunelabError(f"{self.source}: a {self.task.name} model has per-token outputs, not one row per example")
+        return outputs
 
     @property
     def precision(self) -> str:

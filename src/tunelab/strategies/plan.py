@@ -15,16 +15,27 @@ if TYPE_CHECKING:  # torch is the trainer's; a Plan is built from config and nam
 
     from tunelab.data.encoding import Batch
 
-__all__ = ["Plan", "ParamGroup", "UnfreezeEvent", "LossTerm", "apply_trainable", "build_param_groups"]
+__all__ = ["Plan", "ParamGroup", "UnfreezeEvent", "LossTerm", "OutputTerm", "apply_trainable", "build_param_groups"]
 
 
 @dataclass(frozen=True)
 class LossTerm:
-    """A term a strategy adds to the task's loss (a forgetting guard's penalty, a distillation loss):
+    """A term a strategy adds to the task's loss (a forgetting guard's penalty, replayed examples):
     `weight * compute(model, batch)`, a scalar tensor, differentiated with the task loss in the same step."""
 
     name: str
     compute: Callable[[nn.Module, Batch], torch.Tensor]
+    weight: float = 1.0
+
+
+@dataclass(frozen=True)
+class OutputTerm:
+    """A term on the step's own outputs (distillation: the student's logits against the teacher's for the batch's
+    examples): `weight * compute(logits, batch)`, with the `(B, C)` logits of the forward pass the task loss
+    reads, so nothing is run twice."""
+
+    name: str
+    compute: Callable[[torch.Tensor, Batch], torch.Tensor]
     weight: float = 1.0
 
 
@@ -53,6 +64,8 @@ class Plan:
     events: list[UnfreezeEvent] = field(default_factory=list)
     inserted: dict[str, nn.Module] = field(default_factory=dict)  # modules a PEFT method added, by path
     loss_terms: list[LossTerm] = field(default_factory=list)       # added to the task loss at every step
+    output_terms: list[OutputTerm] = field(default_factory=list)   # likewise, computed from the step's logits
+    task_loss_weight: float = 1.0                                  # the task loss's factor ((1 - alpha) distilling)
     callbacks: list[Any] = field(default_factory=list)             # training callbacks the strategy needs
     # batch-norm layers keep their pre-trained statistics (PEFT: the saved result is base + declared params)
     keep_norm_statistics: bool = False

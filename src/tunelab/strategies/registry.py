@@ -14,6 +14,7 @@ from pydantic import BaseModel, ValidationError
 
 from tunelab.config.schema import OptimConfig, StrategyConfig
 from tunelab.errors import ConfigError
+from tunelab.strategies.distill import DISTILL_KEY, DistillSection, attach_distillation, check_distill_shape
 from tunelab.strategies.guards import GUARDS, PLANNED, GuardSection
 from tunelab.strategies.depth import compile_full, compile_gradual, compile_head, compile_partial
 from tunelab.strategies.peft.adapters import HoulsbyMethod, PfeifferMethod
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
     from tunelab.models.task_model import TaskModel
 
 __all__ = ["DEPTH_STRATEGIES", "PEFT_METHODS", "strategy_names", "compile_strategy", "peft_method", "check_strategy",
-           "resolve_sections", "unknown_strategy", "GUARD_KEY"]
+           "resolve_sections", "unknown_strategy", "GUARD_KEY", "DISTILL_KEY", "distill_section"]
 
 GUARD_KEY = "guard"  # strategy.guard: a forgetting guard's section, for every strategy (strategies/guards/)
 Compiler = Callable[[StrategyConfig, "TaskModel", OptimConfig, int], Plan]
@@ -64,14 +65,25 @@ def strategy_names() -> list[str]:
 
 def compile_strategy(config: StrategyConfig, model: TaskModel, optim: OptimConfig, epochs: int) -> Plan:
     """Strategy (data) + model -> Plan (names, param groups, events), with the guard's penalty when
-    `strategy.guard` names one (EWC's Fisher is filled in by the caller, which has the data)."""
+    `strategy.guard` names one (EWC's Fisher is filled in by the caller, which has the data) and the soft-target
+    term when `strategy.distill` is given (the teacher's logits likewise)."""
     method = PEFT_METHODS.get(config.name)
     compiler = method.compile if method is not None else DEPTH_STRATEGIES.get(config.name)
     if compiler is None:
         raise ConfigError(unknown_strategy(config.name))
     plan = compiler(config, model, optim, epochs)
     guard = guard_section(config)
-    return GUARDS[guard.name].attach(plan, model, guard) if guard is not None else plan
+    plan = GUARDS[guard.name].attach(plan, model, guard) if guard is not None else plan
+    distill = distill_section(config)
+    return attach_distillation(plan, distill) if distill is not None else plan
+
+
+def distill_section(config: StrategyConfig) -> Optional[DistillSection]:
+    """The resolved `strategy.distill` section, or None without one (validated here when built in code)."""
+    raw: Any = (config.model_extra or {}).get(DISTILL_KEY)
+    if raw is None or isinstance(raw, DistillSection):
+        return raw
+    return DistillSection.model_validate(raw)
 
 
 def guard_section(config: StrategyConfig) -> Optional[GuardSection]:
@@ -132,6 +144,8 @@ def check_strategy(config: StrategyConfig) -> list[str]:
             continue
         if key == GUARD_KEY:
             errors += check_guard(value)
+        elif key == DISTILL_KEY:
+            errors += check_distill_shape(value)
         elif key not in sections:
             errors.append(_unknown_key(key, config.name, sections))
         elif method is None or method.section != key:
@@ -145,15 +159,17 @@ SectionErrors = list[tuple[str, ValidationError, type[BaseModel]]]
 
 
 def resolve_sections(config: StrategyConfig) -> tuple[StrategyConfig, SectionErrors]:
-    """The chosen method's section and the guard's, each validated by the schema declared with it and filled
-    with its defaults (so the resolved config shows them); the validation errors, with the section's key path
-    and schema."""
+    """The chosen method's section, the guard's and the distillation's, each validated by the schema declared
+    with it and filled with its defaults (so the resolved config shows them); the validation errors, with the
+    section's key path and schema."""
     resolved, errors = config.model_copy(), []
     method = peft_method(config.name)
     raw_guard: Any = (config.model_extra or {}).get(GUARD_KEY)
     wanted = [(method.section, method.Section)] if method is not None else []
     if isinstance(raw_guard, dict) and raw_guard.get("name") in GUARDS:  # a bad name: check_guard says so
         wanted.append((GUARD_KEY, GUARDS[raw_guard["name"]].Section))
+    if isinstance((config.model_extra or {}).get(DISTILL_KEY), (dict, BaseModel)):  # another type: check_strategy
+        wanted.append((DISTILL_KEY, DistillSection))
     for key, schema in wanted:
         raw: Any = (config.model_extra or {}).get(key)
         if isinstance(raw, BaseModel):

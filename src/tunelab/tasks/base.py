@@ -59,6 +59,7 @@ class Task(Protocol):
     peft_task_type: ClassVar[str]    # peft's task_type when a native-head adapter is saved in peft's format
     takes_images: ClassVar[bool]     # reads images, not text: data.image_size / data.augment apply
     saves_backbone: ClassVar[bool]   # continued pre-training: model/ is a plain backbone (PEFT updates merged)
+    soft_targets: ClassVar[Optional[str]]  # strategy.distill: "softmax" / "sigmoid" of the logits; None: refused
 
     def check_config(self, config: "RunConfig") -> list[str]: ...
 
@@ -109,6 +110,7 @@ class TaskBase:
     takes_images: ClassVar[bool] = False   # data.image_size / data.augment / model.pretrained: false apply
     takes_thresholds: ClassVar[bool] = False  # thresholds.tune: tune_thresholds / with_thresholds
     saves_backbone: ClassVar[bool] = False
+    soft_targets: ClassVar[Optional[str]] = None  # strategy.distill: how logits become the teacher's soft targets
     name: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
 
@@ -155,6 +157,9 @@ class TaskBase:
             errors.append("data.augment.token_dropout / swap / span_mask apply to text classification, multilabel and "
                           f"regression, not task {self.name} (they would move tokens away from their targets); "
                           "remove them")
+        if self.takes_images and config.model.num_blocks is not None:
+            errors.append("model.num_blocks: keeps the first blocks of a transformer (text models); an image model's "
+                          "blocks change width, so its head would not fit; remove it or choose a smaller image model")
         if not self.takes_images and not config.model.pretrained:
             errors.append("model.pretrained: false (random initialisation) is implemented for image models only; "
                           "remove it or use task image_classification")

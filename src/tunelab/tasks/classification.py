@@ -27,6 +27,7 @@ class ClassificationTask(SequenceTask):
     label_kind = "class"
     takes_label_smoothing = True
     takes_thresholds = True
+    soft_targets = "softmax"
 
     def num_outputs(self, label_names: list[str]) -> int:
         return len(label_names)

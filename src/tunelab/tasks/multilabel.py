@@ -23,6 +23,7 @@ class MultilabelTask(SequenceTask):
     hf_problem_type = "multi_label_classification"
     default_metric = "micro_f1"
     label_kind = "classes"
+    soft_targets = "sigmoid"
     threshold = 0.5
     takes_thresholds = True
 

@@ -10,21 +10,28 @@ import torch
 from torch import nn
 
 from tunelab.data.encoding import Batch
-from tunelab.strategies.plan import LossTerm
+from tunelab.strategies.plan import LossTerm, OutputTerm
 
 __all__ = ["train_step", "optimizer_step"]
 
 
 def train_step(model: nn.Module, batch: Batch, loss_fn: nn.Module, *, scale: float,
                autocast: contextlib.AbstractContextManager, loss_terms: Sequence[LossTerm] = (),
+               output_terms: Sequence[OutputTerm] = (), task_weight: float = 1.0,
                forward: Optional[nn.Module] = None) -> float:
-    """Forward, loss (the task's plus the plan's terms), backward (gradients accumulate); returns the
-    unscaled loss of this micro-batch. `forward`: what runs the batch (`model` under DDP; default `model`);
-    the plan's terms read `model` itself, whose parameter names they know."""
+    """Forward, loss (`task_weight` times the task's, plus the plan's terms), backward (gradients accumulate);
+    returns the unscaled loss of this micro-batch. `forward`: what runs the batch (`model` under DDP; default
+    `model`); the plan's loss terms read `model` itself, whose parameter names they know, its output terms the
+    logits of this forward pass."""
     with autocast:
         args, kwargs = batch.model_inputs()
         logits = (forward or model)(*args, **kwargs)  # (B, C)
-    loss = loss_fn(logits.float(), batch.targets)
+    logits = logits.float()
+    loss = loss_fn(logits, batch.targets) if task_weight else logits.new_zeros(())  # alpha 1: labels unread
+    if task_weight not in (0.0, 1.0):
+        loss = task_weight * loss
+    for term in output_terms:
+        loss = loss + term.weight * term.compute(logits, batch).float()
     for term in loss_terms:
         loss = loss + term.weight * term.compute(model, batch).float()
     (loss * scale).backward()

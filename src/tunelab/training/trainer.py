@@ -186,7 +186,8 @@ class Trainer:
             sync = len(pending) + 1 == cfg.grad_accum_steps or loop.batch + 1 == last
             with _no_sync(forward, sync):
                 loss = train_step(loop.model, share, self.loss_fn, autocast=autocast, scale=scale,
-                                  loss_terms=loop.plan.loss_terms, forward=forward)
+                                  loss_terms=loop.plan.loss_terms, output_terms=loop.plan.output_terms,
+                                  task_weight=loop.plan.task_loss_weight, forward=forward)
             pending.append(self.dist.mean_by_weight(loss, scale))
             loop.batch, loop.seen = loop.batch + 1, loop.seen + len(batch)
             if len(pending) == cfg.grad_accum_steps:

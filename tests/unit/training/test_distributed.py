@@ -108,6 +108,24 @@ def test_two_ranks_train_the_weights_of_one_process(inputs: tuple[Path, Path], t
         _check_fsdp_against_ddp(config, tmp_path / "two", tmp_path / "fsdp")
 
 
+def test_two_ranks_distil_as_one_process(inputs: tuple[Path, Path], tmp_path: Path) -> None:
+    """strategy.distill under torchrun: rank 0 computes the teacher's logits while rank 1 waits, then reads them;
+    each rank's rows pick their own teacher rows, so two ranks train the weights one process does."""
+    config = _config(inputs, "full", tmp_path)
+    train_via_cli(config, "--out", str(tmp_path / "teacher"))
+    raw = yaml.safe_load(config.read_text())
+    raw["strategy"]["distill"] = {"teacher": str(tmp_path / "teacher"), "temperature": 2.0, "alpha": 0.7}
+    config.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    done = _two_processes(config, tmp_path / "two")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "teacher logits computed" in done.stderr
+    train_via_cli(config, "--out", str(tmp_path / "one"))
+    reports = [json.loads((tmp_path / run / "manifest.json").read_text())["distill"] for run in ("two", "one")]
+    assert [r["teacher_logits"]["computed"] for r in reports] == [66, 0]
+    one, two = _weights(tmp_path / "one"), _weights(tmp_path / "two")
+    assert one.keys() == two.keys() and max(float((one[k] - two[k]).abs().max()) for k in one) <= 1e-5
+
+
 def _check_fsdp_against_ddp(config: Path, ddp_run: Path, run: Path) -> None:
     done = _two_processes(config, run, "--set", "train.distributed=fsdp")
     assert done.returncode == 0, done.stderr[-3000:]

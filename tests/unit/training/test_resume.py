@@ -53,12 +53,24 @@ def write_config(tmp_path: Path, tiny_config: dict, strategy: str) -> Path:
         tiny_config["task"] = "mlm"
     if strategy == "full+replay":  # replays the training file itself: its draws must repeat after a kill
         tiny_config["strategy"]["guard"]["data"] = tiny_config["data"]["train"]
+    if strategy == "full+distill":  # a one-block student of a teacher run: its cached logits are read on resume
+        tiny_config["strategy"]["distill"] = {"teacher": str(_teacher(tmp_path, tiny_config)), "alpha": 0.7}
+        tiny_config["model"] = {"name": tiny_config["model"], "num_blocks": 1}
     # precision fixed: runs killed in a subprocess (no conftest there) resume in this process
     tiny_config["train"].update(epochs=EPOCHS, num_threads=1, checkpoint_every_steps=EVERY, keep_checkpoints=2,
                                 precision="fp32")
     path = tmp_path / f"{strategy}.yaml"
     path.write_text(yaml.safe_dump(tiny_config), encoding="utf-8")
     return path
+
+
+def _teacher(tmp_path: Path, tiny_config: dict) -> Path:
+    """A one-epoch `full` run of the same data: the teacher of `full+distill`."""
+    raw = {**copy.deepcopy(tiny_config), "strategy": {"name": "full"}, "output": str(tmp_path / "teacher")}
+    raw["train"] = {**raw["train"], "epochs": 1, "precision": "fp32"}
+    (tmp_path / "teacher.yaml").write_text(yaml.safe_dump(raw), encoding="utf-8")
+    assert runner.invoke(app, ["train", str(tmp_path / "teacher.yaml")]).exit_code == 0
+    return tmp_path / "teacher"
 
 
 def killed(spec: str, config: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
@@ -85,7 +97,7 @@ def assert_bit_identical(a: Path, b: Path) -> None:
 
 
 @pytest.mark.parametrize("strategy", ["full", "gradual", "lora", "full+ewc", "full+replay", "full+balanced+augment",
-                                      "full+mlm"])
+                                      "full+mlm", "full+distill"])
 def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, tmp_path: Path) -> None:
     config = write_config(tmp_path, tiny_config, strategy)
     reference = tmp_path / "reference"
@@ -114,6 +126,8 @@ def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, t
         assert torch.equal(*(load_file(str(d / "guards" / "fisher.safetensors"))["network.bert.embeddings.word_embeddings.weight"]
                              for d in (reference, run)))
         assert json.loads((run / "manifest.json").read_text())["guard"]["fisher"].startswith("read back")
+    if strategy == "full+distill":  # the reference run computed the teacher's logits; the resumed one read them
+        assert json.loads((run / "manifest.json").read_text())["distill"]["teacher_logits"]["computed"] == 0
     print(f"{strategy}: killed after step {step}, then during checkpoint file write {write}: bit-identical")
 
 
