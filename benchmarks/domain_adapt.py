@@ -20,14 +20,13 @@ alone on the frozen encoder: its perplexity is the fair "before" (MiniLM ships n
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import random
 import statistics
 import tempfile
 from pathlib import Path
 
-from common import run_tunelab
+from common import run_tunelab, write_rows
 
 MLM_CONFIG = {"model": "minilm", "task": "mlm", "strategy": {"name": "full"}, "optim": {"lr": 1e-4},
               "schedule": {"name": "linear", "warmup_ratio": 0.06}, "forgetting": {"measure": False}}
@@ -43,13 +42,6 @@ CLM_CONFIG = {"model": "smollm2", "task": "causal_lm", "strategy": {"name": "ful
               "forgetting": {"measure": False}}
 
 
-def write_csv(path: Path, rows: list[tuple[str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
-
 
 def draw(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     """Disjoint unlabelled / labelled / test tweets, seeded."""
@@ -59,8 +51,8 @@ def draw(args: argparse.Namespace, work: Path) -> dict[str, Path]:
     drawn = random.Random(0).sample(tweets, args.unlabelled + args.labelled + args.test)
     unlabelled, labelled = drawn[:args.unlabelled], drawn[args.unlabelled:args.unlabelled + args.labelled]
     (work / "unlabelled.txt").write_text("".join(text + "\n" for text, _ in unlabelled), encoding="utf-8")
-    return {"unlabelled": work / "unlabelled.txt", "labelled": write_csv(work / "labelled.csv", labelled),
-            "test": write_csv(work / "test.csv", drawn[args.unlabelled + args.labelled:])}
+    return {"unlabelled": work / "unlabelled.txt", "labelled": write_rows(work / "labelled.csv", labelled),
+            "test": write_rows(work / "test.csv", drawn[args.unlabelled + args.labelled:])}
 
 
 def write_config(work: Path, name: str, config: dict) -> Path:

@@ -16,7 +16,6 @@ equal macro-F1 or better.
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import random
@@ -24,6 +23,8 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from common import write_rows
 
 LEGS = {
     "cross_entropy": [],
@@ -52,12 +53,7 @@ def write_data(folder: Path, negatives: int, ratio: int, seed: int) -> Path:
     rows = rng.sample([r for r in records if r.label == "negative"], negatives)
     rows += rng.sample([r for r in records if r.label == "positive"], negatives // ratio)
     rng.shuffle(rows)
-    path = folder / f"movies-1to{ratio}.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows([r.text, r.label] for r in rows)
-    return path
+    return write_rows(folder / f"movies-1to{ratio}.csv", ((r.text, r.label) for r in rows))
 
 
 def run_leg(name: str, config: Path, work: Path) -> dict:

@@ -28,19 +28,12 @@ import random
 import tempfile
 from pathlib import Path
 
-from common import run_tunelab
+from common import run_tunelab, write_rows
 
 CONFIG = {"model": "minilm", "task": "classification", "strategy": {"name": "full", "layerwise_lr_decay": 0.95},
           "optim": {"lr": 5e-5}, "train": {"epochs": 3, "batch_size": 16, "seed": 0},
           "early_stopping": {"metric": "macro_f1", "patience": 2}, "forgetting": {"measure": False}}
 
-
-def write(path: Path, rows: list[tuple[str, str]]) -> Path:
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["text", "label"])
-        writer.writerows(rows)
-    return path
 
 
 def draw(args: argparse.Namespace, work: Path) -> dict[str, Path]:
@@ -53,9 +46,10 @@ def draw(args: argparse.Namespace, work: Path) -> dict[str, Path]:
               for r in rng.sample([m for m in movies if m.label == label], args.source // 2)]
     tweets = [(r.text, r.label) for r in load_twitter_sentiment() if r.label in ("negative", "positive")]
     tweets = rng.sample(tweets, args.pool + args.test)
-    return {"source": write(work / "source.csv", source), "pool": write(work / "pool.csv", tweets[:args.pool]),
+    return {"source": write_rows(work / "source.csv", source),
+            "pool": write_rows(work / "pool.csv", tweets[:args.pool]),
             "pool_text": _texts_only(work / "pool-text.csv", tweets[:args.pool]),
-            "test": write(work / "test.csv", tweets[args.pool:])}
+            "test": write_rows(work / "test.csv", tweets[args.pool:])}
 
 
 def _texts_only(path: Path, rows: list[tuple[str, str]]) -> Path:
@@ -91,7 +85,7 @@ def pseudo(files: dict[str, Path], source_run: str, confidence: float, work: Pat
     combined = work / f"source+{out.stem}.csv"
     with files["source"].open(newline="", encoding="utf-8") as handle:
         source = list(csv.reader(handle))[1:]
-    write(combined, [tuple(row) for row in source] + [(r["text"], r["label"]) for r in made])
+    write_rows(combined, [tuple(row) for row in source] + [(r["text"], r["label"]) for r in made])
     right = sum(truth.get(r["text"]) == r["label"] for r in made)
     return combined, {"kept": len(made), "pool": len(truth), "min_confidence": confidence,
                       "pseudo_label_accuracy": right / max(1, len(made)),
