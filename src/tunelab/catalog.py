@@ -16,12 +16,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
-from tunelab.config.schema import RunConfig, StrategyConfig
+from tunelab.config.schema import MixingConfig, RunConfig, StrategyConfig, ThresholdConfig
+from tunelab.errors import ConfigError
 from tunelab.optional import INSTALL, missing
 from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names, unknown_strategy
 from tunelab.tasks.registry import TASKS, canonical_task, task_hint, task_names
 
-__all__ = ["load_config", "parse_config", "resolve_config"]
+__all__ = ["load_config", "parse_config", "resolve_config", "require_single_task", "MULTITASK_TASKS"]
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
@@ -45,6 +46,8 @@ def parse_config(raw: dict[str, Any], source: str = "<config>") -> RunConfig:
 
 def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     """The config with what the task and strategy supply filled in, and the lines of every rule it breaks."""
+    if config.tasks is not None:
+        return _resolve_multitask(config)
     canonical = canonical_task(config.task)
     if canonical != config.task:  # `text-classification` -> `classification`, saved as such
         config = config.model_copy(update={"task": canonical})
@@ -150,3 +153,90 @@ def _unknown_task(name: str) -> str:
     close = [hinted] if hinted else difflib.get_close_matches(name, task_names(), n=1, cutoff=0.6)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
     return f"task: unknown task {name!r}{hint}; choose one of: {', '.join(task_names())}"
+
+
+# the tasks a multi-task run takes: one pooled head per task on one text backbone
+MULTITASK_TASKS = ("classification", "multilabel", "regression")
+_NOT_IN_A_MIXTURE = {
+    "token_classification": "it tags every token of sentences read word by word, and is not supported beside "
+                            "other tasks yet; train it in a run of its own",
+    "image_classification": "it reads images through an image backbone, and the tasks of a run share one text "
+                            "backbone and its tokenizer",
+}
+_PER_TASK_KEYS = ("task", "data", "head", "loss")  # a task's own lines are reported under tasks[i]
+
+
+def _resolve_multitask(config: RunConfig) -> tuple[RunConfig, list[str]]:
+    """A multi-task config: each task's rules checked on its single-task config (its lines under `tasks[i]`), the
+    run's own sections once, and what the tasks share filled in: each task's head and loss, the mixing, the
+    early-stopping metric (one every task computes: their common default, else loss)."""
+    assert config.tasks is not None
+    problems = _multitask_refusals(config)
+    entries, tasks = [], []
+    for i, entry in enumerate(config.tasks):
+        canonical = canonical_task(entry.task)
+        task = TASKS.get(canonical)
+        if task is None:
+            problems.append(f"tasks[{i}].{_unknown_task(entry.task)}")
+        elif canonical not in MULTITASK_TASKS:
+            reason = _NOT_IN_A_MIXTURE.get(canonical, "its head is a language model's own output layer over the "
+                                           "vocabulary, not a head on a shared encoder's features")
+            problems.append(f"tasks[{i}].task: {canonical} is not offered in a multi-task run ({reason}); "
+                            f"tasks: takes {', '.join(MULTITASK_TASKS)}")
+        head = entry.head or config.head
+        if head.type == "native":
+            problems.append(f"tasks[{i}].head.type: native is the architecture's own classifier, and a transformers "
+                            "sequence classifier holds one; each task of a multi-task run gets a tunelab head: "
+                            "linear (what auto picks) or mlp")
+        head = head.model_copy(update={"type": "linear"}) if head.type == "auto" else head
+        entries.append(entry.model_copy(update={"task": canonical, "head": head, "loss": entry.loss or config.loss}))
+        tasks.append(task if canonical in MULTITASK_TASKS else None)
+    defaults = {task.default_metric for task in tasks if task is not None}
+    early = config.early_stopping
+    if early.metric is None:
+        early = early.model_copy(update={"metric": defaults.pop() if len(defaults) == 1 else "loss"})
+    config = config.model_copy(update={"tasks": entries, "mixing": config.mixing or MixingConfig(),
+                                       "early_stopping": early,
+                                       "forgetting": config.forgetting.model_copy(update={"measure": False})})
+    strategy, section_errors = resolve_sections(config.strategy)
+    problems += [line for prefix, err, schema in section_errors for line in describe_errors(err, schema, prefix)]
+    config = config.model_copy(update={"strategy": strategy})
+    problems += check_strategy(config.strategy)
+    for i, (entry, task) in enumerate(zip(entries, tasks)):
+        if task is not None:
+            single = config.task_config(entry.name).model_copy(update={"thresholds": ThresholdConfig()})
+            problems += [_under_task(line, i) for line in task.check_config(single)]
+    problems = list(dict.fromkeys(problems))  # a rule of the shared sections, broken once, said once
+    return config, problems + _tracking_problems(config) + _sharding_problems(config)
+
+
+def require_single_task(config: RunConfig, command: str) -> None:
+    """Refuse a multi-task config in a command that runs single-task configs only (compare, tune, recommend)."""
+    if config.tasks is not None:
+        raise ConfigError(f"{command}: a multi-task config (tasks:) trains with `tunelab train`; {command} takes a "
+                          "single-task config (task: and data:) for now")
+
+
+def _under_task(line: str, index: int) -> str:
+    """A task's rule about its own section (data, head, loss) is reported under its place in the list."""
+    key = line.split(":", 1)[0].split(" ", 1)[0]
+    return f"tasks[{index}].{line}" if key.split(".", 1)[0] in _PER_TASK_KEYS else line
+
+
+def _multitask_refusals(config: RunConfig) -> list[str]:
+    """What a multi-task run does not do yet, each with the key to remove."""
+    refused = []
+    if config.thresholds.tune:
+        refused.append("thresholds.tune: not with tasks: yet (thresholds are tuned for one binary or multilabel task); "
+                       "remove it")
+    if config.strategy.distill is not None:
+        refused.append("strategy.distill: not with tasks: yet (a teacher run has one task); remove it")
+    if config.strategy.guard is not None:
+        refused.append("strategy.guard: not with tasks: yet (a guard holds one task's data); remove it")
+    if config.model.init_from is not None:
+        refused.append("model.init_from: not with tasks: yet; start a multi-task run from a model directory "
+                       "(model: runs/x/model for a continued pre-training run)")
+    forgetting = config.forgetting
+    if forgetting.reference is not None or ("measure" in forgetting.model_fields_set and forgetting.measure):
+        refused.append("forgetting: the forgetting meter does not run on a multi-task run yet; remove the section")
+    return refused

@@ -91,7 +91,10 @@ def train(
 def _print_run_table(summary: Any) -> None:
     """The run's figures as a table on stdout (summary: orchestration.run_one.RunSummary, imported lazily)."""
     table = Table(title="tunelab run", show_header=False)
-    for key, value in summary.test_metrics.items():
+    sections = summary.test_metrics.get("tasks") or {}  # a multi-task run: the tasks' means, then each task's
+    mean = "mean " if sections else ""
+    for key, value in [*((f"{mean}{k}", v) for k, v in summary.test_metrics.items()),
+                       *((f"{n}/{k}", v) for n, m in sections.items() for k, v in m.items())]:
         if isinstance(value, float):
             table.add_row(f"test {key}", f"{value:.4f}")
     table.add_row("trainable / total params", f"{summary.trainable_params:,} / {summary.total_params:,} "
@@ -229,11 +232,12 @@ def validate(config: Path = typer.Argument(..., help="YAML run config."),
 @user_errors
 def eval_(run_dir: Path = typer.Argument(..., help="A run directory (`tunelab train`) or an export directory."),
           data: Path = typer.Option(..., "--data", help="Labelled CSV/JSONL/Parquet file to score."),
-          output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here.")) -> None:
+          output: Optional[Path] = typer.Option(None, "--output", help="Also write the metrics as JSON here."),
+          head: Optional[str] = typer.Option(None, "--head", help="The head of a multi-task run to score.")) -> None:
     """Score a trained run (or an export of one) on a labelled file."""
     from tunelab.serving.predict import evaluate_file
 
-    metrics = evaluate_file(run_dir, data)
+    metrics = evaluate_file(run_dir, data, head)
     scalars = {k: v for k, v in metrics.items() if isinstance(v, float)}
     table = Table(title=f"{data.name}", show_header=False)
     for key, value in scalars.items():

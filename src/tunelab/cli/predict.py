@@ -25,6 +25,7 @@ def predict_command(
     ensemble: bool = typer.Option(False, "--ensemble", help="Average the class probabilities of the RUN_DIRs "
                                   "(classification runs of one label set) and predict the most probable class."),
     output: Optional[Path] = typer.Option(None, "--output", help="Write predictions here (.csv or .jsonl)."),
+    head: Optional[str] = typer.Option(None, "--head", help="The head of a multi-task run (tasks:) to predict with."),
 ) -> None:
     """Predict with a trained run or an export of one (or several adapters on one base, or an ensemble of runs);
     probabilities for every class."""
@@ -37,9 +38,11 @@ def predict_command(
         raise TunelabError("predict: give a RUN_DIR or one or more --adapter NAME=RUN_DIR (one of them)")
     if len(run_dirs) > 1 and not ensemble:
         raise TunelabError(f"predict: {len(run_dirs)} RUN_DIRs given; add --ensemble to average them, or give one")
+    if head is not None and (adapter or ensemble):
+        raise TunelabError(f"predict --head {head}: picks a head of one multi-task RUN_DIR, not with --adapter or --ensemble")
     if adapter and output is not None and output.suffix.lower() not in (".jsonl", ".json"):
         raise TunelabError(f"predict --output {output}: with --adapter write .jsonl (adapters may have different classes)")
-    rows, task = _rows(run_dirs, adapter, ensemble, input, text)
+    rows, task = _rows(run_dirs, adapter, ensemble, input, text, head)
     if output is None:
         console = Console()
         for row in rows:
@@ -50,7 +53,7 @@ def predict_command(
 
 
 def _rows(run_dirs: list[Path], adapter: list[str], ensemble: bool, input: Optional[Path],
-          text: list[str]) -> tuple[list[dict[str, Any]], Any]:
+          text: list[str], head: Optional[str] = None) -> tuple[list[dict[str, Any]], Any]:
     from tunelab.serving.predict import predict_rows
     from tunelab.serving.predictor import load_predictor, predictor_of
 
@@ -67,5 +70,5 @@ def _rows(run_dirs: list[Path], adapter: list[str], ensemble: bool, input: Optio
             predictor = predictor_of(run)
             rows += [{"adapter": name, **row} for row in predict_rows(predictor, input_path=input, texts=text)]
         return rows, predictor.task
-    predictor = load_predictor(run_dirs[0])
+    predictor = load_predictor(run_dirs[0], head=head)
     return predict_rows(predictor, input_path=input, texts=text), predictor.task

@@ -120,6 +120,10 @@ def config_to_yaml(config: RunConfig) -> str:
 
 
 def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
+    tasks = raw.get("tasks")
+    for entry in tasks if isinstance(tasks, list) else []:  # a multi-task config: each task's data section
+        if isinstance(entry, dict):
+            _resolve_data_paths(entry, base)
     data = raw.get("data")
     if not isinstance(data, dict):
         return
@@ -132,8 +136,7 @@ def _resolve_data_paths(raw: dict[str, Any], base: Path) -> None:
 
 
 def _describe(error: Any, model: type[BaseModel], prefix: str) -> str:
-    parts = [str(p) for p in error["loc"] if not str(p).startswith("function-")]
-    loc = ".".join([prefix, *parts] if prefix else parts)
+    loc = _key_path([prefix] if prefix else [], error["loc"])
     kind = error["type"]
     msg = error["msg"].removeprefix("Value error, ")
     if kind == "extra_forbidden":
@@ -145,15 +148,38 @@ def _describe(error: Any, model: type[BaseModel], prefix: str) -> str:
     return f"{loc or 'config'}: {msg}{shown}"
 
 
+def _section_type(annotation: Any) -> Optional[type[BaseModel]]:
+    """The section class a field holds: itself, or inside Optional[...] / list[...] (tasks: a list of sections)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _section_type(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _key_path(start: list[str], loc: tuple[Any, ...]) -> str:
+    """`tasks[1].data.label_column`: keys joined by dots, list positions in brackets."""
+    path = ".".join(start)
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        elif not str(part).startswith("function-"):
+            path += f".{part}" if path else str(part)
+    return path
+
+
 def _did_you_mean(root: type[BaseModel], loc: tuple[Any, ...]) -> str:
     """Suggest the closest valid key for an unknown one, by walking the schema along `loc`: the other tool's
     name first (a section class may declare its own `foreign_names`, as the PEFT methods' do for peft's),
     then the nearest spelling, else the valid keys."""
     model: type[BaseModel] | None = root
     for part in loc[:-1]:
+        if isinstance(part, int):  # a list's item (tasks[1]): its type was found at the list's key
+            continue
         field = model.model_fields.get(str(part)) if model else None
-        annotation = getattr(field, "annotation", None)
-        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+        model = _section_type(getattr(field, "annotation", None))
     if model is None:
         return ""
     key = str(loc[-1])

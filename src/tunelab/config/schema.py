@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer,
+                      model_validator)
 
 
 __all__ = [
     "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
     "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig", "TrackingConfig",
-    "MlflowConfig", "ForgettingConfig",
+    "MlflowConfig", "ForgettingConfig", "TaskEntry", "MixingConfig",
 ]
 
 
@@ -302,13 +303,40 @@ class ThresholdConfig(_Section):
                                           "saved as thresholds.json and used for the test scores, predict and serve.")
 
 
+class TaskEntry(_Section):
+    """One task of a multi-task run (`tasks:`): the name of its head, its task and data, and optionally its own
+    head and loss (default: the run's top-level `head:` / `loss:`)."""
+
+    name: str = Field(..., pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$",
+                      description="The head's name (letters, digits, _ and -): metric prefixes, predict --head.")
+    task: str = Field("classification", description="classification, multilabel or regression.")
+    data: DataConfig
+    head: Optional[HeadConfig] = None
+    loss: Optional[LossConfig] = None
+
+
+class MixingConfig(_Section):
+    """Which task each training batch of a multi-task run comes from (data/mixing.py)."""
+
+    name: Literal["proportional", "temperature"] = Field("proportional", description="proportional: each task's "
+                                                         "examples once an epoch; temperature: shares ~ n^(1/T).")
+    temperature: float = Field(2.0, ge=1.0, le=100.0, description="T: 1 about proportional, larger nearer equal.")
+
+
+# what a multi-task config gives per task (tasks[i]) rather than once; left out of its saved form
+_PER_TASK = ("task", "data", "head", "loss", "generation", "thresholds")
+
+
 class RunConfig(_Section):
     """A whole run. `tunelab validate` checks one of these; the resolved form is saved in every run."""
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     task: str = Field("classification", description="A registered task (tasks/registry.py): classification, "
                       "multilabel, regression, token_classification, ...")
-    data: DataConfig
+    data: Optional[DataConfig] = Field(None, description="Required, unless `tasks:` gives several tasks with their data.")
+    tasks: Optional[list[TaskEntry]] = Field(None, min_length=1, description="A multi-task run: one backbone, a head "
+                                             "per task, instead of task + data.")
+    mixing: Optional[MixingConfig] = Field(None, description="tasks: how batches are drawn from the tasks.")
     head: HeadConfig = Field(default_factory=HeadConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
@@ -331,3 +359,37 @@ class RunConfig(_Section):
     @classmethod
     def _model_shorthand(cls, value: object) -> object:
         return {"name": value} if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _one_task_or_tasks(self) -> "RunConfig":
+        if self.tasks is None:
+            if self.data is None:
+                raise ValueError("data: required key is missing; add it (or `tasks:`, a list of tasks with their "
+                                 "data each, for a multi-task run)")
+            if self.mixing is not None:
+                raise ValueError("mixing: applies to a multi-task run (tasks:); remove it")
+            return self
+        given = [key for key in ("task", "data") if key in self.model_fields_set]
+        if given:
+            raise ValueError(f"{' and '.join(given)}: a multi-task config gives each task its own under tasks[i]; "
+                             "remove the top-level " + " and ".join(given))
+        names = [entry.name for entry in self.tasks]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise ValueError(f"tasks: each task needs its own name; {', '.join(map(repr, twice))} is given twice")
+        return self
+
+    def task_config(self, name: str) -> "RunConfig":
+        """The single-task config of the task `name` of a multi-task run: its task, data, head and loss with the
+        run's other sections; what its data is prepared with and its head is loaded with."""
+        entry = next(e for e in self.tasks or [] if e.name == name)
+        return self.model_copy(update={"task": entry.task, "data": entry.data, "head": entry.head or self.head,
+                                       "loss": entry.loss or self.loss, "tasks": None, "mixing": None})
+
+    @model_serializer(mode="wrap")
+    def _saved_form(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """A single-task config's saved form is as it always was (no `tasks`, `mixing`); a multi-task config's
+        leaves out the per-task sections it does not use."""
+        dumped = handler(self)
+        drop = ("tasks", "mixing") if self.tasks is None else _PER_TASK
+        return {k: v for k, v in dumped.items() if k not in drop}

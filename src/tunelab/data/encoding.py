@@ -50,6 +50,7 @@ class EncodedSplit:
     # where a target is predicted (models/causal_lm.py)
     targets_in_inputs: bool = False
     sampler: Optional[str] = None  # the train split's data.sampler: balanced / sqrt draw by class (batch_order)
+    head: Optional[str] = None     # a multi-task run's split of one task: its batches name that task's head
 
     def __len__(self) -> int:
         return len(self.records) if self.records else len(self.input_ids)
@@ -68,7 +69,11 @@ class EncodedSplit:
                             records=[self.records[i] for i in indices] if self.records else [],
                             token_targets=pick(self.token_targets), word_ids=pick(self.word_ids),
                             features={k: v[index] for k, v in self.features.items()}, augment=self.augment,
-                            targets_in_inputs=self.targets_in_inputs, sampler=self.sampler)
+                            targets_in_inputs=self.targets_in_inputs, sampler=self.sampler, head=self.head)
+
+    def num_batches(self, batch_size: int) -> int:
+        """Training batches an epoch has (`iterate_batches` with shuffle)."""
+        return -(-len(self) // batch_size)
 
     @functools.cached_property
     def longest(self) -> int:
@@ -83,6 +88,7 @@ class Batch:
     indices: torch.Tensor             # (B,) positions in the split, to restore order
     prefix_hidden: Optional[torch.Tensor] = None  # (B, T, H) cached input of block `start_block`, if served
     start_block: int = 0
+    head: Optional[str] = None        # the multi-task head these examples belong to (None: the model's one head)
 
     @property
     def input_ids(self) -> Optional[torch.Tensor]:
@@ -95,12 +101,13 @@ class Batch:
     def to(self, device: torch.device) -> "Batch":
         move = lambda t: None if t is None else t.to(device, non_blocking=True)  # noqa: E731
         return Batch({k: move(v) for k, v in self.inputs.items()}, move(self.targets), self.indices,
-                     move(self.prefix_hidden), self.start_block)
+                     move(self.prefix_hidden), self.start_block, self.head)
 
     def model_inputs(self) -> tuple[tuple[torch.Tensor, ...], dict[str, Any]]:
         """Positional and keyword arguments of `TaskModel.forward` for this batch."""
         served = {} if self.prefix_hidden is None else {"prefix_hidden": self.prefix_hidden, "start_block": self.start_block}
-        return (), {**self.inputs, **served}
+        head = {} if self.head is None else {"head": self.head}
+        return (), {**self.inputs, **served, **head}
 
     def __len__(self) -> int:
         return int(self.indices.shape[0])
@@ -109,7 +116,7 @@ class Batch:
         """The batch of these rows, at this batch's padded width (a rank's share of a global batch)."""
         pick = lambda t: None if t is None else t[rows]  # noqa: E731
         return Batch({k: v[rows] for k, v in self.inputs.items()}, pick(self.targets), self.indices[rows],
-                     pick(self.prefix_hidden), self.start_block)
+                     pick(self.prefix_hidden), self.start_block, self.head)
 
 
 def encode_texts(texts: list[str], tokenizer: Any, max_length: int) -> list[list[int]]:
@@ -138,16 +145,18 @@ def unknown_token_rate(split: EncodedSplit, tokenizer: Any) -> Optional[float]:
 
 
 def iterate_batches(split: EncodedSplit, batch_size: int, *, pad_id: int, shuffle: bool, seed: int = 0,
-                    epoch: int = 0, forward_cost_tokens: Optional[int] = None) -> Iterator[Batch]:
+                    epoch: int = 0, forward_cost_tokens: Optional[int] = None, draw: int = 0) -> Iterator[Batch]:
     """Yield batches; with `shuffle` (training), order and augmentation depend only on (seed, epoch), so a
     run is repeatable and a resumed epoch sees the same batches. `forward_cost_tokens` (inference only):
-    see `fewest_padded_tokens`."""
+    see `fewest_padded_tokens`. `draw` > 0: another pass over the split within the same epoch, in an order of
+    its own (a small task of a multi-task epoch, data/mixing.py)."""
     order = batch_order(split, batch_size, shuffle=shuffle, seed=seed, epoch=epoch,
-                        forward_cost_tokens=forward_cost_tokens)
+                        forward_cost_tokens=forward_cost_tokens, draw=draw)
     for number, chunk in enumerate(order):
         batch = collate(split, chunk, pad_id)
         if shuffle and split.augment is not None:
-            generator = torch.Generator().manual_seed(hash((seed, epoch, number)) & 0x7FFF_FFFF)
+            key = (seed, epoch, number) if not draw else (seed, epoch, draw, number)
+            generator = torch.Generator().manual_seed(hash(key) & 0x7FFF_FFFF)
             batch.inputs = split.augment(batch.inputs, generator)
             if split.targets_in_inputs:  # a transform that redraws the targets (masked LM) returns them as labels
                 batch.targets = batch.inputs["labels"]
@@ -155,7 +164,7 @@ def iterate_batches(split: EncodedSplit, batch_size: int, *, pad_id: int, shuffl
 
 
 def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
-                forward_cost_tokens: Optional[int] = None) -> list[np.ndarray]:
+                forward_cost_tokens: Optional[int] = None, draw: int = 0) -> list[np.ndarray]:
     lengths = np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split.input_ids))
     if len(lengths) != len(split):  # no token ids (image tasks): every example has the same size
         lengths = np.zeros(len(split), dtype=np.int64)
@@ -165,7 +174,7 @@ def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: in
             sizes = fewest_padded_tokens(lengths[order], batch_size, forward_cost_tokens, split.longest)
             return np.split(order, np.cumsum(sizes)[:-1])
         return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([seed, epoch] if not draw else [seed, epoch, draw])
     order = rng.permutation(len(split)) if split.sampler is None else _drawn_by_class(split, rng)
     window = batch_size * BUCKET_FACTOR
     batches: list[np.ndarray] = []
@@ -226,7 +235,7 @@ def collate(split: EncodedSplit, indices: np.ndarray, pad_id: int) -> Batch:
             targets = _pad([split.token_targets[i] for i in indices], IGNORE_INDEX, width)
             if split.targets_in_inputs:
                 inputs["labels"] = targets
-    return Batch(inputs, targets, index)
+    return Batch(inputs, targets, index, head=split.head)
 
 
 def padded_length(longest: int, limit: int) -> int:

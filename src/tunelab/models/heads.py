@@ -7,7 +7,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-__all__ = ["PoolingHead"]
+from tunelab.errors import ModelError
+
+__all__ = ["PoolingHead", "HeadSet"]
 
 
 class PoolingHead(nn.Module):
@@ -41,3 +43,11 @@ class PoolingHead(nn.Module):
         if self.normalize:
             pooled = nn.functional.normalize(pooled, dim=-1) * pooled.shape[-1] ** 0.5
         return self.proj(self.dropout(pooled))
+
+
+class HeadSet(nn.ModuleDict):
+    """One module per task of a multi-task run, by the task's name: the heads on the shared backbone (a
+    TaskModel runs the one a batch names), or the tasks' losses (the trainer takes the batch's)."""
+
+    def forward(self, *args: object, **kwargs: object) -> torch.Tensor:
+        raise ModelError(f"a multi-task model has heads {', '.join(self)}; name the one to run (head=NAME)")

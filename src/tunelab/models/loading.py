@@ -24,7 +24,7 @@ from tunelab.models.quiet import quiet_transformers
 from tunelab.models.task_model import TaskModel
 from tunelab.models.truncate import keep_first_blocks
 
-__all__ = ["resolve_model_dir", "load_tokenizer", "build_task_model", "build_causal_lm", "build_masked_lm", "model_type",
+__all__ = ["resolve_model_dir", "load_tokenizer", "build_task_model", "build_head", "hidden_size", "build_causal_lm", "build_masked_lm", "model_type",
            "hash_model_dir", "quiet_transformers", "count_parameters"]
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
@@ -102,10 +102,19 @@ def build_task_model(model_cfg: ModelConfig, head_cfg: HeadConfig, *, problem_ty
     except (OSError, ValueError, KeyError, RuntimeError, SafetensorError) as err:
         raise ModelError(f"model: cannot load {model_dir} as a {head_cfg.type} {problem_type} model: {_short(err)}; "
                          f"{_load_advice(model_dir, err)}") from None
-    hidden = int(getattr(network.config, "hidden_size", 0) or getattr(network.config, "d_model", 0))
-    head = PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling="none" if per_token else head_cfg.pooling,
-                       dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size, normalize=bool(head_cfg.normalize))
+    head = build_head(head_cfg, hidden_size(network), num_outputs, per_token=per_token)
     return keep_first_blocks(TaskModel(network, head), model_cfg.num_blocks, model_dir)
+
+
+def hidden_size(network: nn.Module) -> int:
+    """Width of the backbone's hidden states: what a head reads."""
+    return int(getattr(network.config, "hidden_size", 0) or getattr(network.config, "d_model", 0))
+
+
+def build_head(head_cfg: HeadConfig, hidden: int, num_outputs: int, *, per_token: bool = False) -> PoolingHead:
+    """A fresh tunelab head (`linear` or `mlp`, settled) over `hidden`-wide states; a task's `build_head`."""
+    return PoolingHead(hidden, num_outputs, kind=head_cfg.type, pooling="none" if per_token else head_cfg.pooling,
+                       dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size, normalize=bool(head_cfg.normalize))
 
 
 def build_causal_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> TaskModel:

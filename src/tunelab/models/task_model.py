@@ -34,27 +34,37 @@ class TaskModel(nn.Module):
         return self.head is None
 
     def forward(self, input_ids: Optional[torch.Tensor] = None, attention_mask: Optional[torch.Tensor] = None, *,
-                prefix_hidden: Optional[torch.Tensor] = None, start_block: int = 0, **inputs: torch.Tensor) -> torch.Tensor:
+                prefix_hidden: Optional[torch.Tensor] = None, start_block: int = 0, head: Optional[str] = None,
+                **inputs: torch.Tensor) -> torch.Tensor:
         """Model inputs by name (`input_ids` + `attention_mask` `(B, T)` for text, `pixel_values` for images)
         -> logits `(B, num_outputs)`, or `(B, T, num_outputs)` for token tasks.
 
         With `prefix_hidden` `(B, T, H)` (the cached input of block `start_block`), the embeddings and
         blocks `[0, start_block)` are not run: the activation cache serves them (see models/prefix.py).
+        `head`: which head of a multi-task model (a HeadSet) runs on the backbone's output.
         """
         if input_ids is not None:
             inputs["input_ids"] = input_ids
         if attention_mask is not None:
             inputs["attention_mask"] = attention_mask
+        # a multi-task batch: its head on the backbone (subclasses with their own head take no `head`)
+        run = (lambda: self._forward(inputs)) if head is None else (lambda: self._forward(inputs, head=head))
         if prefix_hidden is not None:
             from tunelab.models.prefix import served_prefix
 
             with served_prefix(self, start_block, prefix_hidden):
-                return self._forward(inputs)
-        return self._forward(inputs)
+                return run()
+        return run()
 
-    def _forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+    def _forward(self, inputs: dict[str, torch.Tensor], *, head: Optional[str] = None) -> torch.Tensor:
         if self.head is None:
             return self.network(**inputs).logits
         out = self.network(**inputs)
         hidden = getattr(out, "last_hidden_state", out)  # (B, T, H) for text encoders; a tensor for plain backbones
-        return self.head(hidden, inputs.get("attention_mask"))
+        return (self.head if head is None else self.head[head])(hidden, inputs.get("attention_mask"))
+
+    def head_view(self, name: str) -> "TaskModel":
+        """The model of one head of a multi-task model: this backbone (the same modules, not a copy) and the head
+        `name`, an ordinary single-head TaskModel for prediction."""
+        view = TaskModel(self.network, self.head[name], blocks_path=self.layer_stack.blocks_path.removeprefix("network."))
+        return view.train(self.training)

@@ -20,7 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from tunelab.artifacts.rundir import FINISHED_MARKER, RunDirectory, staging_path
-from tunelab.catalog import parse_config
+from tunelab.catalog import parse_config, require_single_task
 from tunelab.config.loading import apply_overrides, as_override
 from tunelab.config.schema import RunConfig
 from tunelab.errors import ConfigError, RunInterrupted, TunelabError
@@ -76,6 +76,7 @@ def compare(raw: dict[str, Any], request: CompareRequest, *, console: Optional[C
     console = console or Console(stderr=True)
     started = time.perf_counter()
     base = parse_config(apply_overrides(raw, _global_overrides(request)), source=source)
+    require_single_task(base, "compare")
     check_experiment_out(request.out, resume=request.resume, overwrite=request.overwrite, marker="compare.json",
                          noun="comparison", replaces="replace its rows")
     request.out.mkdir(parents=True, exist_ok=True)

@@ -85,8 +85,10 @@ def write_test_outputs(staging: Path, prepared: Any, metrics: dict[str, Any], pr
 
 def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: RunSummary, fit: FitResult,
                    resumed_from: Optional[str], cache: Optional[ActivationCache],
-                   guard: Optional[dict[str, Any]] = None, distill: Optional[dict[str, Any]] = None) -> None:
-    """Versions, data and base-model hashes, seed, git state, and what this run did."""
+                   guard: Optional[dict[str, Any]] = None, distill: Optional[dict[str, Any]] = None,
+                   more: Optional[dict[str, Any]] = None) -> None:
+    """Versions, data and base-model hashes, seed, git state, and what this run did (`more`: a multi-task run's
+    tasks and mixing)."""
     manifest = build_manifest(
         seed=config.train.seed, data_hashes=prepared.data_hashes,
         base_model=str(prepared.model_dir), base_model_hash=prepared.base_model_hash,
@@ -102,7 +104,7 @@ def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: Run
                "activation_cache": None if cache is None else cache.stats.as_dict(), "guard": guard,
                "distill": distill,
                "unknown_token_rate": {name: None if rate is None else round(rate, 4)
-                                      for name, rate in prepared.unknown_token_rates.items()}},
+                                      for name, rate in prepared.unknown_token_rates.items()}, **(more or {})},
     )
     atomic_write_json(staging / "manifest.json", manifest)
 

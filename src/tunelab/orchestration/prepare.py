@@ -71,6 +71,11 @@ class Prepared:
     init_state: Optional[dict[str, torch.Tensor]] = field(default=None, repr=False)
     dist: Distributed = SINGLE         # this process's rank and world under torchrun
 
+    @property
+    def max_length(self) -> int:
+        """Tokens per example after truncation (a multi-task run: its tasks' largest)."""
+        return self.config.data.max_length  # type: ignore[union-attr]
+
     def starting_from(self, run_dir: Optional[Path]) -> "Prepared":
         """This prepared run with its models starting from the backbone of the run at `run_dir` (None: the
         base), as `model.init_from` says: a task sequence prepares each task once and moves the start."""
@@ -158,6 +163,10 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
     `checks` (the caller's, e.g. the output folder's) run with the data and model checks, none stopping the
     others, so a user sees every problem of the output, data and model in one message (errors.check_all)."""
     console = console or Console(stderr=True)
+    if config.tasks is not None:  # `tunelab train` prepares each task of it (orchestration/multitask.py)
+        raise ConfigError("tasks: a multi-task config trains with `tunelab train` (and its run is read by `predict` "
+                          "and `eval --head NAME`); compare, tune, recommend, continual and merge take single-task "
+                          "configs and runs (task: and data:) for now")
     task = get_task(config.task)
     seed_everything(config.train.seed)
     device = select_device(config.train)

@@ -20,7 +20,7 @@ from typing import Any, Optional
 import numpy as np
 from rich.console import Console
 
-from tunelab.catalog import parse_config
+from tunelab.catalog import parse_config, require_single_task
 from tunelab.config.loading import apply_overrides, as_override
 from tunelab.config.schema import RunConfig
 from tunelab.data.facts import DataFacts, data_facts
@@ -90,6 +90,7 @@ def recommend(raw: dict[str, Any], request: RecommendRequest, *, console: Option
     console = console or Console(stderr=True)
     started = time.perf_counter()
     base = parse_config(raw, source=source)
+    require_single_task(base, "recommend")
     _check_task(base)
     scored: list[BackboneScores] = []
     sample: Optional[list[int]] = None

@@ -30,6 +30,9 @@ from tunelab.models.task_model import TaskModel
 from tunelab.orchestration.distilling import check_distillation, distillation_report, prepare_distillation
 from tunelab.orchestration.forgetting import measure_forgetting, start_meter
 from tunelab.orchestration.guarding import guard_report, prepare_guard
+from tunelab.orchestration.multitask import (MultiPrepared, multitask_manifest, write_multitask_start,
+                                             write_multitask_test)
+from tunelab.orchestration.multitask_training import MultiTaskTrainer
 from tunelab.orchestration.outputs import (RunSummary, peak_rss_mb, write_manifest, write_report_files, write_run_start,
                                            write_test_outputs)
 from tunelab.orchestration.prepare import Prepared
@@ -169,6 +172,8 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
 
 
 def _targets_kind(prepared: Prepared) -> str:
+    if isinstance(prepared, MultiPrepared):
+        return prepared.task.describe()  # type: ignore[attr-defined]
     if prepared.label_names:
         return f"{len(prepared.label_names)} classes"
     if prepared.task.label_kind == "none":
@@ -209,16 +214,29 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                          peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
     write_manifest(staging, prepared, config, summary, fit,
                    session.checkpoint.name if session.checkpoint is not None else None, cache, guard=session.guard,
-                   distill=session.distill)
+                   distill=session.distill, more=multitask_manifest(prepared))
+    _write_card_and_report(session, staging, parameters, base_texts, kept)
+    return summary
+
+
+def _write_card_and_report(session: _Session, staging: Path, parameters: dict[str, Any], base_texts: list[str],
+                           kept: bool) -> None:
+    """The model card (of a kept model) and report.html with its profile; neither for a multi-task run yet."""
+    prepared = session.prepared
+    if isinstance(prepared, MultiPrepared):
+        session.console.print("report.html and the model card are not written for a multi-task run yet")
+        return
     if kept:
         write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
-    write_report_files(staging, prepared, parameters, base_texts, console,
+    write_report_files(staging, prepared, parameters, base_texts, session.console,
                        html=session.test and prepared.dist.is_main)
-    return summary
 
 
 def _start_outputs(session: _Session, staging: Path) -> None:
     """A fresh run writes its config and labels first; a resumed one rewinds the files its checkpoint covers."""
+    if session.checkpoint is None and isinstance(session.prepared, MultiPrepared):
+        write_multitask_start(staging, session.config, session.prepared.task)  # type: ignore[arg-type]
+        return
     if session.checkpoint is None:
         write_run_start(staging, session.config, session.prepared.label_names)
         return
@@ -234,7 +252,7 @@ def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> 
     prepared, config, console = session.prepared, session.config, session.console
     task = prepared.task
     if cache is AUTO_CACHE:
-        cache = activation_cache_for(config.train, prepared.tokenizer, config.data.max_length) if task.supports_cache else None
+        cache = activation_cache_for(config.train, prepared.tokenizer, prepared.max_length) if task.supports_cache else None
         if config.train.cache == "auto" and not task.supports_cache:
             console.print(f"activation cache: not offered for task {task.name}; the frozen blocks are recomputed")
     if cache is not None and prepared.encoded["train"].augment is not None:  # any train-time augmentation
@@ -249,7 +267,8 @@ def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> 
     session.tracking = open_tracking(config, staging, session.run_dir.target)
     callbacks = [MetricsLogCallback(staging / "metrics.jsonl"), ProgressCallback(console), *session.tracking.callbacks,
                  *session.callbacks]
-    trainer = Trainer(config, task, prepared.label_names, loss_fn, prepared.device,
+    trainer_type = MultiTaskTrainer if isinstance(prepared, MultiPrepared) else Trainer  # a head per task
+    trainer = trainer_type(config, task, prepared.label_names, loss_fn, prepared.device,
                       prepared.tokenizer.pad_token_id or 0, callbacks, activation_cache=cache, dist=prepared.dist)
     return trainer, cache
 
@@ -286,6 +305,8 @@ def _test(session: _Session, trainer: Trainer, model: TaskModel, staging: Path,
     if not len(test) or not session.test:
         return {}
     result = trainer.evaluate(model, test)
+    if isinstance(prepared, MultiPrepared):  # each task's test split: a section and a predictions file per task
+        return write_multitask_test(staging, prepared, result)
     metrics, predictions = result.metrics, result.predictions
     if session.config.thresholds.tune:  # decided at the validation split's thresholds, as predict will
         predictions, chosen = tuned_predictions(trainer, model, prepared, staging, predictions)

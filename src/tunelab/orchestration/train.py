@@ -11,6 +11,7 @@ from rich.console import Console
 from tunelab.artifacts.rundir import RunDirectory
 from tunelab.config.schema import RunConfig
 from tunelab.orchestration.outputs import RunSummary
+from tunelab.orchestration.multitask import prepare_multitask
 from tunelab.orchestration.prepare import prepare
 from tunelab.orchestration.run_one import check_run_dir, run_one
 from tunelab.training.distributed import is_main_process
@@ -29,6 +30,7 @@ def train(config: RunConfig, *, out: Optional[str] = None, overwrite: bool = Fal
     if not is_main_process():  # under torchrun rank 0 speaks for the run
         console = Console(stderr=True, quiet=True)
     run_dir = RunDirectory(Path(out or config.output), overwrite=overwrite)
-    prepared = prepare(config, trust_pickle=trust_pickle, console=console,
-                       checks=[lambda: check_run_dir(run_dir, resume)])
+    prepare_run = prepare if config.tasks is None else prepare_multitask  # tasks: each prepared, one run
+    prepared = prepare_run(config, trust_pickle=trust_pickle, console=console,
+                           checks=[lambda: check_run_dir(run_dir, resume)])
     return run_one(prepared, run_dir=run_dir, resume=resume, console=console, started=started)

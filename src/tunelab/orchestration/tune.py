@@ -20,7 +20,7 @@ from rich.console import Console
 
 from tunelab.artifacts.rundir import RunDirectory
 from tunelab.atomic import atomic_write_json, atomic_write_text
-from tunelab.catalog import parse_config
+from tunelab.catalog import parse_config, require_single_task
 from tunelab.config.loading import apply_overrides, as_override, config_to_yaml
 from tunelab.errors import ConfigError, RunInterrupted, TunelabError
 from tunelab.optional import require
@@ -73,6 +73,7 @@ def tune(raw: dict[str, Any], request: TuneRequest, *, console: Optional[Console
     started = time.perf_counter()
     raw = _with_metric(raw, request.metric)
     base = parse_config(raw, source=source)
+    require_single_task(base, "tune")
     metric = base.early_stopping.metric or "loss"
     check_experiment_out(request.out, resume=request.resume, overwrite=request.overwrite, marker="study.db",
                          noun="search", replaces="start over", clear=True)

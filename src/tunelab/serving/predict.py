@@ -25,13 +25,14 @@ __all__ = ["predict_records", "predict_rows", "read_inputs", "evaluate_file", "w
 Source = Union[Path, str, LoadedRun, Predictor]
 
 
-def as_predictor(source: Source) -> Predictor:
-    """A Predictor from a run or export directory, a loaded run, or a Predictor (returned as is)."""
+def as_predictor(source: Source, head: Optional[str] = None) -> Predictor:
+    """A Predictor from a run or export directory (`head`: one head of a multi-task run), a loaded run, or a
+    Predictor (returned as is)."""
     if isinstance(source, Predictor):
         return source
     if isinstance(source, LoadedRun):
         return predictor_of(source)
-    return load_predictor(source)
+    return load_predictor(source, head=head)
 
 
 def generate_replies(run: Source, records: list[Record], *,
@@ -66,8 +67,8 @@ def read_inputs(predictor: Predictor, input_path: Optional[Path], texts: list[st
     return records
 
 
-def evaluate_file(run_dir: Source, data_path: Path) -> dict[str, Any]:
-    predictor = as_predictor(run_dir)
+def evaluate_file(run_dir: Source, data_path: Path, head: Optional[str] = None) -> dict[str, Any]:
+    predictor = as_predictor(run_dir, head)
     task = predictor.task
     records = task.read(data_path, predictor.config.data)
     check_known_labels(records, predictor.label_names, task.label_kind, str(data_path))

@@ -116,12 +116,15 @@ def is_export_dir(path: Path) -> bool:
     return (Path(path) / EXPORT_META).is_file()
 
 
-def load_predictor(path: Path | str, *, threads: int = 0) -> Predictor:
+def load_predictor(path: Path | str, *, threads: int = 0, head: Optional[str] = None) -> Predictor:
     """A run directory (`tunelab train`) or an export directory (`tunelab export`); `threads`: onnxruntime's
-    intra-op threads (0: its default)."""
+    intra-op threads (0: its default); `head`: the head of a multi-task run to predict with."""
     path = Path(path)
     if not is_export_dir(path):
-        return predictor_of(load_run(path), path)
+        return predictor_of(load_run(path, head), path)
+    if head is not None:
+        raise TunelabError(f"--head {head}: {path} is an export directory (one head); --head picks a head of a "
+                           "multi-task run directory")
     meta = json.loads((path / EXPORT_META).read_text(encoding="utf-8"))
     for name in ("config.yaml", "labels.json"):
         if not (path / name).is_file():

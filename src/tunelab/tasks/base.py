@@ -249,3 +249,10 @@ class SequenceTask(TaskBase):
         return build_task_model(model_cfg, head_cfg, problem_type=self.hf_problem_type, label_names=label_names,
                                 num_outputs=self.num_outputs(label_names), model_dir=model_dir,
                                 native=self.native_model, per_token=self.per_token)
+
+    def build_head(self, head_cfg: HeadConfig, label_names: list[str], hidden: int) -> "torch.nn.Module":
+        """A fresh tunelab head of this task over a backbone's `hidden`-wide states: what `build_model` puts on
+        the backbone, built alone (another task's head on a shared backbone, tasks/multitask.py)."""
+        from tunelab.models.loading import build_head
+
+        return build_head(head_cfg.with_defaults(), hidden, self.num_outputs(label_names), per_token=self.per_token)

@@ -374,12 +374,13 @@ def check_served_forward(model: TaskModel, split: EncodedSplit, starts: list[int
     except ModelError as err:
         raise CacheUnsupported(str(err)) from None
     batch = next(iterate_batches(split, 4, pad_id=pad_id, shuffle=False)).to(device)
-    reference = model(batch.input_ids, batch.attention_mask).float()
+    head = {} if batch.head is None else {"head": batch.head}  # a multi-task split's: its task's head
+    reference = model(batch.input_ids, batch.attention_mask, **head).float()
     captured = capture_block_inputs(model, starts, batch.input_ids, batch.attention_mask)
     mask = batch.attention_mask.unsqueeze(-1).to(reference.dtype)  # (B, T, 1): cached rows stop at the length
     for k, hidden in captured.items():
         served = model(batch.input_ids, batch.attention_mask, prefix_hidden=hidden * mask.to(hidden.dtype),
-                       start_block=k).float()
+                       start_block=k, **head).float()
         if not torch.allclose(served, reference, atol=1e-4, rtol=1e-3):
             gap = float((served - reference).abs().max())
             raise CacheUnsupported(f"running this model from block {k} changes its logits by {gap:.2g}")

@@ -46,14 +46,15 @@ class PrefixFeed:
                 self._ensure(model, split, starts)
 
     def batches(self, model: nn.Module, split: EncodedSplit, batch_size: int, *, shuffle: bool,
-                epoch: int = 0) -> Iterator[Batch]:
-        """Batches of `split`; while a prefix is frozen and cached, each carries its cached hidden states."""
+                epoch: int = 0, draw: int = 0) -> Iterator[Batch]:
+        """Batches of `split`; while a prefix is frozen and cached, each carries its cached hidden states.
+        `draw`: another pass over a training split within the epoch (`iterate_batches`)."""
         k = self.frozen_k
         if self.cache is not None and k and (id(split), k) not in self._stores:
             self._ensure(model, split, [k])
         entry = self._stores.get((id(split), k)) if k and self.cache is not None else None
         for batch in iterate_batches(split, batch_size, pad_id=self.pad_id, shuffle=shuffle, seed=self.seed,
-                                     epoch=epoch):
+                                     epoch=epoch, draw=draw):
             if entry is not None and self.cache is not None:
                 batch.prefix_hidden = entry[1].read(batch.indices, batch.input_ids.shape[1])  # (B, T, H)
                 batch.start_block = k

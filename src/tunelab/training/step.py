@@ -27,6 +27,8 @@ def train_step(model: nn.Module, batch: Batch, loss_fn: nn.Module, *, scale: flo
         args, kwargs = batch.model_inputs()
         logits = (forward or model)(*args, **kwargs)  # (B, C)
     logits = logits.float()
+    if batch.head is not None:  # a multi-task batch: its task's loss (loss_fn holds one per head)
+        loss_fn = loss_fn[batch.head]  # type: ignore[index]
     loss = loss_fn(logits, batch.targets) if task_weight else logits.new_zeros(())  # alpha 1: labels unread
     if task_weight not in (0.0, 1.0):
         loss = task_weight * loss

@@ -78,18 +78,23 @@ class Trainer:
     def evaluate(self, model: nn.Module, split: EncodedSplit) -> EvalResult:
         """Loss, metrics and predictions on `split`; under torchrun each rank predicts every world_size-th
         batch and the outputs are gathered, so every rank holds the single-process figures."""
+        return self.score(model, split, self.task, self.label_names, self.loss_fn)
+
+    def score(self, model: nn.Module, split: EncodedSplit, task: Task, label_names: list[str],
+              loss_fn: nn.Module) -> EvalResult:
+        """`evaluate` with the task, labels and loss given (one task's of several on a backbone)."""
         batch_size = self.config.train.evaluation_batch_size
         batches = self.feed.batches(model, split, batch_size, shuffle=False)
         if self.dist.active:
-            outputs, loss = gather_outputs(self.dist, model, split, self.task, batches, self.device,
-                                           self.config.train.precision, self.loss_fn)
-            predictions = self.task.predict(outputs, self.label_names, split)
+            outputs, loss = gather_outputs(self.dist, model, split, task, batches, self.device,
+                                           self.config.train.precision, loss_fn)
+            predictions = task.predict(outputs, label_names, split)
         else:
-            predictions, loss = predict_split(model, split, self.task, self.label_names, batch_size=batch_size,
+            predictions, loss = predict_split(model, split, task, label_names, batch_size=batch_size,
                                               pad_id=self.feed.pad_id, device=self.device,
-                                              precision=self.config.train.precision, loss_fn=self.loss_fn,
+                                              precision=self.config.train.precision, loss_fn=loss_fn,
                                               batches=batches)
-        metrics = self.task.metrics(split, predictions, self.label_names) if is_labelled(split) else {}
+        metrics = task.metrics(split, predictions, label_names) if is_labelled(split) else {}
         return EvalResult(loss=loss, metrics={"loss": loss, **metrics}, predictions=predictions)
 
     # -- training ---------------------------------------------------------------------------------
@@ -102,7 +107,7 @@ class Trainer:
         self._checkpoints, self._stop, self._identity = checkpoints, stop, identity or {}
         self._stopping = False
         self.dist.seed_ranks(self.config.train.seed)
-        loop = self._start(model, plan, len(train), validation)
+        loop = self._start(model, plan, train.num_batches(self.config.train.batch_size), validation)
         if resume is not None:
             restore(loop, resume, checkpoints)
             restore_rank_rng(resume, self.dist)
@@ -125,7 +130,7 @@ class Trainer:
                          wall_time_s=time.perf_counter() - loop.start, history=loop.history,
                          state_mb=None if loop.state_bytes is None else round(loop.state_bytes / 2**20, 2))
 
-    def _start(self, model: nn.Module, plan: Plan, train_size: int, validation: Optional[EncodedSplit]) -> LoopState:
+    def _start(self, model: nn.Module, plan: Plan, micro_batches: int, validation: Optional[EncodedSplit]) -> LoopState:
         """Optimizer, schedule and callbacks for a fresh fit (a resume then overwrites their state)."""
         cfg = self.config.train
         model.to(self.device)
@@ -135,7 +140,6 @@ class Trainer:
         optimizer = torch.optim.AdamW(plan.optimizer_groups(model), lr=self.config.optim.lr,
                                       betas=self.config.optim.betas, eps=self.config.optim.eps,
                                       **adamw_implementation(self.device))
-        micro_batches = -(-train_size // cfg.batch_size)
         total_steps = -(-micro_batches // cfg.grad_accum_steps) * cfg.epochs
         early = self.config.early_stopping
         # on_best runs only during fit, after `loop` below exists
@@ -175,7 +179,7 @@ class Trainer:
         pending: list[float] = []
         batches = self.feed.batches(loop.model, train, cfg.batch_size, shuffle=True, epoch=loop.epoch)
         forward: Optional[nn.Module] = None
-        last = -(-len(train) // cfg.batch_size)
+        last = train.num_batches(cfg.batch_size)
         # resuming mid-epoch: skip the batches already trained on, in the same (seed, epoch) order
         for batch in itertools.islice(batches, loop.batch, None):
             share = self.dist.share(batch).to(self.device)  # the whole batch in a single process

@@ -33,6 +33,10 @@ CONFIGS: dict[str, str] = {
     "tracking": "data: {builtin: bbc-news}\ntracking: {tensorboard: true, mlflow: {tracking_uri: 'file:./mlruns', "
                 "experiment: bbc}}\n",
     "image": "task: image_classification\ndata: {train: images.csv, image_size: 64}\nstrategy: {name: full}\n",
+    # a multi-task config: each task's rules through its own single-task config, every task's registry entry
+    "multitask": "tasks:\n  - {name: news, data: {builtin: bbc-news}}\n  - {name: q, task: multilabel, data: "
+                 "{train: q.csv, label_delimiter: '|'}, head: {type: mlp}}\nmixing: {name: temperature}\n"
+                 "strategy: {name: lora}\n",
     "invalid": "task: instruction_tuning\ndata: {builtin: bbc-news}\nhead: {type: mlp}\n"
                "strategy: {name: lora, r: 8, lora: {rank: 0}, ia3: {}}\nearly_stopping: {metric: accuracy}\n",
 }
@@ -79,7 +83,7 @@ def test_load_config_imports_no_torch(name: str, tmp_path: Path) -> None:
         assert "VALID" in done.stdout.split(), done.stdout
 
 
-@pytest.mark.parametrize("name", ["demo", "lora", "invalid"])
+@pytest.mark.parametrize("name", ["demo", "lora", "multitask", "invalid"])
 def test_cli_validate_imports_no_torch(name: str, tmp_path: Path) -> None:
     path = config_path(name, tmp_path)
     done = run_checked(CHECK.format(call=CLI.format(path=str(path)), heavy=HEAVY), tmp_path)
