@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 __all__ = [
     "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
     "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig", "TrackingConfig",
-    "MlflowConfig", "ForgettingConfig",
+    "MlflowConfig", "ForgettingConfig", "PreferenceConfig",
 ]
 
 
@@ -141,7 +141,8 @@ class LossConfig(_Section):
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="focal: 0 is cross-entropy.")
     focal_alpha: Optional[float] = Field(None, gt=0.0, lt=1.0, description="multilabel focal: the weight of a "
                                          "positive (1 - alpha of a negative); single-label: class_weights.")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classification only")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classification; preference: conservative DPO's "
+                                   "share of pairs assumed mislabelled (Mitchell 2023), below 0.5")
     class_weights: Union[Literal["none", "balanced"], dict[str, float]] = Field(
         "none", description="balanced: inverse class frequency; or {label: weight} (unnamed labels weigh 1); "
                             "under focal they are its alpha per class.")
@@ -253,6 +254,13 @@ class GenerationConfig(_Section):
                                                  "(base_exact_match, base_rouge_l): what fine-tuning changed.")
 
 
+class PreferenceConfig(_Section):
+    """Preference tuning with DPO (task preference): how far the tuned model may move from the reference."""
+
+    beta: float = Field(0.1, gt=0.0, le=10.0, description="DPO's beta: the implicit reward of a reply is beta * (log "
+                        "pi(reply) - log ref(reply)); smaller lets the model move further from the reference.")
+
+
 class MlflowConfig(_Section):
     """An MLflow run per training run (a parent run per compare / tune, its rows nested under it)."""
 
@@ -317,6 +325,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)

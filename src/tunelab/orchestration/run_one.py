@@ -30,6 +30,7 @@ from tunelab.models.task_model import TaskModel
 from tunelab.orchestration.distilling import check_distillation, distillation_report, prepare_distillation
 from tunelab.orchestration.forgetting import measure_forgetting, start_meter
 from tunelab.orchestration.guarding import guard_report, prepare_guard
+from tunelab.orchestration.preference import attach_reference
 from tunelab.orchestration.outputs import (RunSummary, peak_rss_mb, write_manifest, write_report_files, write_run_start,
                                            write_test_outputs)
 from tunelab.orchestration.prepare import Prepared
@@ -74,6 +75,7 @@ class _Session:
     meter: Any = None                  # the forgetting meter's base copy and reference (orchestration/forgetting.py)
     guard: Optional[dict[str, Any]] = None  # the forgetting guard's report (orchestration/guarding.py)
     distill: Optional[dict[str, Any]] = None  # distillation's report (orchestration/distilling.py)
+    preference: Optional[dict[str, Any]] = None  # the reference log-probs' report (orchestration/preference.py)
 
 
 def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: RunDirectory, resume: bool = False,
@@ -173,6 +175,8 @@ def _targets_kind(prepared: Prepared) -> str:
         return f"{len(prepared.label_names)} classes"
     if prepared.task.label_kind == "none":
         return f"unlabelled text, {len(prepared.encoded['train'])} training examples"
+    if prepared.task.label_kind == "pair":
+        return "preference pairs"
     return "free-text responses" if prepared.task.generative else "regression targets"
 
 
@@ -182,6 +186,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
     _start_outputs(session, staging)
     parameters = parameters_by_block(model)  # at the first step, before compile renames anything
     trainer, cache = _trainer(session, model, staging, cache)
+    session.preference = attach_reference(prepared, config, model, console)  # the targets of a preference run
     base_texts, base_scores = _before_training(session, model, trainer)
     session.guard = prepare_guard(prepared, config, model, plan, trainer.loss_fn, staging, session.checkpoint is not None)
     session.distill = prepare_distillation(prepared, config, plan, console)
@@ -209,7 +214,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                          peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
     write_manifest(staging, prepared, config, summary, fit,
                    session.checkpoint.name if session.checkpoint is not None else None, cache, guard=session.guard,
-                   distill=session.distill)
+                   distill=session.distill, preference=session.preference)
     if kept:
         write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
     write_report_files(staging, prepared, parameters, base_texts, console,
