@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -87,6 +88,11 @@ def test_a_run_learns_the_preference_from_log_2_and_reuses_its_reference(tiny_ll
     lora = manifest(tmp_path / "lora")["preference"]
     assert lora["beta"] == 0.5 and all(r["computed"] == 0 for r in lora["reference"].values())
     assert {n: r["key"] for n, r in lora["reference"].items()} == {n: r["key"] for n, r in reference.items()}
+
+    card = (tmp_path / "lora" / "model" / "README.md").read_text(encoding="utf-8")
+    writing, scoring = re.findall(r"```python\n(.*?)```", card, flags=re.S)
+    assert "text-generation" in card and "PeftModel.from_pretrained" in writing and 'input_path="pairs.jsonl"' in scoring
+    exec(compile(writing.replace("RUN_DIR", str(tmp_path / "lora")), "model-card", "exec"), {})  # the card's code runs
 
     scored = evaluate_file(tmp_path / "run", tmp_path / "test.jsonl")  # eval: the base model's reference, cached
     for name in ("preference_accuracy", "reward_margin", "reward_chosen", "base_logprob_accuracy"):
