@@ -16,7 +16,8 @@ file scored on its own) the targets are the reference-free form: log ref = 0 and
 Metrics: `preference_accuracy` (share of pairs whose implicit reward, beta * (log pi - log ref), is higher for the
 chosen reply), `reward_margin`, `reward_chosen`, `reward_rejected` (means), `logprob_accuracy` (the model's own
 preference: log pi(chosen) > log pi(rejected)) and `base_logprob_accuracy`, the same for the reference: the
-figure before training, whose rewards are all 0.
+figure before training, whose rewards are all 0; `logprob_margin` and `base_logprob_margin`, the mean of
+log pi(chosen) - log pi(rejected) after and before.
 """
 
 from __future__ import annotations
@@ -147,7 +148,9 @@ class PreferenceTask(TaskBase):
         return {"preference_accuracy": float((margin > 0).float().mean()), "reward_margin": float(margin.mean()),
                 "reward_chosen": float(rewards[:, 0].mean()), "reward_rejected": float(rewards[:, 1].mean()),
                 "logprob_accuracy": float((logps[:, 0] > logps[:, 1]).float().mean()),
-                "base_logprob_accuracy": float((targets[:, 0] > targets[:, 1]).float().mean()), "pairs": len(logps)}
+                "base_logprob_accuracy": float((targets[:, 0] > targets[:, 1]).float().mean()),
+                "logprob_margin": float((logps[:, 0] - logps[:, 1]).mean()),
+                "base_logprob_margin": float((targets[:, 0] - targets[:, 1]).mean()), "pairs": len(logps)}
 
     def score_columns(self, label_names: list[str]) -> list[str]:
         return []
