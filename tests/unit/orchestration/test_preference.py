@@ -23,10 +23,13 @@ from tests.unit.training.test_resume import assert_bit_identical
 from tunelab.catalog import parse_config
 from tunelab.cli import app
 from tunelab.data.chat import read_pairs
+from tunelab.errors import TunelabError
+from tunelab.export.formats import export_run
 from tunelab.inference.predict import predict_split
 from tunelab.orchestration.train import train
 from tunelab.paths import reference_logprobs_dir
-from tunelab.serving.predict import evaluate_file
+from tunelab.serving.backend import check_servable
+from tunelab.serving.predict import evaluate_file, predict_rows
 from tunelab.serving.reference_logprobs import base_settings, reference_logprobs
 from tunelab.strategies.registry import compile_strategy
 from tunelab.tasks.preference import PreferenceTask
@@ -98,6 +101,13 @@ def test_a_run_learns_the_preference_from_log_2_and_reuses_its_reference(tiny_ll
     for name in ("preference_accuracy", "reward_margin", "reward_chosen", "base_logprob_accuracy"):
         assert scored[name] == pytest.approx(metrics[name], abs=1e-5)
     assert sorted(reference_logprobs_dir().iterdir()) == entries  # nothing new was computed
+
+    rows = predict_rows(tmp_path / "run", input_path=tmp_path / "test.jsonl")  # predict: log pi(chosen) - log pi(rej.)
+    assert len(rows) == 9 and all(row["prediction"] > 0 for row in rows)  # logprob_accuracy 1.0 above
+    with pytest.raises(TunelabError, match="scores pairs of replies"):
+        check_servable(tmp_path / "run", "serve")
+    with pytest.raises(TunelabError, match="export --merge folds"):
+        export_run(tmp_path / "lora", tmp_path / "onnx", format="onnx")
 
 
 def write_yaml(path: Path, raw: dict) -> Path:
