@@ -85,7 +85,7 @@ def table(result: dict) -> str:
     lines = [f"test pairs: {result['pairs'].get('test', 0)}  (train {result['pairs']['train']}, validation "
              f"{result['pairs'].get('validation', 0)})", f"{'':<22}{'before':>10}{'after':>10}"]
     lines += [f"{label:<22}{test[before]:>10.4f}{test[after]:>10.4f}" for label, before, after in BEFORE_AFTER]
-    lines += [f"{'preference accuracy':<22}{0.0:>10.4f}{test['preference_accuracy']:>10.4f}",
+    lines += [f"{'preference accuracy':<22}{'- (ties)':>10}{test['preference_accuracy']:>10.4f}",  # rewards all 0
               f"{'reward margin':<22}{0.0:>10.4f}{test['reward_margin']:>10.4f}",
               f"{'reward chosen / rej.':<22}{'0 / 0':>10}{test['reward_chosen']:>5.3f} / {test['reward_rejected']:.3f}",
               f"reference pass: {sum(result['reference_s'].values()):.1f} s "
