@@ -110,6 +110,7 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="dpo-"))
+    work.mkdir(parents=True, exist_ok=True)
     result = run(args, work)
     print(table(result))
     if args.json:
