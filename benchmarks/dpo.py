@@ -87,7 +87,7 @@ def table(result: dict) -> str:
     lines += [f"{label:<22}{test[before]:>10.4f}{test[after]:>10.4f}" for label, before, after in BEFORE_AFTER]
     lines += [f"{'preference accuracy':<22}{'- (ties)':>10}{test['preference_accuracy']:>10.4f}",  # rewards all 0
               f"{'reward margin':<22}{0.0:>10.4f}{test['reward_margin']:>10.4f}",
-              f"{'reward chosen / rej.':<22}{'0 / 0':>10}{test['reward_chosen']:>5.3f} / {test['reward_rejected']:.3f}",
+              f"{'reward chosen / rej.':<22}{'0 / 0':>10}  {test['reward_chosen']:.3f} / {test['reward_rejected']:.3f}",
               f"reference pass: {sum(result['reference_s'].values()):.1f} s "
               f"({', '.join(f'{k} {v:.1f} s' for k, v in result['reference_s'].items())}); "
               f"train {result['train_time_s']:.1f} s; wall {result['wall_s']:.1f} s, CPU {result.get('cpu_s', 0):.0f} s"]
