@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from tunelab.config.loading import describe_errors, problems_error, read_config_file, validate_schema
-from tunelab.config.schema import MixingConfig, RunConfig, StrategyConfig, ThresholdConfig
+from tunelab.config.schema import MixingConfig, PreferenceConfig, RunConfig, StrategyConfig, ThresholdConfig
 from tunelab.errors import ConfigError
 from tunelab.optional import INSTALL, missing
 from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names, unknown_strategy
@@ -63,7 +63,15 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     if task is not None:
         problems += task.check_config(config)
     return config, problems + _tracking_problems(config) + _init_problems(config) + _sharding_problems(config) + \
-        _distill_problems(config)
+        _distill_problems(config) + _preference_problems(config)
+
+
+def _preference_problems(config: RunConfig) -> list[str]:
+    """The `preference:` section tunes DPO; on another task it would be silently ignored."""
+    task = TASKS.get(config.task)
+    if task is None or task.needs_reference or config.preference == PreferenceConfig():
+        return []
+    return [f"preference.beta: applies to task preference (DPO), not {config.task}; remove the preference section"]
 
 
 def _distill_problems(config: RunConfig) -> list[str]:

@@ -1,4 +1,5 @@
-"""Where tunelab keeps what it can rebuild: one cache root, `activations/`, `models/` and `teacher_logits/` below it.
+"""Where tunelab keeps what it can rebuild: one cache root, `activations/`, `models/`, `teacher_logits/` and
+`reference_logprobs/` below it.
 
 The root is `$TUNELAB_CACHE`, else `$XDG_CACHE_HOME/tunelab`, else `~/.cache/tunelab`: one variable moves
 every cache together (to a bigger disk, a CI scratch folder, a test's temp folder), where there used to be
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["cache_root", "activation_cache_dir", "model_cache_dir", "teacher_logits_dir"]
+__all__ = ["cache_root", "activation_cache_dir", "model_cache_dir", "teacher_logits_dir", "reference_logprobs_dir"]
 
 
 def cache_root() -> Path:
@@ -35,3 +36,8 @@ def model_cache_dir() -> Path:
 def teacher_logits_dir() -> Path:
     """A distillation teacher's logits for a training split, computed once (serving/teacher_logits.py)."""
     return cache_root() / "teacher_logits"
+
+
+def reference_logprobs_dir() -> Path:
+    """A preference run's reference log-probabilities for a split, computed once (serving/reference_logprobs.py)."""
+    return cache_root() / "reference_logprobs"

@@ -116,6 +116,13 @@ def _text_file(folder: Path) -> Path:
     return write_jsonl(folder / "text.jsonl", qa_rows(N_EXAMPLES))
 
 
+def _pair_file(folder: Path) -> Path:
+    """Preference pairs: a prompt, the chosen reply and the rejected one."""
+    rows = [{"prompt": row["prompt"], "chosen": row["response"], "rejected": "a long story about cats"}
+            for row in qa_rows(N_EXAMPLES)]
+    return write_jsonl(folder / "pairs.jsonl", rows)
+
+
 def _plain_text_file(folder: Path) -> Path:
     """Unlabelled text, one document per line (continued pre-training), in words both tiny vocabularies know."""
     rng = random.Random(0)
@@ -134,9 +141,9 @@ def _image_file(folder: Path) -> Path:
 
 EXAMPLE_FILES: dict[str, Callable[[Path], Path]] = {"class": _class_file, "classes": _classes_file,
                                                     "number": _number_file, "tags": _tags_file, "text": _text_file,
-                                                    "none": _plain_text_file, "image": _image_file}
+                                                    "pair": _pair_file, "none": _plain_text_file, "image": _image_file}
 LABEL_TYPES: dict[LabelKind, type] = {"class": str, "classes": tuple, "number": float, "tags": tuple, "text": str,
-                                      "none": str}
+                                      "pair": tuple, "none": str}
 
 
 def example_file(task: Task, folder: Path) -> Path:
@@ -168,7 +175,7 @@ def check_read(task: Task, config: RunConfig) -> list[Record]:
     assert len(records) == N_EXAMPLES
     for record in records:
         assert isinstance(record.label, LABEL_TYPES[task.label_kind]), record
-        if task.label_kind in ("classes", "tags"):
+        if task.label_kind in ("classes", "tags", "pair"):
             assert all(isinstance(name, str) for name in record.label)
         if task.label_kind == "tags":
             assert record.words is not None and len(record.label) == len(record.words)

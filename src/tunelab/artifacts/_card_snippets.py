@@ -26,6 +26,8 @@ def snippets(config: RunConfig, labels: list[str], base_dir: str) -> list[tuple[
     method = peft_method(config.strategy.name)
     native = config.head.type == "native" and config.task in _READ
     out: list[tuple[str, str]] = []
+    if task.needs_reference:  # preference: a causal LM that writes replies, and tunelab's scores of pairs
+        return _preference(config, method is not None and bool(method.peft_type), base_dir)
     if task.saves_backbone:
         out.append((f"As the backbone of a later run: `model: RUN_DIR/model` in its config (a plain {_LM[config.task][0]} "
                     "directory; any update of a PEFT method is merged into its weights).", ""))
@@ -117,3 +119,24 @@ def _tunelab(images: bool) -> str:
                 'predictor = load_predictor("RUN_DIR")\nprint(predict_rows(predictor, input_path="images.csv"))\n')
     return ("from tunelab.serving.predict import predict_rows\nfrom tunelab.serving.predictor import load_predictor\n\n"
             f'predictor = load_predictor("RUN_DIR")\nprint(predict_rows(predictor, texts=["{_EXAMPLE}"]))\n')
+
+
+def _preference(config: RunConfig, adapter: bool, base_dir: str) -> list[tuple[str, str]]:
+    """A preference run's model is a causal LM (base + adapter, or whole): it writes replies; tunelab scores pairs."""
+    load = (f'base = AutoModelForCausalLM.from_pretrained({base_dir!r})\n'
+            'model = PeftModel.from_pretrained(base, "RUN_DIR/model").eval()\n' if adapter else
+            'model = AutoModelForCausalLM.from_pretrained("RUN_DIR/model").eval()\n')
+    code = ("import torch\n" + ("from peft import PeftModel\n" if adapter else "") +
+            "from transformers import AutoModelForCausalLM, AutoTokenizer\n\n" + load +
+            'tokenizer = AutoTokenizer.from_pretrained("RUN_DIR/model")\n'
+            f'text = tokenizer.apply_chat_template([{{"role": "user", "content": "{_EXAMPLE}"}}], tokenize=False, '
+            "add_generation_prompt=True)\n"
+            'inputs = tokenizer([text], add_special_tokens=False, return_tensors="pt")\n'
+            "with torch.no_grad():\n    out = model.generate(**inputs, max_new_tokens=8, do_sample=False)\n"
+            'print(tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True))\n')
+    pairs = ("from tunelab.serving.predict import predict_rows\nfrom tunelab.serving.predictor import load_predictor\n\n"
+             'predictor = load_predictor("RUN_DIR")\n'
+             "# pairs.jsonl: one {\"prompt\", \"chosen\", \"rejected\"} per line; prediction: log p(chosen) - log p(rejected)\n"
+             'print(predict_rows(predictor, input_path="pairs.jsonl"))\n')
+    return [(f"With {'peft' if adapter else 'transformers'}, the tuned causal LM writing a reply:", code),
+            ("With tunelab, the tuned model's preference between two replies (as `tunelab predict --input`):", pairs)]

@@ -31,7 +31,7 @@ _BUILTIN_HUB = {"minilm": "sentence-transformers/all-MiniLM-L6-v2", "efficientne
 _HF_TASK = {"classification": "text-classification", "multilabel": "text-classification",
             "regression": "text-classification", "token_classification": "token-classification",
             "instruction_tuning": "text-generation", "image_classification": "image-classification",
-            "mlm": "fill-mask", "causal_lm": "text-generation"}
+            "mlm": "fill-mask", "causal_lm": "text-generation", "preference": "text-generation"}
 
 
 def write_model_card(run_dir: Path, sizes: Optional[dict[str, int]] = None) -> None:

@@ -1,10 +1,10 @@
 """The typed run configuration: one document describes a whole run.
 
-Every section forbids unknown keys so that a typo (`learning_rate` for `lr`) is an error with a
-did-you-mean instead of a silently ignored setting. Cross-field rules within a section live in model
-validators; rules that need to know a task or a strategy live with it (`check_config`) and are collected
-with these by `tunelab.catalog`, so that all problems are reported together with their key paths. This
-module imports nothing of tunelab: validating a config needs no model code.
+Every section forbids unknown keys so that a typo (`learning_rate` for `lr`) is an error with a did-you-mean instead
+of a silently ignored setting. Cross-field rules within a section live in model validators; rules that need to know a
+task or a strategy live with it (`check_config`) and are collected with these by `tunelab.catalog`, so that all
+problems are reported together with their key paths. This module imports nothing of tunelab: validating a config
+needs no model code.
 """
 
 from __future__ import annotations
@@ -15,11 +15,9 @@ from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandle
                       model_validator)
 
 
-__all__ = [
-    "RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig",
-    "OptimConfig", "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig", "TrackingConfig",
-    "MlflowConfig", "ForgettingConfig", "TaskEntry", "MixingConfig",
-]
+__all__ = ["RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig", "OptimConfig",
+           "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig", "TrackingConfig", "MlflowConfig",
+           "ForgettingConfig", "TaskEntry", "MixingConfig", "PreferenceConfig"]
 
 
 class _Section(BaseModel):
@@ -142,7 +140,8 @@ class LossConfig(_Section):
     focal_gamma: float = Field(2.0, ge=0.0, le=10.0, description="focal: 0 is cross-entropy.")
     focal_alpha: Optional[float] = Field(None, gt=0.0, lt=1.0, description="multilabel focal: the weight of a "
                                          "positive (1 - alpha of a negative); single-label: class_weights.")
-    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classification only")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=1.0, description="classification; preference: conservative DPO's "
+                                   "share of pairs assumed mislabelled (Mitchell 2023), below 0.5")
     class_weights: Union[Literal["none", "balanced"], dict[str, float]] = Field(
         "none", description="balanced: inverse class frequency; or {label: weight} (unnamed labels weigh 1); "
                             "under focal they are its alpha per class.")
@@ -254,6 +253,12 @@ class GenerationConfig(_Section):
                                                  "(base_exact_match, base_rouge_l): what fine-tuning changed.")
 
 
+class PreferenceConfig(_Section):
+    """Preference tuning with DPO (task preference): how far the tuned model may move from the reference."""
+
+    beta: float = Field(0.1, gt=0.0, le=10.0, description="DPO's beta: a reply's reward is beta * (log pi - log ref)")
+
+
 class MlflowConfig(_Section):
     """An MLflow run per training run (a parent run per compare / tune, its rows nested under it)."""
 
@@ -323,8 +328,7 @@ class MixingConfig(_Section):
     temperature: float = Field(2.0, ge=1.0, le=100.0, description="T: 1 about proportional, larger nearer equal.")
 
 
-# what a multi-task config gives per task (tasks[i]) rather than once; left out of its saved form
-_PER_TASK = ("task", "data", "head", "loss", "generation", "thresholds")
+_PER_TASK = ("task", "data", "head", "loss", "generation", "thresholds")  # per task (tasks[i]) in a multi-task run
 
 
 class RunConfig(_Section):
@@ -345,6 +349,7 @@ class RunConfig(_Section):
     train: TrainConfig = Field(default_factory=TrainConfig)
     early_stopping: EarlyStoppingConfig = Field(default_factory=EarlyStoppingConfig)
     generation: GenerationConfig = Field(default_factory=GenerationConfig)
+    preference: PreferenceConfig = Field(default_factory=PreferenceConfig)
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)

@@ -107,6 +107,25 @@ def load_bbc_sections() -> list[Record]:
             for section, name, _, body in _bbc_articles()]
 
 
+def load_bbc_section_pairs() -> list[Record]:
+    """Preference pairs from bbc-sections: the same prompt, chosen = the article's true section, rejected = one of
+    the four wrong sections, drawn by a generator seeded with the article's file name (so every machine and run
+    draws the same one). Answers are the words the prompt offers: the folder `sports` answers `sport`."""
+    import random
+
+    from tunelab.data.chat import pair_record
+
+    records = load_bbc_sections()
+    answer = {str(r.label): "sport" if str(r.label) == "sports" else str(r.label) for r in records}
+    pairs = []
+    for record in records:
+        section = answer[str(record.label)]
+        wrong = random.Random(record.where).choice(sorted(a for a in answer.values() if a != section))
+        pairs.append(pair_record(record.text, section, wrong, record.where.replace("bbc-sections:",
+                                                                                    "bbc-section-pairs:")))
+    return pairs
+
+
 def load_hironsan_ner() -> list[Record]:
     """hironsancorpus: 500 Japanese sentences tagged in IOB2 (ART, DAT, LOC, MON, ORG, PER, PSN, TIM), one
     morpheme per line with the tag in the last tab-separated column. `where` is `"<file>:line n"`.
@@ -162,6 +181,7 @@ BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_
                                                            "conll2003-en": load_conll2003_en,
                                                            "digits": load_digits, "bbc-headlines": load_bbc_headlines,
                                                            "bbc-sections": load_bbc_sections,
+                                                           "bbc-section-pairs": load_bbc_section_pairs,
                                                            "twitter-sentiment": load_twitter_sentiment,
                                                            "animal-mnist": load_animal_mnist,
                                                            "sms-spam": load_sms_spam, "trec-questions": load_trec_questions,
@@ -169,7 +189,7 @@ BUILTIN_DATASETS: dict[str, Callable[[], list[Record]]] = {"bbc-news": load_bbc_
 BUILTIN_TASKS: dict[str, str] = {"bbc-news": "classification", "hironsan-ner": "token_classification",
                                  "conll2003-en": "token_classification",
                                  "digits": "image_classification", "bbc-headlines": "instruction_tuning",
-                                 "bbc-sections": "instruction_tuning",
+                                 "bbc-sections": "instruction_tuning", "bbc-section-pairs": "preference",
                                  "twitter-sentiment": "classification",
                                  "animal-mnist": "image_classification",
                                  "sms-spam": "classification", "trec-questions": "classification",

@@ -35,7 +35,7 @@ def missing_label(kind: LabelKind) -> Label:
     """The placeholder label of a prediction-input record that has none ("", (), nan)."""
     if kind in ("class", "text", "none"):
         return ""
-    if kind in ("classes", "tags"):
+    if kind in ("classes", "tags", "pair"):
         return ()
     return math.nan
 

@@ -14,10 +14,11 @@ __all__ = ["Record", "Label", "LabelKind", "Splits", "UNLABELLED_KINDS"]
 # What a label is, which is all the data layer needs to know about a task (a task declares its kind; data
 # never sees task names): "class": one class name, a str (ints are turned into their string form so the label
 # map is uniform); "classes": a tuple of class names (multi-label); "number": a float (regression); "tags": one
-# tag per word (tuple of str); "text": a free-text response ("" when unknown); "none": no label at all, the
-# text is the whole example (continued pre-training; a built-in set lends its text, its labels dropped).
-LabelKind = Literal["class", "classes", "number", "tags", "text", "none"]
-UNLABELLED_KINDS: tuple[LabelKind, ...] = ("number", "text", "none")  # numbers, free text or nothing: no label map
+# tag per word (tuple of str); "text": a free-text response ("" when unknown); "pair": two responses to one prompt,
+# (chosen, rejected), the first preferred (preference tuning); "none": no label at all, the text is the whole
+# example (continued pre-training; a built-in set lends its text, its labels dropped).
+LabelKind = Literal["class", "classes", "number", "tags", "text", "pair", "none"]
+UNLABELLED_KINDS: tuple[LabelKind, ...] = ("number", "text", "pair", "none")  # no classes: no label map
 Label = Union[str, tuple[str, ...], float]
 
 

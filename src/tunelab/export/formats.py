@@ -50,6 +50,10 @@ def export_run(run_dir: Path, out_dir: Path, *, format: ExportFormat, quantize: 
         return _export_merged(run_dir, out_dir)
     reference = load_run(run_dir)
     task = get_task(reference.config.task)
+    if task.needs_reference:
+        raise TunelabError(f"{what}: a {task.name} run scores pairs of replies against its reference, which a graph "
+                           "does not hold; its model is a causal LM: export --merge folds a LoRA / IA3 adapter into a "
+                           "plain Hugging Face directory (a full run's model/ is one already)")
     model, adapter = graph.graph_model(run_dir, task)
     sig = graph.signature(reference, task, model)
     data = parity_data(reference, task, PARITY_PROMPTS if task.generative else sample)

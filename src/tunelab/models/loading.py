@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 
 from safetensors import SafetensorError
@@ -117,8 +117,10 @@ def build_head(head_cfg: HeadConfig, hidden: int, num_outputs: int, *, per_token
                        dropout=head_cfg.dropout, mlp_hidden=head_cfg.hidden_size, normalize=bool(head_cfg.normalize))
 
 
-def build_causal_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> TaskModel:
-    """A decoder LM with its own LM head (`AutoModelForCausalLM`), for instruction tuning."""
+def build_causal_lm(model_cfg: ModelConfig, model_dir: Path | None = None,
+                    wrapper: Optional[type[TaskModel]] = None) -> TaskModel:
+    """A decoder LM with its own LM head (`AutoModelForCausalLM`), for instruction tuning; `wrapper`: the TaskModel
+    class around it (default CausalLMTaskModel; preference tuning scores pairs of replies)."""
     from transformers import AutoModelForCausalLM
 
     from tunelab.models.causal_lm import CausalLMTaskModel
@@ -135,7 +137,7 @@ def build_causal_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> Ta
             advice = "give a decoder language model directory (Llama, Mistral, GPT-2, ...)"
         raise ModelError(f"model: cannot load {model_dir} as a causal language model: {_short(err)}; {advice}") from None
     network.generation_config.pad_token_id = network.generation_config.pad_token_id or network.config.eos_token_id
-    return keep_first_blocks(CausalLMTaskModel(network), model_cfg.num_blocks, model_dir)
+    return keep_first_blocks((wrapper or CausalLMTaskModel)(network), model_cfg.num_blocks, model_dir)
 
 
 def build_masked_lm(model_cfg: ModelConfig, model_dir: Path | None = None) -> TaskModel:

@@ -94,6 +94,9 @@ def scoring_difference(first: MergeInput, other: MergeInput) -> Optional[str]:
     if get_task(first.config.task).generative:
         return (f"it is a {first.config.task} run: merging scores every candidate on the validation split's "
                 "predictions, which a generative task does not give; merge classification-like runs")
+    if get_task(first.config.task).needs_reference:
+        return (f"it is a {first.config.task} run: its scores are rewards against the reference model's "
+                "log-probabilities, which merging does not compute; merge classification-like runs")
     if other.config.task != first.config.task:
         return f"its task is {other.config.task}, {first.name}'s is {first.config.task}"
     if other.labels != first.labels:

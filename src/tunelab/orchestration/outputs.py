@@ -86,7 +86,7 @@ def write_test_outputs(staging: Path, prepared: Any, metrics: dict[str, Any], pr
 def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: RunSummary, fit: FitResult,
                    resumed_from: Optional[str], cache: Optional[ActivationCache],
                    guard: Optional[dict[str, Any]] = None, distill: Optional[dict[str, Any]] = None,
-                   more: Optional[dict[str, Any]] = None) -> None:
+                   preference: Optional[dict[str, Any]] = None, more: Optional[dict[str, Any]] = None) -> None:
     """Versions, data and base-model hashes, seed, git state, and what this run did (`more`: a multi-task run's
     tasks and mixing)."""
     manifest = build_manifest(
@@ -102,7 +102,7 @@ def write_manifest(staging: Path, prepared: Any, config: RunConfig, summary: Run
                "distributed": ("fsdp" if prepared.dist.sharded else "ddp") if prepared.dist.active else None,
                "training_state_mb": fit.state_mb,  # rank 0's parameters + gradients + optimizer moments
                "activation_cache": None if cache is None else cache.stats.as_dict(), "guard": guard,
-               "distill": distill,
+               "distill": distill, **({"preference": preference} if preference is not None else {}),
                "unknown_token_rate": {name: None if rate is None else round(rate, 4)
                                       for name, rate in prepared.unknown_token_rates.items()}, **(more or {})},
     )

@@ -35,6 +35,7 @@ from tunelab.orchestration.multitask import (MultiPrepared, multitask_manifest, 
 from tunelab.orchestration.multitask_training import MultiTaskTrainer
 from tunelab.orchestration.outputs import (RunSummary, peak_rss_mb, write_manifest, write_report_files, write_run_start,
                                            write_test_outputs)
+from tunelab.orchestration.preference import attach_reference
 from tunelab.orchestration.prepare import Prepared
 from tunelab.orchestration.report_inputs import parameters_by_block
 from tunelab.orchestration.thresholds import check_thresholds, tuned_predictions
@@ -77,6 +78,7 @@ class _Session:
     meter: Any = None                  # the forgetting meter's base copy and reference (orchestration/forgetting.py)
     guard: Optional[dict[str, Any]] = None  # the forgetting guard's report (orchestration/guarding.py)
     distill: Optional[dict[str, Any]] = None  # distillation's report (orchestration/distilling.py)
+    preference: Optional[dict[str, Any]] = None  # the reference log-probs' report (orchestration/preference.py)
 
 
 def run_one(prepared: Prepared, config: Optional[RunConfig] = None, *, run_dir: RunDirectory, resume: bool = False,
@@ -178,6 +180,8 @@ def _targets_kind(prepared: Prepared) -> str:
         return f"{len(prepared.label_names)} classes"
     if prepared.task.label_kind == "none":
         return f"unlabelled text, {len(prepared.encoded['train'])} training examples"
+    if prepared.task.label_kind == "pair":
+        return "preference pairs"
     return "free-text responses" if prepared.task.generative else "regression targets"
 
 
@@ -187,6 +191,7 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
     _start_outputs(session, staging)
     parameters = parameters_by_block(model)  # at the first step, before compile renames anything
     trainer, cache = _trainer(session, model, staging, cache)
+    session.preference = attach_reference(prepared, config, model, console)  # the targets of a preference run
     base_texts, base_scores = _before_training(session, model, trainer)
     session.guard = prepare_guard(prepared, config, model, plan, trainer.loss_fn, staging, session.checkpoint is not None)
     session.distill = prepare_distillation(prepared, config, plan, console)
@@ -214,7 +219,8 @@ def _train_and_write(session: _Session, model: TaskModel, plan: Plan, staging: P
                          peak_rss_mb=peak_rss_mb(), epochs_run=fit.epochs_run, stopped_early=fit.stopped_early)
     write_manifest(staging, prepared, config, summary, fit,
                    session.checkpoint.name if session.checkpoint is not None else None, cache, guard=session.guard,
-                   distill=session.distill, more=multitask_manifest(prepared))
+                   distill=session.distill, preference=session.preference,
+                   more=multitask_manifest(prepared))
     _write_card_and_report(session, staging, parameters, base_texts, kept)
     return summary
 

@@ -118,6 +118,9 @@ def check_servable(run_dir: Path, label: str) -> str:
     if get_task(task).takes_images:
         raise TunelabError(f"{label}: a {task} run; the server takes text inputs only, "
                            "so serve a text run (use `tunelab predict --input` for images)")
+    if get_task(task).needs_reference:
+        raise TunelabError(f"{label}: a {task} run scores pairs of replies, and the server takes single texts; "
+                           "use `tunelab predict --input PAIRS.jsonl`, or serve the causal LM (export --merge)")
     return task
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Optional, Union
 
+import torch
+
 from tunelab.artifacts.model_io import LoadedRun
 from tunelab.atomic import atomic_write_text
 from tunelab.data.labels import check_known_labels, missing_label
@@ -18,11 +20,14 @@ from tunelab.data.records import Record
 from tunelab.errors import DataError
 from tunelab.inference.tables import prediction_rows, predictions_csv, predictions_jsonl
 from tunelab.serving.predictor import Predictor, load_predictor, predictor_of
+from tunelab.serving.reference_logprobs import run_reference
 from tunelab.tasks.base import Predictions, Task
+from tunelab.tasks.preference import reference_targets
 
 __all__ = ["predict_records", "predict_rows", "read_inputs", "evaluate_file", "write_predictions", "generate_replies", "as_predictor"]
 
 Source = Union[Path, str, LoadedRun, Predictor]
+_CPU = torch.device("cpu")  # where a loaded run predicts (serving/predictor.py)
 
 
 def as_predictor(source: Source, head: Optional[str] = None) -> Predictor:
@@ -73,6 +78,10 @@ def evaluate_file(run_dir: Source, data_path: Path, head: Optional[str] = None) 
     records = task.read(data_path, predictor.config.data)
     check_known_labels(records, predictor.label_names, task.label_kind, str(data_path))
     split = predictor.encode(records, with_targets=True)
+    if task.needs_reference:  # preference: the base model's log-probs of the pairs, as the run's own test split had
+        reference = run_reference(predictor.config, task, split, precision=predictor.precision, device=_CPU,
+                                  pad_id=predictor.pad_id)
+        split.targets = reference_targets(reference.logprobs, predictor.config.preference.beta)
     teacher_forced = not (task.generative and predictor.run is None)  # an exported decoder has next-token logits only
     metrics = task.metrics(split, predictor.predict_split(split), predictor.label_names) if teacher_forced else {}
     if task.generative:  # teacher-forced perplexity, plus the replies it really writes

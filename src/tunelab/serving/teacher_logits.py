@@ -20,10 +20,10 @@ from typing import Any, Optional
 import torch
 import yaml
 
-from tunelab.atomic import atomic_write_with
 from tunelab.errors import ConfigError
 from tunelab.hashing import hash_files
 from tunelab.paths import teacher_logits_dir
+from tunelab.serving.cached_tensors import read_cached, write_cached
 
 __all__ = ["TeacherLogits", "check_teacher", "teacher_logits"]
 
@@ -74,34 +74,18 @@ def teacher_logits(teacher: str | Path, records: list[Any], task: str, label_nam
     labels = check_teacher(path, task, label_names)
     key = _entry_key(path, records)
     file = teacher_logits_dir() / f"{key}.safetensors"
-    logits = _read(file, (len(records), len(labels)))
+    logits = read_cached(file, "logits", (len(records), len(labels)))
     computed = 0
     if logits is None:
-        from safetensors.torch import save_file
-
         from tunelab.serving.predictor import load_predictor
 
         logits = load_predictor(path).logits(records).float().contiguous()  # (N, C), the teacher's label order
-        meta = {"format_version": str(FORMAT_VERSION), "teacher": str(path.resolve()), "labels": json.dumps(labels)}
-        atomic_write_with(file, lambda tmp: save_file({"logits": logits}, str(tmp), metadata=meta))
+        write_cached(file, "logits", logits, {"format_version": str(FORMAT_VERSION), "teacher": str(path.resolve()),
+                                              "labels": json.dumps(labels)})
         computed = len(records)
     order = torch.tensor([labels.index(name) for name in label_names], dtype=torch.long)
     return TeacherLogits(logits=logits[:, order], computed=computed, reused=len(records) - computed,
                          seconds=time.perf_counter() - started, key=key, file=file)
-
-
-def _read(file: Path, shape: tuple[int, int]) -> Optional[torch.Tensor]:
-    """The cached logits, or None when there is no entry (or one of another shape: never served)."""
-    if not file.is_file():
-        return None
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        logits = load_file(str(file))["logits"]
-    except (SafetensorError, KeyError, OSError):
-        return None
-    return logits if tuple(logits.shape) == shape else None
 
 
 def _entry_key(teacher: Path, records: list[Any]) -> str:

@@ -60,6 +60,7 @@ class Task(Protocol):
     takes_images: ClassVar[bool]     # reads images, not text: data.image_size / data.augment apply
     saves_backbone: ClassVar[bool]   # continued pre-training: model/ is a plain backbone (PEFT updates merged)
     soft_targets: ClassVar[Optional[str]]  # strategy.distill: "softmax" / "sigmoid" of the logits; None: refused
+    needs_reference: ClassVar[bool]  # targets hold the base model's outputs, computed by the run before training
 
     def check_config(self, config: "RunConfig") -> list[str]: ...
 
@@ -111,6 +112,7 @@ class TaskBase:
     takes_thresholds: ClassVar[bool] = False  # thresholds.tune: tune_thresholds / with_thresholds
     saves_backbone: ClassVar[bool] = False
     soft_targets: ClassVar[Optional[str]] = None  # strategy.distill: how logits become the teacher's soft targets
+    needs_reference: ClassVar[bool] = False  # preference: the reference's log-probs (orchestration/preference.py)
     name: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
 
@@ -127,7 +129,7 @@ class TaskBase:
             errors.append(f"early_stopping.metric {metric!r} is not computed for task {self.name}; "
                           f"choose one of: loss, {', '.join(self.metric_names)}")
         if not self.takes_label_smoothing and config.loss.label_smoothing > 0:
-            errors.append("loss.label_smoothing applies to task classification only")
+            errors.append("loss.label_smoothing applies to tasks classification and preference (conservative DPO) only")
         if not self.takes_class_weights and config.loss.class_weights != "none":
             errors.append(f"loss.class_weights has no meaning for task {self.name}")
         return errors + self._imbalance_problems(config) + self._image_problems(config)

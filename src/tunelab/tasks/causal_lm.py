@@ -29,7 +29,7 @@ if TYPE_CHECKING:  # torch and the model are imported where used (tasks/base.py 
     from tunelab.data.encoding import Batch, EncodedSplit
     from tunelab.models.task_model import TaskModel
 
-__all__ = ["CausalLMTask"]
+__all__ = ["CausalLMTask", "refuse_encoder"]
 
 
 class CausalLMTask(PretrainingTask):
@@ -48,15 +48,7 @@ class CausalLMTask(PretrainingTask):
     def load_preprocessor(self, model_dir: Path, config: RunConfig) -> Any:
         """The tokenizer, after checking that the model is not an encoder: transformers would give a BERT a causal
         head (BertLMHeadModel), but its blocks were pre-trained to see both sides of a token."""
-        from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
-
-        from tunelab.models.loading import model_type
-
-        kind = model_type(model_dir)
-        if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-            raise ModelError(f"model: {model_dir} is a {kind} model, pre-trained as a masked LM (it reads both sides "
-                             "of a token); task causal_lm needs a decoder LM (Llama, GPT-2, ...); for an encoder use "
-                             "task: mlm")
+        refuse_encoder(model_dir, self.name, "for an encoder use task: mlm")
         return super().load_preprocessor(model_dir, config)
 
     def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
@@ -97,6 +89,19 @@ class CausalLMTask(PretrainingTask):
         total, count = self.summed(predictions, 2)
         loss = total / count if count else float("nan")
         return {"loss": loss, "perplexity": perplexity(loss), "target_tokens": int(count)}
+
+
+def refuse_encoder(model_dir: Path, task: str, advice: str) -> None:
+    """A ModelError for an encoder given a decoder LM's task: transformers would give a BERT a causal head
+    (BertLMHeadModel), but its blocks were pre-trained to see both sides of a token."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+    from tunelab.models.loading import model_type
+
+    kind = model_type(model_dir)
+    if kind in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        raise ModelError(f"model: {model_dir} is a {kind} model, pre-trained as a masked LM (it reads both sides "
+                         f"of a token); task {task} needs a decoder LM (Llama, GPT-2, ...); {advice}")
 
 
 def _chunks(records: list[Record], tokenizer: Any, max_length: int) -> tuple[list[list[int]], list[Record]]:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:  # torch, the encoding and the causal LM are imported where us
     from tunelab.data.encoding import Batch, EncodedSplit
     from tunelab.models.causal_lm import CausalLMTaskModel
 
-__all__ = ["InstructionTuningTask", "FALLBACK_TEMPLATE", "stop_token_ids", "generation_pad_id"]
+__all__ = ["InstructionTuningTask", "FALLBACK_TEMPLATE", "stop_token_ids", "generation_pad_id", "chat_tokenizer",
+           "render_prompt", "render_reply", "fit_prompt", "REFUSED_STRATEGIES"]
 
 MIN_PROMPT_TOKENS = 8  # below this a truncated prompt no longer says what to do
 # for a base model without a chat template: a plain instruction format, each turn closed by EOS
@@ -57,7 +58,7 @@ def stop_token_ids(tokenizer: Any) -> list[int]:
     return ids
 
 
-_REFUSED_STRATEGIES = {
+REFUSED_STRATEGIES = {
     "head": "the LM head is tied to the input embeddings, so 'head only' would train just the final norm; "
             "use lora, or partial to train the top blocks",
     "prompt_tuning": "soft tokens shift every position of a decoder's output and of generation; use lora or ia3",
@@ -86,9 +87,9 @@ class InstructionTuningTask(TaskBase):
         errors = super().check_config(config)
         if config.head.type not in ("native", "auto"):
             errors.append("head.type: instruction_tuning writes text with the model's own LM head; set head.type: native")
-        if config.strategy.name in _REFUSED_STRATEGIES:
+        if config.strategy.name in REFUSED_STRATEGIES:
             errors.append(f"strategy.name: {config.strategy.name} with task instruction_tuning: "
-                          f"{_REFUSED_STRATEGIES[config.strategy.name]}")
+                          f"{REFUSED_STRATEGIES[config.strategy.name]}")
         return errors
 
     def num_outputs(self, label_names: list[str]) -> int:
@@ -98,15 +99,7 @@ class InstructionTuningTask(TaskBase):
         return read_instructions(path, require_labels=require_labels)
 
     def load_preprocessor(self, model_dir: Path, config: RunConfig) -> Any:
-        from tunelab.models.loading import load_tokenizer
-
-        tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
-        if not getattr(tokenizer, "chat_template", None):
-            tokenizer.chat_template = FALLBACK_TEMPLATE  # saved with the model, so serving formats the same way
-        if tokenizer.eos_token_id is None:
-            raise ModelError(f"model: the tokenizer in {model_dir} has no EOS token; a model trained without one never "
-                             "learns to stop: set eos_token in its tokenizer_config.json")
-        return tokenizer
+        return chat_tokenizer(model_dir, config)
 
     # -- encoding ---------------------------------------------------------------------------------
     def encode(self, records: list[Record], tokenizer: Any, max_length: int, label_names: list[str], *,
@@ -117,31 +110,18 @@ class InstructionTuningTask(TaskBase):
         ids, targets = [], []
         for record in records:
             messages = record.messages or (("user", record.text),)
-            prompt = self._tokens(tokenizer, messages, generation_prompt=True)
+            prompt = render_prompt(tokenizer, messages)
             if not with_targets:
                 ids.append(_fit_prompt(prompt, max_length, record))
                 continue
-            full = self._tokens(tokenizer, messages + (("assistant", str(record.label)),), generation_prompt=False)
-            if full[:len(prompt)] != prompt:
-                raise ModelError(f"{record.where}: the model's chat template renders the prompt differently once the "
-                                 "reply is added, so the reply's tokens cannot be found; use a template whose "
-                                 "generation prompt is a prefix of the full conversation")
-            reply = _through_stop(full[len(prompt):], stops, tokenizer.eos_token_id)
-            if len(reply) > max_length - MIN_PROMPT_TOKENS:
-                raise DataError(f"{record.where}: the response is {len(reply)} tokens, which leaves no room for the "
-                                f"prompt within data.max_length {max_length}; raise data.max_length or shorten it")
-            prompt = _fit_prompt(prompt, max_length - len(reply), record)
+            reply = render_reply(tokenizer, messages, prompt, str(record.label), stops, record)
+            prompt = fit_prompt(prompt, len(reply), max_length, record)
             ids.append(prompt + reply)
             targets.append([IGNORE_INDEX] * len(prompt) + reply)
         if with_targets and train:
             _check_stops(records, targets, stops)
         return EncodedSplit(input_ids=ids, targets=None, records=records,
                             token_targets=targets if with_targets else None, targets_in_inputs=with_targets)
-
-    @staticmethod
-    def _tokens(tokenizer: Any, messages: tuple[tuple[str, str], ...], *, generation_prompt: bool) -> list[int]:
-        text = tokenizer.apply_chat_template(_chat(messages), tokenize=False, add_generation_prompt=generation_prompt)
-        return list(tokenizer(text, add_special_tokens=False)["input_ids"])
 
     # -- model and loss ---------------------------------------------------------------------------
     def build_model(self, model_cfg: ModelConfig, head_cfg: HeadConfig, label_names: list[str],
@@ -201,6 +181,49 @@ class InstructionTuningTask(TaskBase):
 
     def show(self, value: Any) -> str:
         return str(value)
+
+
+def chat_tokenizer(model_dir: Path, config: RunConfig) -> Any:
+    """The model's tokenizer with a chat template (FALLBACK_TEMPLATE where it has none) and an EOS token."""
+    from tunelab.models.loading import load_tokenizer
+
+    tokenizer = load_tokenizer(model_dir, config.model.trust_remote_code)
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = FALLBACK_TEMPLATE  # saved with the model, so serving formats the same way
+    if tokenizer.eos_token_id is None:
+        raise ModelError(f"model: the tokenizer in {model_dir} has no EOS token; a model trained without one never "
+                         "learns to stop: set eos_token in its tokenizer_config.json")
+    return tokenizer
+
+
+def _tokens(tokenizer: Any, messages: tuple[tuple[str, str], ...], *, generation_prompt: bool) -> list[int]:
+    text = tokenizer.apply_chat_template(_chat(messages), tokenize=False, add_generation_prompt=generation_prompt)
+    return list(tokenizer(text, add_special_tokens=False)["input_ids"])
+
+
+def render_prompt(tokenizer: Any, messages: tuple[tuple[str, str], ...]) -> list[int]:
+    """The conversation's tokens through the generation prompt: what a reply continues."""
+    return _tokens(tokenizer, messages, generation_prompt=True)
+
+
+def render_reply(tokenizer: Any, messages: tuple[tuple[str, str], ...], prompt: list[int], reply: str,
+                 stops: set[int], record: Record) -> list[int]:
+    """The tokens `reply` adds after `prompt` (render_prompt's) in the chat template, through the end-of-turn token."""
+    full = _tokens(tokenizer, messages + (("assistant", reply),), generation_prompt=False)
+    if full[:len(prompt)] != prompt:
+        raise ModelError(f"{record.where}: the model's chat template renders the prompt differently once the "
+                         "reply is added, so the reply's tokens cannot be found; use a template whose "
+                         "generation prompt is a prefix of the full conversation")
+    return _through_stop(full[len(prompt):], stops, tokenizer.eos_token_id)
+
+
+def fit_prompt(prompt: list[int], reply_tokens: int, max_length: int, record: Record) -> list[int]:
+    """`prompt` cut to leave `reply_tokens` within `max_length` (see _fit_prompt); a reply that leaves no room for
+    a prompt is a data error."""
+    if reply_tokens > max_length - MIN_PROMPT_TOKENS:
+        raise DataError(f"{record.where}: the response is {reply_tokens} tokens, which leaves no room for the "
+                        f"prompt within data.max_length {max_length}; raise data.max_length or shorten it")
+    return _fit_prompt(prompt, max_length - reply_tokens, record)
 
 
 def _through_stop(reply: list[int], stops: set[int], eos: int) -> list[int]:

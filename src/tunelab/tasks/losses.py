@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from tunelab.data.encoding import IGNORE_INDEX
 
-__all__ = ["SqueezedLoss", "TokenLoss", "FocalLoss", "SigmoidFocalLoss"]
+__all__ = ["SqueezedLoss", "TokenLoss", "FocalLoss", "SigmoidFocalLoss", "DPOLoss", "implicit_rewards"]
 
 
 class SqueezedLoss(nn.Module):
@@ -70,3 +71,26 @@ class SigmoidFocalLoss(nn.Module):
         if self.alpha is not None:
             loss = loss * (self.alpha * targets + (1 - self.alpha) * (1 - targets))
         return loss.mean()
+
+
+def implicit_rewards(logps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """`(B, 2)` DPO's implicit rewards of the chosen and the rejected reply, beta * (log pi - log ref), from the
+    model's `(B, 2)` summed log-probabilities and the `(B, 3)` targets (the reference's two, then beta)."""
+    return targets[:, 2:3] * (logps.float() - targets[:, :2])
+
+
+class DPOLoss(nn.Module):
+    """Direct Preference Optimisation (Rafailov et al. 2023): -log sigmoid(r_chosen - r_rejected) of the implicit
+    rewards, the mean over pairs; log 2 while the model equals the reference. With label smoothing e (conservative
+    DPO: a share e of the pairs assumed the wrong way round) -(1 - e) log sigmoid(z) - e log sigmoid(-z)."""
+
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        self.label_smoothing = label_smoothing
+
+    def forward(self, logps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        rewards = implicit_rewards(logps, targets)
+        z = rewards[:, 0] - rewards[:, 1]                                   # (B,)
+        e = self.label_smoothing
+        loss = -F.logsigmoid(z).mean()
+        return loss if e == 0 else (1 - e) * loss - e * F.logsigmoid(-z).mean()

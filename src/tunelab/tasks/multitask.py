@@ -41,6 +41,7 @@ class MultiTask:
     generative: ClassVar[bool] = False
     saves_backbone: ClassVar[bool] = False
     takes_images: ClassVar[bool] = False
+    needs_reference: ClassVar[bool] = False  # its tasks' targets are labels (no preference pairs)
 
     def __init__(self, heads: dict[str, TaskHead]) -> None:
         self.heads = heads

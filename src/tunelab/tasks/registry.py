@@ -12,12 +12,14 @@ from tunelab.tasks.image_classification import ImageClassificationTask
 from tunelab.tasks.instruction import InstructionTuningTask
 from tunelab.tasks.mlm import MaskedLMTask
 from tunelab.tasks.causal_lm import CausalLMTask
+from tunelab.tasks.preference import PreferenceTask
 
 __all__ = ["TASKS", "TASK_ALIASES", "TASK_HINTS", "get_task", "task_names", "canonical_task", "task_hint"]
 
 TASKS: dict[str, Task] = {t.name: t for t in (ClassificationTask(), MultilabelTask(), RegressionTask(),
                                               TokenClassificationTask(), ImageClassificationTask(),
-                                              InstructionTuningTask(), MaskedLMTask(), CausalLMTask())}
+                                              InstructionTuningTask(), MaskedLMTask(), CausalLMTask(),
+                                              PreferenceTask())}
 
 
 # Names users bring from Hugging Face (pipeline and AutoModelFor* names) and other tools that mean exactly one
@@ -30,7 +32,7 @@ TASK_ALIASES: dict[str, str] = {
     "text_regression": "regression", "ner": "token_classification", "named_entity_recognition": "token_classification",
     "sft": "instruction_tuning", "instruction": "instruction_tuning",
     "masked_lm": "mlm", "fill_mask": "mlm", "masked_language_modeling": "mlm", "clm": "causal_lm",
-    "causal_language_modeling": "causal_lm",
+    "causal_language_modeling": "causal_lm", "dpo": "preference", "preference_tuning": "preference",
 }
 
 # Names that could mean more than one tunelab task: suggested, never accepted. Text generation is learnt from

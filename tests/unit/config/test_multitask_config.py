@@ -56,7 +56,7 @@ def test_every_problem_is_reported_at_once_under_its_task() -> None:
     raw["tasks"].append({"name": "chat", "task": "instruction_tuning", "data": {"train": "chat.jsonl"}})
     text = problems(raw)
     for line in ("thresholds.tune: not with tasks:", "strategy.distill: not with tasks:",
-                 "tasks[1].head.type: native", "tasks[1].loss.label_smoothing applies to task classification only",
+                 "tasks[1].head.type: native", "tasks[1].loss.label_smoothing applies to tasks classification and preference",
                  "tasks[1].data.sampler: balanced draws by class",
                  "early_stopping.metric 'mse' is not computed for task classification",
                  "tasks[2].task: token_classification is not offered in a multi-task run",

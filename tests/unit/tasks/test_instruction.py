@@ -13,7 +13,7 @@ from tunelab.catalog import parse_config
 from tunelab.data.chat import read_instructions
 from tunelab.data.encoding import IGNORE_INDEX, iterate_batches
 from tunelab.errors import DataError, TunelabError
-from tunelab.tasks.instruction import InstructionTuningTask, stop_token_ids
+from tunelab.tasks.instruction import InstructionTuningTask, render_prompt, stop_token_ids
 
 CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
           "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
@@ -128,7 +128,7 @@ def test_long_prompt_is_cut_in_the_middle_and_long_response_refused(tiny_llama: 
     split = task.encode(records, tok, 24, [])
     ids = split.input_ids[0]
     assert len(ids) == 24
-    full = task._tokens(tok, records[0].messages, generation_prompt=True)
+    full = render_prompt(tok, records[0].messages)
     assert ids[:5] == full[:5] and ids[-6:-2] == full[-4:]  # start and generation prompt kept, reply follows
     records = read_instructions(write_jsonl(tmp_path / "e.jsonl", [{"prompt": "hi", "response": "cats " * 30}]))
     with pytest.raises(DataError, match=r"e.jsonl:line 1: the response is \d+ tokens"):

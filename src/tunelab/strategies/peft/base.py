@@ -13,10 +13,11 @@ section and rules, and that must not cost a PyTorch import. A method's layers li
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import weakref
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, ClassVar, Optional
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterator, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
     from tunelab.strategies.peft.layer import PeftLayer
 
 __all__ = ["PeftSection", "Adaptation", "PeftMethod", "adaptation_of", "replace_module", "unwrap_merged", "merge_adapter",
-           "match_name", "head_names", "blocks_allowed"]
+           "adapter_off", "match_name", "head_names", "blocks_allowed"]
 
 
 class PeftSection(BaseModel):
@@ -103,6 +104,26 @@ def merge_adapter(model: TaskModel) -> None:
         for layer in adaptation.layers.values():
             layer.merge()
     unwrap_merged(model)
+
+
+@contextlib.contextmanager
+def adapter_off(model: TaskModel) -> Iterator[TaskModel]:
+    """`model` as its base for the duration: every inserted layer swapped for the base layer it wraps, then put
+    back (a model without an adapter is unchanged). A preference run's reference is the base this way. Refused for
+    methods whose modules wrap no base layer (prompt and prefix tuning); BitFit trains the base's own biases, so its
+    "off" is the model before training."""
+    adaptation = adaptation_of(model)
+    layers = dict(adaptation.layers) if adaptation is not None else {}
+    if adaptation is not None and (adaptation.hooks or any(not hasattr(l, "base_layer") for l in layers.values())):
+        raise ModelError(f"{adaptation.method} adds modules or hooks that wrap no base layer, so it cannot be switched "
+                         "off for a pass; use lora, ia3 or another method that wraps layers")
+    for path, layer in layers.items():
+        replace_module(model, path, layer.base_layer)
+    try:
+        yield model
+    finally:
+        for path, layer in layers.items():
+            replace_module(model, path, layer)
 
 
 def match_name(name: str, patterns: list[str]) -> bool:
