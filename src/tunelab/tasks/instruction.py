@@ -71,6 +71,16 @@ def _chat(messages: tuple[tuple[str, str], ...]) -> list[dict[str, str]]:
     return [{"role": role, "content": content} for role, content in messages]
 
 
+def decoder_lm_problems(config: RunConfig, task: str, verb: str) -> list[str]:
+    """What a task that reads a decoder LM's own LM head (instruction tuning, preference) cannot take."""
+    errors = []
+    if config.head.type not in ("native", "auto"):
+        errors.append(f"head.type: {task} {verb} with the model's own LM head; set head.type: native")
+    if config.strategy.name in REFUSED_STRATEGIES:
+        errors.append(f"strategy.name: {config.strategy.name} with task {task}: {REFUSED_STRATEGIES[config.strategy.name]}")
+    return errors
+
+
 class InstructionTuningTask(TaskBase):
     name = "instruction_tuning"
     metric_names = ("perplexity", "exact_match", "rouge_l", "stop_rate")
@@ -84,13 +94,7 @@ class InstructionTuningTask(TaskBase):
 
     def check_config(self, config: RunConfig) -> list[str]:
         """Combinations that make no sense for a decoder LM, with the reason."""
-        errors = super().check_config(config)
-        if config.head.type not in ("native", "auto"):
-            errors.append("head.type: instruction_tuning writes text with the model's own LM head; set head.type: native")
-        if config.strategy.name in REFUSED_STRATEGIES:
-            errors.append(f"strategy.name: {config.strategy.name} with task instruction_tuning: "
-                          f"{REFUSED_STRATEGIES[config.strategy.name]}")
-        return errors
+        return super().check_config(config) + decoder_lm_problems(config, self.name, "writes text")
 
     def num_outputs(self, label_names: list[str]) -> int:
         return 0

@@ -31,7 +31,7 @@ from tunelab.data.records import Record
 from tunelab.errors import DataError, ModelError
 from tunelab.tasks.base import Outputs, Predictions, TaskBase
 from tunelab.tasks.causal_lm import refuse_encoder
-from tunelab.tasks.instruction import (REFUSED_STRATEGIES, chat_tokenizer, fit_prompt, render_prompt, render_reply,
+from tunelab.tasks.instruction import (chat_tokenizer, decoder_lm_problems, fit_prompt, render_prompt, render_reply,
                                        stop_token_ids)
 
 if TYPE_CHECKING:  # torch, the encoding and the model are imported where used (tasks/base.py says why)
@@ -67,12 +67,7 @@ class PreferenceTask(TaskBase):
     needs_reference = True
 
     def check_config(self, config: RunConfig) -> list[str]:
-        errors = super().check_config(config)
-        if config.head.type not in ("native", "auto"):
-            errors.append("head.type: task preference scores replies with the model's own LM head; set head.type: native")
-        if config.strategy.name in REFUSED_STRATEGIES:
-            errors.append(f"strategy.name: {config.strategy.name} with task preference: "
-                          f"{REFUSED_STRATEGIES[config.strategy.name]}")
+        errors = super().check_config(config) + decoder_lm_problems(config, self.name, "scores replies")
         if config.loss.label_smoothing >= 0.5:
             errors.append(f"loss.label_smoothing: {config.loss.label_smoothing} assumes half the pairs or more are the "
                           "wrong way round, which turns the preference over; keep it below 0.5 (0.1 is usual)")
