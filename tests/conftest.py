@@ -144,6 +144,7 @@ def tiny_config(tiny_bert: Path, sentiment_csv: Path, tmp_path: Path) -> dict:
         "optim": {"lr": 3e-3},
         "train": {"epochs": 2, "batch_size": 8, "seed": 0},
         "output": str(tmp_path / "run"),
+        "report": False,  # ~1 s of plots a run: the tests of report.html ask for it
     }
 
 

@@ -43,9 +43,12 @@ def test_dequantised_directory_matches_the_gguf() -> None:
 def test_sections_config_on_a_subset(tmp_path: Path) -> None:
     out = tmp_path / "sections"
     train_via_cli(REPO / "configs" / "smollm2-sections.yaml", "--out", str(out), "--set", "data.limit=40",
-                  "--set", "data.max_length=128", "--set", "generation.max_new_tokens=4")
+                  "--set", "data.max_length=128", "--set", "generation.max_new_tokens=4",
+                  "--set", "forgetting.max_examples=8")  # the meter on 8 chunks of Hamlet, not 32
     metrics = json.loads((out / "test_metrics.json").read_text())
     assert math.isfinite(metrics["perplexity"]) and metrics["target_tokens"] > 0
+    hamlet = metrics["forgetting"]["retention"]["perplexity"]
+    assert hamlet["tokens"] == 8 * 128 and all(math.isfinite(hamlet[k]) for k in ("before", "after")), hamlet
     for key in ("exact_match", "rouge_l", "stop_rate", "base_exact_match", "base_rouge_l", "base_stop_rate"):
         assert 0.0 <= metrics[key] <= 1.0, key
     adapter = json.loads((out / "model" / "adapter_config.json").read_text())

@@ -14,7 +14,6 @@ from typing import Any, Literal, Optional, Union
 from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer,
                       model_validator)
 
-
 __all__ = ["RunConfig", "ModelConfig", "DataConfig", "HeadConfig", "LossConfig", "StrategyConfig", "OptimConfig",
            "ScheduleConfig", "TrainConfig", "EarlyStoppingConfig", "GenerationConfig", "TrackingConfig", "MlflowConfig",
            "ForgettingConfig", "TaskEntry", "MixingConfig", "PreferenceConfig"]
@@ -354,6 +353,7 @@ class RunConfig(_Section):
     forgetting: ForgettingConfig = Field(default_factory=ForgettingConfig)
     thresholds: ThresholdConfig = Field(default_factory=ThresholdConfig)
     output: str = "runs/latest"
+    report: bool = Field(True, description="false: skip report.html (~1 s of plots); `tunelab report RUN` draws it")
 
     @property
     def split_seed(self) -> int:

@@ -235,7 +235,7 @@ def _write_card_and_report(session: _Session, staging: Path, parameters: dict[st
     if kept:
         write_model_card(staging, {k: len(getattr(prepared.splits, k)) for k in ("train", "validation", "test")})
     write_report_files(staging, prepared, parameters, base_texts, session.console,
-                       html=session.test and prepared.dist.is_main)
+                       html=session.test and prepared.dist.is_main and session.config.report)
 
 
 def _start_outputs(session: _Session, staging: Path) -> None:

@@ -22,7 +22,8 @@ def score_test(prepared: Prepared, run_dir: Path) -> dict[str, Any]:
     run = load_run(run_dir)
     test, task, config = prepared.encoded["test"], prepared.task, run.config
     if not len(test):
-        write_report_html(run_dir, None)
+        if config.report:
+            write_report_html(run_dir, None)
         return {}
     model = run.model.to(prepared.device)
     if task.generative:
@@ -35,5 +36,6 @@ def score_test(prepared: Prepared, run_dir: Path) -> dict[str, Any]:
                                           precision=config.train.precision)
         metrics = task.metrics(test, predictions, prepared.label_names)
     write_test_outputs(run_dir, prepared, metrics, predictions)
-    write_report_html(run_dir, None)  # with its test metrics; a search's trials are written without one
+    if config.report:  # with its test metrics; a search's trials are written without one
+        write_report_html(run_dir, None)
     return metrics

@@ -39,6 +39,9 @@ def full_reference(tiny_bert: Path, sentiment_csv: Path, tmp_path_factory: pytes
     return config, tmp / "reference"
 
 
+# killed again inside a checkpoint file write: the checkpoint writer is one for every strategy, so two legs (a
+# full state and a PEFT adapter's) check it; the other legs check that their own state comes back after a kill
+WRITE_KILLED = ("full", "lora")
 GUARDED = {"full+ewc": {"name": "full", "guard": {"name": "ewc", "strength": 1e8, "fisher_examples": 8}},
            "full+replay": {"name": "full", "guard": {"name": "replay", "ratio": 0.5}}}
 
@@ -110,10 +113,11 @@ def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, t
     first = killed(f"step:{step}", config, run)
     assert first.returncode == -signal.SIGKILL, first.stderr
     assert not run.exists() and (tmp_path / ".run.staging" / "checkpoints").is_dir()
-    second = killed(f"write:{write}", config, run, "--resume")
-    assert second.returncode == -signal.SIGKILL, second.stderr
-    assert "resuming from" in second.stderr
-    assert any(p.name.startswith(".tmp-") for p in (tmp_path / ".run.staging" / "checkpoints").iterdir())
+    if strategy in WRITE_KILLED:
+        second = killed(f"write:{write}", config, run, "--resume")
+        assert second.returncode == -signal.SIGKILL, second.stderr
+        assert "resuming from" in second.stderr
+        assert any(p.name.startswith(".tmp-") for p in (tmp_path / ".run.staging" / "checkpoints").iterdir())
 
     result = runner.invoke(app, ["train", str(config), "--resume", str(run)])
     assert result.exit_code == 0, result.output
@@ -128,7 +132,8 @@ def test_sigkill_and_resume_is_bit_identical(strategy: str, tiny_config: dict, t
         assert json.loads((run / "manifest.json").read_text())["guard"]["fisher"].startswith("read back")
     if strategy == "full+distill":  # the reference run computed the teacher's logits; the resumed one read them
         assert json.loads((run / "manifest.json").read_text())["distill"]["teacher_logits"]["computed"] == 0
-    print(f"{strategy}: killed after step {step}, then during checkpoint file write {write}: bit-identical")
+    during = f", then during checkpoint file write {write}" if strategy in WRITE_KILLED else ""
+    print(f"{strategy}: killed after step {step}{during}: bit-identical")
 
 
 def test_corrupted_checkpoint_is_skipped_with_a_warning(full_reference: tuple[Path, Path], tmp_path: Path) -> None:
