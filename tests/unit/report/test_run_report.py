@@ -131,6 +131,18 @@ def test_a_failing_report_never_fails_the_run(text_run: Callable[..., Path], mon
     assert (run / "manifest.json").is_file() and not (run / "report.html").exists()
 
 
+def test_report_false_skips_the_page_and_tunelab_report_draws_it(tiny_config: dict, tmp_path: Path) -> None:
+    from tests.conftest import train_via_cli
+
+    train_via_cli(tiny_config, "--out", str(tmp_path / "run"), folder=tmp_path)  # tiny_config: report false
+    run = tmp_path / "run"
+    assert (run / "profile.json").is_file() and not (run / "report.html").exists()
+    result = runner.invoke(app, ["report", str(run)])
+    assert result.exit_code == 0, result.output
+    html = (run / "report.html").read_text()
+    assert "<svg" in html and "loss" in section_ids(html)
+
+
 def test_import_tunelab_stays_light() -> None:
     code = "import sys, tunelab, tunelab.report; assert 'matplotlib' not in sys.modules, 'matplotlib imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
