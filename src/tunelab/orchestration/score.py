@@ -17,14 +17,18 @@ __all__ = ["score_test"]
 
 
 def score_test(prepared: Prepared, run_dir: Path) -> dict[str, Any]:
-    """`test_metrics.json`, `predictions.csv` and `report.html` for the run at `run_dir`, from the saved model;
-    the metrics."""
+    """`test_metrics.json`, `predictions.csv` and `report.html` (unless the run's config says `report: false`) for
+    the run at `run_dir`, from the saved model; the metrics ({} for an empty test split)."""
     run = load_run(run_dir)
+    metrics = _scored(prepared, run, run_dir) if len(prepared.encoded["test"]) else {}
+    if run.config.report:  # with its test metrics; a search's trials are written without one
+        write_report_html(run_dir, None)
+    return metrics
+
+
+def _scored(prepared: Prepared, run: Any, run_dir: Path) -> dict[str, Any]:
+    """The test split's metrics from the saved model, with test_metrics.json and predictions.csv written."""
     test, task, config = prepared.encoded["test"], prepared.task, run.config
-    if not len(test):
-        if config.report:
-            write_report_html(run_dir, None)
-        return {}
     model = run.model.to(prepared.device)
     if task.generative:
         texts, metrics = generate_test(task, model, test, run.tokenizer, config, prepared.device)
@@ -36,6 +40,4 @@ def score_test(prepared: Prepared, run_dir: Path) -> dict[str, Any]:
                                           precision=config.train.precision)
         metrics = task.metrics(test, predictions, prepared.label_names)
     write_test_outputs(run_dir, prepared, metrics, predictions)
-    if config.report:  # with its test metrics; a search's trials are written without one
-        write_report_html(run_dir, None)
     return metrics

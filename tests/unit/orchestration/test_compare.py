@@ -30,7 +30,7 @@ def _compare(config: dict, tmp_path: Path, *args: str) -> tuple[int, str, Path]:
 @pytest.fixture
 def config(tiny_config: dict) -> dict:
     tiny_config["train"]["precision"] = "fp32"
-    tiny_config["report"] = True  # the rows' and trials' report.html are linked from the page
+    tiny_config["report"] = True  # the rows' report.html are linked from the comparison's page
     return tiny_config
 
 

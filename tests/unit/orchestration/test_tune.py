@@ -28,7 +28,7 @@ def _tune(config: dict, tmp_path: Path, *args: str) -> tuple[int, str, Path]:
 @pytest.fixture
 def config(tiny_config: dict) -> dict:
     tiny_config["train"]["precision"] = "fp32"
-    tiny_config["report"] = True  # the rows' and trials' report.html are linked from the page
+    tiny_config["report"] = True  # the best trial's report.html is linked from the search's page
     tiny_config["strategy"] = {"name": "head"}
     return tiny_config
 

@@ -13,6 +13,7 @@ from typing import Callable
 import pytest
 from typer.testing import CliRunner
 
+from tests.conftest import train_via_cli
 from tunelab.cli import app
 
 runner = CliRunner()
@@ -132,8 +133,6 @@ def test_a_failing_report_never_fails_the_run(text_run: Callable[..., Path], mon
 
 
 def test_report_false_skips_the_page_and_tunelab_report_draws_it(tiny_config: dict, tmp_path: Path) -> None:
-    from tests.conftest import train_via_cli
-
     train_via_cli(tiny_config, "--out", str(tmp_path / "run"), folder=tmp_path)  # tiny_config: report false
     run = tmp_path / "run"
     assert (run / "profile.json").is_file() and not (run / "report.html").exists()
