@@ -20,7 +20,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import run_tunelab
+from common import run_tunelab, write_results
 
 LEGS = {
     "none": {},
@@ -89,9 +89,7 @@ def main() -> None:
         print(f"{row['dataset']:>15} {row['leg']:>13} {row['seeds']:>5} {row['macro_f1_mean']:>8.4f} +- "
               f"{row['macro_f1_std']:.3f} {delta:>13} {row['accuracy_mean']:>8.4f} {row['train_time_s_mean']:>7.1f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "config": CONFIG,
-                                         "runs": runs, "summary": rows}, indent=2))
+        write_results(args.json, args, config=CONFIG, runs=runs, summary=rows)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,6 @@ import time
 WORKER_START = time.perf_counter()  # a peer worker's own clock starts before torch is imported
 
 import argparse  # noqa: E402
-import importlib.util  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import shutil  # noqa: E402
@@ -40,6 +39,8 @@ from dataclasses import dataclass  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any, Optional  # noqa: E402
 
+from common import load_sibling  # noqa: E402
+
 HERE = Path(__file__).resolve().parent
 STRATEGIES = ("head", "partial", "gradual", "lora", "full")
 LEGS = ("compare", "separate", "peer")
@@ -48,13 +49,8 @@ METRICS = ("accuracy", "macro_f1")
 
 
 def _vs_hf():
-    """benchmarks/vs_hf.py as a module (benchmarks/ is no package): its peer data encoding and freezing."""
-    if "vs_hf" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("vs_hf", HERE / "vs_hf.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["vs_hf"] = module  # its dataclass looks its module up there
-        spec.loader.exec_module(module)
-    return sys.modules["vs_hf"]
+    """benchmarks/vs_hf.py: its peer data encoding and freezing."""
+    return load_sibling("vs_hf")
 
 
 # -- configs and commands ---------------------------------------------------------------------------
@@ -440,6 +436,18 @@ def print_report(legs: dict[str, dict[str, Any]], rows: list[str], notes: list[s
 
 
 # -- the driver -------------------------------------------------------------------------------------
+def add_leg_options(parser: argparse.ArgumentParser) -> None:
+    """The options every leg-timing script here shares (tune_cost.py too): the peer's precision, threads, the
+    work folder and the JSON file."""
+    parser.add_argument("--peer-precision", choices=["fp32", "bf16", "both"], default="both",
+                        help="the peer's: fp32 (Trainer's default), bf16 (bf16=True) or both (bf16 where the CPU has "
+                             "bf16 units)")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
+    parser.add_argument("--work", default=None, help="folder for every leg's runs and caches (default: a fresh "
+                                                     "temporary one; must not exist)")
+    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+
+
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--strategies", default=",".join(STRATEGIES), help="comma-separated rows to compare")
@@ -451,13 +459,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="the epoch budget of compare's config (the demo's 3; head runs 2x, gradual +1)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto", help="tunelab's train.precision")
-    parser.add_argument("--peer-precision", choices=["fp32", "bf16", "both"], default="both",
-                        help="the peer's: fp32 (Trainer's default), bf16 (bf16=True) or both (bf16 where the CPU has "
-                             "bf16 units)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--work", default=None, help="folder for every leg's runs and caches (default: a fresh "
-                                                     "temporary one; must not exist)")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_leg_options(parser)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # a peer row: its config.yaml
     args = parser.parse_args(argv)
     args.strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]

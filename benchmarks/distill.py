@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import run_tunelab
+from common import run_tunelab, write_results
 
 TEACHER = "minilm"
 STUDENTS = {"minilm-cut3": {"name": "minilm", "num_blocks": 3}, "paraphrase-minilm-l3": "paraphrase-minilm-l3"}
@@ -179,7 +179,7 @@ def main() -> None:
         speeds = architecture_speeds(args.teacher, args)
         print(json.dumps(speeds, indent=2))
         if args.json:
-            args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, **speeds}, indent=2))
+            write_results(args.json, args, **speeds)
         return
     results = []
     with tempfile.TemporaryDirectory() as scratch:
@@ -189,9 +189,7 @@ def main() -> None:
             results.append(run_dataset(dataset, args, work))
             print_table(results[-1])
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "config": CONFIG,
-                                         "results": results}, indent=2))
+        write_results(args.json, args, config=CONFIG, results=results)
 
 
 if __name__ == "__main__":

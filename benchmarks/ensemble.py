@@ -19,7 +19,7 @@ import json
 import tempfile
 from pathlib import Path
 
-from common import run_tunelab
+from common import run_tunelab, write_results
 
 
 def member(strategy: str, seed: int, args: argparse.Namespace, work: Path) -> dict:
@@ -72,9 +72,7 @@ def main() -> None:
         print(f"{row['member']:>34} {row['accuracy']:>13.4f} {row['macro_f1']:>8.4f}")
     print(f"ensemble vs best member: {100 * (ensemble['macro_f1'] - best['macro_f1']):+.1f} macro-F1 points")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "members": members,
-                                         "ensemble": ensemble, "test_examples": len(gold)}, indent=2))
+        write_results(args.json, args, members=members, ensemble=ensemble, test_examples=len(gold))
 
 
 if __name__ == "__main__":

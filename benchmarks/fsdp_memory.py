@@ -25,6 +25,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from common import write_results
+
 MIB = 2 ** 20
 # the trackers' categories (MemTracker's, then FSDPMemTracker's names) of the two sums followed over time
 PARAM_OPT = {"Parameter", "Buffer", "Optstate", "Sharded Param", "Unsharded Param", "All Gather", "OptState"}
@@ -135,8 +137,7 @@ def main() -> None:
         print("      at rank 0's total peak, MiB: " + ", ".join(f"{k} {v}" for k, v in
                                                                 leg["ranks"][0]["at_total_peak_mib"].items() if v))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "legs": legs}, indent=2))
+        write_results(args.json, args, legs=legs)
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from common import write_rows
+from common import write_results, write_rows
 
 LEGS = {
     "cross_entropy": [],
@@ -97,8 +97,7 @@ def main() -> None:
         print(f"{leg['leg']:>17} {leg['minority_recall']:>15.3f} {recall:>+11.1f} {leg['macro_f1']:>8.4f} {f1:>+6.1f} "
               f"{leg['balanced_accuracy']:>7.4f} {leg['macro_pr_auc']:>6.4f}" + ("  bar met" if leg["met"] else ""))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "legs": legs}, indent=2))
+        write_results(args.json, args, legs=legs)
 
 
 if __name__ == "__main__":

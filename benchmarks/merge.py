@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import run_tunelab
+from common import run_tunelab, write_results
 from ensemble import score, test_file
 
 METHODS = ("linear", "task_arithmetic", "ties")
@@ -111,10 +111,8 @@ def main() -> None:
         soup = merged([str(cmp)], "greedy_soup", work / "soup")
     show(groups, soup)
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()},
-                                         "compare_s": round(compare_s, 1) if args.compare is None else None,
-                                         "groups": groups, "greedy_soup": soup}, indent=2))
+        write_results(args.json, args, compare_s=round(compare_s, 1) if args.compare is None else None, groups=groups,
+                      greedy_soup=soup)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import run_tunelab
+from common import run_tunelab, write_results
 
 MODEL = "minilm"
 # the budget of every leg; a strategy's own settings replace `strategy` and `optim`
@@ -127,9 +127,7 @@ def main() -> None:
                 results.append(run_legs(strategy, seed, args, work))
                 print_table(results[-1])
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "config": CONFIG,
-                                         "strategies": STRATEGIES, "results": results}, indent=2))
+        write_results(args.json, args, config=CONFIG, strategies=STRATEGIES, results=results)
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ import random
 import tempfile
 from pathlib import Path
 
-from common import run_tunelab, write_rows
+from common import run_tunelab, write_results, write_rows
 
 CONFIG = {"model": "minilm", "task": "classification", "strategy": {"name": "full", "layerwise_lr_decay": 0.95},
           "optim": {"lr": 5e-5}, "train": {"epochs": 3, "batch_size": 16, "seed": 0},
@@ -117,10 +117,8 @@ def main() -> None:
         print(f"{leg['leg']:>21} {leg['accuracy']:>13.4f} {leg['macro_f1']:>8.4f} "
               f"{100 * (leg['macro_f1'] - source['macro_f1']):>+15.1f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "config": CONFIG,
-                                         "pseudo_labels": labels, "pseudo_labels_balanced": labels_balanced,
-                                         "legs": legs}, indent=2))
+        write_results(args.json, args, config=CONFIG, pseudo_labels=labels, pseudo_labels_balanced=labels_balanced,
+                      legs=legs)
 
 
 if __name__ == "__main__":

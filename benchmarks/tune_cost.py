@@ -34,15 +34,14 @@ so only the activation cache is cold. Ratios are against legs measured in this s
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any, Optional
 
-HERE = Path(__file__).resolve().parent
+from common import load_sibling
+
 LEGS = ("head", "partial", "peer")
 # the issue's targets: tune / one cold run at most this; peer / tunelab head tune at least this
 TARGETS = {"head": 2.0, "partial": 6.0, "peer": 5.0}
@@ -53,13 +52,8 @@ PEER_FIELDS = {"optim.lr": "learning_rate", "schedule.warmup_ratio": "warmup_ste
 
 
 def _compare_cost():
-    """benchmarks/compare_cost.py as a module: its processes, cold caches and Trainer peer settings."""
-    if "compare_cost" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("compare_cost", HERE / "compare_cost.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["compare_cost"] = module  # its dataclass looks its module up there
-        spec.loader.exec_module(module)
-    return sys.modules["compare_cost"]
+    """benchmarks/compare_cost.py: its processes, cold caches and Trainer peer settings."""
+    return load_sibling("compare_cost")
 
 
 # -- configs, spaces and commands -------------------------------------------------------------------
@@ -342,13 +336,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="train.seed and both TPE samplers' seed")
     parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                         help="tunelab's train.precision")
-    parser.add_argument("--peer-precision", choices=["fp32", "bf16", "both"], default="both",
-                        help="the peer's: fp32 (Trainer's default), bf16 (bf16=True) or both (bf16 where the CPU has "
-                             "bf16 units)")
-    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)))
-    parser.add_argument("--work", default=None, help="folder for every leg's runs and caches (default: a fresh "
-                                                     "temporary one; must not exist)")
-    parser.add_argument("--json", default=None, help="also write the results to this JSON file")
+    _compare_cost().add_leg_options(parser)
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)  # the peer: the head CONFIG.yaml
     parser.add_argument("--space", default=None, help=argparse.SUPPRESS)   # the peer: SPACE.yaml
     args = parser.parse_args(argv)
