@@ -68,14 +68,18 @@ class EfficientNetBackbone(nn.Module):
         _pytorch_norm_momentum(net)
         self.embeddings = nn.Sequential(net._conv_stem, net._bn0, nn.ReLU6())
         self.blocks = net._blocks
+        self.num_blocks = len(net._blocks)
         self.neck = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
         # the input size lives in preprocessor.json only (one source); padding is the same for every even size
         self.config = {"architecture": ARCHITECTURE, "hidden_size": 1280}
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        x = self.embeddings(pixel_values)  # (B, 32, S/2, S/2)
-        for index, block in enumerate(self.blocks):
-            x = block(x, drop_connect_rate=self.drop_connect_rate * index / len(self.blocks))
+        x = self.embeddings(pixel_values)  # (B, 32, S/2, S/2); the cached input of block k when served
+        # served from block k (models/prefix.py), `self.blocks` holds the last blocks only: a block's
+        # drop-connect rate is by its depth in the whole stack
+        skipped = self.num_blocks - len(self.blocks)
+        for index, block in enumerate(self.blocks, start=skipped):
+            x = block(x, drop_connect_rate=self.drop_connect_rate * index / self.num_blocks)
         return self.neck(x).mean(dim=(2, 3))  # (B, 1280)
 
     def save_pretrained(self, out_dir: Path, safe_serialization: bool = True) -> None:

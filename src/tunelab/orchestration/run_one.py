@@ -263,8 +263,11 @@ def _trainer(session: _Session, model: TaskModel, staging: Path, cache: Any) -> 
             console.print(f"activation cache: not offered for task {task.name}; the frozen blocks are recomputed")
     if cache is not None and prepared.encoded["train"].augment is not None:  # any train-time augmentation
         cache = None
-        console.print("activation cache: off, because data.augment changes the training tokens every epoch, so the "
-                      "frozen blocks' output of an example is not the same twice; the frozen blocks are recomputed")
+        changes, undo = (("images", "data.augment.enabled: false") if task.takes_images else
+                         ("tokens", "data.augment.token_dropout, swap and span_mask at 0"))
+        console.print(f"activation cache: off, because data.augment changes the training {changes} every epoch, so "
+                      "the frozen blocks' output of an example is not the same twice; the frozen blocks are recomputed "
+                      f"({undo} caches them)")
     if prepared.device.type == "cpu":  # after the strategy: its own dropouts (LoRA's) are swapped too
         use_fast_cpu_dropout(model)
     if config.train.compile:

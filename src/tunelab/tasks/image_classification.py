@@ -3,7 +3,9 @@
 Shares targets, loss, predictions and metrics with text classification; what differs is the input: images
 are read by data/images.py, resized and normalised with the backbone's own statistics (the model
 directory's `preprocessor.json`, saved again with the trained model), and the training split carries the
-configured augmentation. The activation cache is keyed by token ids, so it is not offered here.
+configured augmentation. Without augmentation the frozen blocks' output of an image never changes, so the
+activation cache serves `head` and `partial` as it does text (its entries keyed by the pixel tensor); with
+augmentation the run turns it off and says why.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ __all__ = ["ImageClassificationTask"]
 
 class ImageClassificationTask(ClassificationTask):
     name = "image_classification"
-    supports_cache: ClassVar[bool] = False
+    supports_cache: ClassVar[bool] = True
     takes_label_smoothing = False  # as before images came: smoothing is offered for text classification
     takes_images = True
 

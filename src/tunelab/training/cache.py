@@ -6,13 +6,15 @@ run that needs the same thing reads it back instead. Gradual unfreezing lowers k
 capture pass stores the input of every block k the schedule will need.
 
 Keys. An entry is identified by a hash of: the split's token ids (the data, the tokenizer and
-`max_length` all end up there), the tokenizer settings, the prefix weights and architecture config
+`max_length` all end up there; for an image split, its pixel tensor), the tokenizer settings, the prefix weights and architecture config
 (embeddings + blocks `[0, k)`; not the head, so strategies with different heads share entries), k,
 the storage dtype and the compute precision. Change any part and a new entry is built; nothing is ever
 served from a stale entry.
 
 Storage. One flat file per entry, `(sum of lengths, H)` rows in fp32 or bf16, example i at rows
-`[offset_i, offset_i + len_i)` with no padding, so the attention mask is implied by the lengths.
+`[offset_i, offset_i + len_i)` with no padding, so the attention mask is implied by the lengths. An image
+split's examples all have the same shape (a convolutional block's `(C, H, W)` input): one row of C*H*W each,
+the shape in the entry's meta.json.
 Batches are read with positioned reads straight into the padded batch tensor: data larger than RAM
 works, the OS page cache keeps hot entries in memory, and the process's own RSS stays at one batch
 (a memory map would count every touched page as ours). Entries are built in a temporary folder and
@@ -44,7 +46,8 @@ from tunelab.paths import activation_cache_dir
 if TYPE_CHECKING:
     from tunelab.config.schema import TrainConfig
 
-__all__ = ["ActivationCache", "CacheKey", "CacheStats", "hash_token_ids", "activation_cache_for", "CacheUnsupported"]
+__all__ = ["ActivationCache", "CacheKey", "CacheStats", "hash_token_ids", "hash_split_inputs", "activation_cache_for",
+           "CacheUnsupported"]
 
 FORMAT_VERSION = 1
 StoreDtype = Literal["fp32", "bf16"]
@@ -62,6 +65,24 @@ def hash_token_ids(input_ids: list[list[int]]) -> str:
     return hashlib.sha256(lengths.tobytes() + flat.tobytes()).hexdigest()
 
 
+def hash_split_inputs(split: EncodedSplit) -> str:
+    """What a split's entries are keyed by: its token ids, or for a split without tokens (images) its
+    fixed-shape feature tensors, bytes and shapes."""
+    if split.has_tokens:
+        return hash_token_ids(split.input_ids)
+    digest = hashlib.sha256(f"examples={len(split)}".encode())
+    for name in sorted(split.features):
+        _update_with_tensor(digest, name, split.features[name])
+    return digest.hexdigest()
+
+
+def example_rows(split: EncodedSplit) -> np.ndarray:
+    """Rows an example takes in an entry: its tokens, or one for a fixed-shape example (an image)."""
+    if not split.has_tokens:
+        return np.ones(len(split), dtype=np.int64)
+    return np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split))
+
+
 def _update_with_tensor(digest: "hashlib._Hash", name: str, tensor: torch.Tensor) -> None:
     digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
     digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
@@ -73,8 +94,9 @@ def prefix_hashes(model: TaskModel, starts: list[int]) -> dict[int, str]:
     with a pooled head (the bare backbone) and one with the native head (the backbone inside
     `...ForSequenceClassification`) share their entries: the frozen prefix computes the same thing in both."""
     stack = model.layer_stack
-    config = getattr(model.network, "config", None)
-    described = {k: v for k, v in (config.to_dict() if config is not None else {}).items() if k not in _HEAD_ONLY_CONFIG}
+    config = getattr(model.network, "config", None)  # a transformers config, or a plain dict (vision backbones)
+    config = config if config is None or isinstance(config, dict) else config.to_dict()
+    described = {k: v for k, v in (config or {}).items() if k not in _HEAD_ONLY_CONFIG}
     digest = hashlib.sha256(json.dumps(described, sort_keys=True, default=str).encode())
     by_group: dict[int, list[tuple[str, torch.Tensor]]] = {}
     for name, tensor in model.state_dict(keep_vars=True).items():
@@ -134,14 +156,17 @@ class CacheStats:
 class CachedPrefixStore:
     """One entry: hidden states entering block k for every example of one split."""
 
-    def __init__(self, path: Path, lengths: np.ndarray, hidden_size: int, dtype: StoreDtype) -> None:
+    def __init__(self, path: Path, lengths: np.ndarray, hidden_size: int, dtype: StoreDtype,
+                 shape: Optional[tuple[int, ...]] = None) -> None:
         self.path, self.lengths, self.hidden_size, self.dtype = path, lengths, hidden_size, dtype
+        self.shape = shape  # an image entry's per-example shape `(C, H, W)`, stored as one row
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self._rows: Optional[np.ndarray] = None  # (rows, H), mapped on the first read
 
     def read(self, indices: torch.Tensor, width: int, out_dtype: torch.dtype = torch.float32) -> torch.Tensor:
-        """`(B, width, H)` hidden states of examples `indices`, zero after each example's length. Copied from
-        a memory map (the page cache), not read with a call per example: 0.46 against 0.78 ms a batch of 16."""
+        """`(B, width, H)` hidden states of examples `indices`, zero after each example's length (an image
+        entry: `(B, C, H, W)`, width 1). Copied from a memory map (the page cache), not read with a call per
+        example: 0.46 against 0.78 ms a batch of 16."""
         if self._rows is None:
             self._rows = np.memmap(self.path / "hidden.bin", dtype=_NUMPY[self.dtype], mode="r",
                                    shape=(int(self.offsets[-1]), self.hidden_size))
@@ -150,7 +175,8 @@ class CachedPrefixStore:
             n, start = int(self.lengths[i]), int(self.offsets[i])
             rows[j, :n] = self._rows[start:start + n]
             rows[j, n:] = 0
-        return torch.from_numpy(rows).view(_TORCH[self.dtype]).to(out_dtype)
+        out = torch.from_numpy(rows).view(_TORCH[self.dtype]).to(out_dtype)
+        return out if self.shape is None else out.view(len(indices), *self.shape)
 
     def close(self) -> None:
         self._rows = None  # the map closes with its last reference
@@ -168,10 +194,15 @@ class _Writer:
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         self.fd: Optional[int] = os.open(self.tmp / "hidden.bin", os.O_WRONLY | os.O_CREAT, 0o644)
         self.hidden_size = 0
+        self.shape: Optional[tuple[int, ...]] = None
         self.written = 0
 
     def write(self, hidden: torch.Tensor, indices: torch.Tensor) -> None:
-        """`hidden` `(B, T, H)` for split positions `indices`; only each example's real tokens are kept."""
+        """`hidden` `(B, T, H)` for split positions `indices`; only each example's real tokens are kept.
+        Any other shape (an image block's `(B, C, H, W)`) is one row an example, its shape kept for reading."""
+        if hidden.dim() != 3:
+            self.shape = tuple(int(d) for d in hidden.shape[1:])
+            hidden = hidden.reshape(hidden.shape[0], 1, -1)
         self.hidden_size = int(hidden.shape[-1])
         data = hidden.detach().to("cpu", _TORCH[self.dtype])
         data = (data.view(torch.int16) if self.dtype == "bf16" else data).numpy()
@@ -186,7 +217,8 @@ class _Writer:
         fd, self.fd = self.fd, None
         os.close(fd)
         meta = {"version": FORMAT_VERSION, "key": asdict(self.key), "examples": len(self.lengths),
-                "rows": int(self.offsets[-1]), "hidden_size": self.hidden_size, "dtype": self.dtype}
+                "rows": int(self.offsets[-1]), "hidden_size": self.hidden_size, "dtype": self.dtype,
+                "shape": None if self.shape is None else list(self.shape)}
         (self.tmp / "meta.json").write_text(json.dumps(meta, indent=1))
 
     def release(self) -> None:
@@ -216,8 +248,11 @@ def activation_cache_for(train: "TrainConfig", tokenizer: Any, max_length: int) 
     """The cache a run's config asks for (None with `train.cache: off`)."""
     if train.cache == "off":
         return None
-    settings = (f"{type(tokenizer).__name__}|vocab={len(tokenizer)}|max_length={max_length}"
-                f"|pad={tokenizer.pad_token_id}")
+    if getattr(tokenizer, "image_size", None) is not None:  # an image preprocessor: its resizing and
+        settings = f"{type(tokenizer).__name__}|image_size={tokenizer.image_size}"  # normalising are in the pixels
+    else:
+        settings = (f"{type(tokenizer).__name__}|vocab={len(tokenizer)}|max_length={max_length}"
+                    f"|pad={tokenizer.pad_token_id}")
     root = Path(train.cache_dir).expanduser() if train.cache_dir else activation_cache_dir()
     return ActivationCache(root, dtype=train.cache_dtype, tokenizer_settings=settings, compute=train.precision)
 
@@ -263,7 +298,7 @@ class ActivationCache:
 
         Raises CacheUnsupported when this model cannot be run from block k (checked numerically)."""
         hashes = prefix_hashes(model, starts)
-        lengths = np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split))
+        lengths = example_rows(split)
         keys = {k: self.key(split, k, hashes[k]) for k in starts}
         missing = {k: key for k, key in keys.items() if not (self.root / key.digest() / "meta.json").is_file()}
         if shard is not None:  # what the machine's first process found missing, so all build the same
@@ -291,7 +326,7 @@ class ActivationCache:
     def _tokens_of(self, split: EncodedSplit) -> str:
         known = self._token_hashes.get(id(split))
         if known is None or known[0] is not split:
-            known = (split, hash_token_ids(split.input_ids))  # the split is held so its id is never reused
+            known = (split, hash_split_inputs(split))  # the split is held so its id is never reused
             self._token_hashes[id(split)] = known
         return known[1]
 
@@ -299,7 +334,8 @@ class ActivationCache:
         meta = json.loads((path / "meta.json").read_text())
         if meta["examples"] != len(lengths) or meta["rows"] != int(lengths.sum()):
             raise ModelError(f"activation cache entry {path} does not match its key; delete the folder")
-        return CachedPrefixStore(path, lengths, meta["hidden_size"], meta["dtype"])
+        shape = meta.get("shape")
+        return CachedPrefixStore(path, lengths, meta["hidden_size"], meta["dtype"], None if shape is None else tuple(shape))
 
     def _writers(self, entries: contextlib.ExitStack, missing: dict[int, CacheKey], lengths: np.ndarray,
                  shard: Optional[Shard]) -> dict[int, _Writer]:
@@ -352,7 +388,7 @@ class ActivationCache:
                             continue
                         moved = batch.to(device)
                         with autocast or contextlib.nullcontext():
-                            captured = capture_block_inputs(model, starts, moved.input_ids, moved.attention_mask)
+                            captured = capture_block_inputs(model, starts, **moved.inputs)
                         for k, hidden in captured.items():
                             writers[k].write(hidden, batch.indices)
                         self.stats.computed_examples += len(batch)
@@ -375,12 +411,12 @@ def check_served_forward(model: TaskModel, split: EncodedSplit, starts: list[int
         raise CacheUnsupported(str(err)) from None
     batch = next(iterate_batches(split, 4, pad_id=pad_id, shuffle=False)).to(device)
     head = {} if batch.head is None else {"head": batch.head}  # a multi-task split's: its task's head
-    reference = model(batch.input_ids, batch.attention_mask, **head).float()
-    captured = capture_block_inputs(model, starts, batch.input_ids, batch.attention_mask)
-    mask = batch.attention_mask.unsqueeze(-1).to(reference.dtype)  # (B, T, 1): cached rows stop at the length
+    reference = model(**batch.inputs, **head).float()
+    captured = capture_block_inputs(model, starts, **batch.inputs)
+    mask = batch.attention_mask  # (B, T): cached rows stop at each example's length (images: no mask)
     for k, hidden in captured.items():
-        served = model(batch.input_ids, batch.attention_mask, prefix_hidden=hidden * mask.to(hidden.dtype),
-                       start_block=k, **head).float()
+        stored = hidden if mask is None else hidden * mask.unsqueeze(-1).to(hidden.dtype)
+        served = model(**batch.inputs, prefix_hidden=stored, start_block=k, **head).float()
         if not torch.allclose(served, reference, atol=1e-4, rtol=1e-3):
             gap = float((served - reference).abs().max())
             raise CacheUnsupported(f"running this model from block {k} changes its logits by {gap:.2g}")

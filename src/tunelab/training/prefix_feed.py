@@ -56,7 +56,8 @@ class PrefixFeed:
         for batch in iterate_batches(split, batch_size, pad_id=self.pad_id, shuffle=shuffle, seed=self.seed,
                                      epoch=epoch, draw=draw):
             if entry is not None and self.cache is not None:
-                batch.prefix_hidden = entry[1].read(batch.indices, batch.input_ids.shape[1])  # (B, T, H)
+                width = 1 if batch.input_ids is None else batch.input_ids.shape[1]  # images: one row an example
+                batch.prefix_hidden = entry[1].read(batch.indices, width)  # (B, T, H), or an image's (B, C, H, W)
                 batch.start_block = k
                 self.cache.stats.served_batches += 1
             yield batch

@@ -57,13 +57,18 @@ STRATEGIES = {"full": {"name": "full"}, "head": {"name": "head"}, "partial": {"n
 
 @pytest.mark.parametrize("strategy", list(STRATEGIES))
 def test_digits_train_save_predict(strategy: str, tiny_vision_dir: Path, tmp_path: Path) -> None:
+    """head and partial train without augmentation, so their frozen blocks come from the activation cache; the
+    others with it, which turns the cache off."""
+    augment = strategy not in ("head", "partial")
     raw = {"model": str(tiny_vision_dir), "task": "image_classification", "head": {"type": "linear"},
-           "data": {"builtin": "digits", "limit": 100, "augment": {"enabled": True}}, "strategy": STRATEGIES[strategy],
+           "data": {"builtin": "digits", "limit": 100, "augment": {"enabled": augment}}, "strategy": STRATEGIES[strategy],
            "optim": {"lr": 3e-3}, "train": {"epochs": 1, "batch_size": 16}, "early_stopping": {"metric": "accuracy"},
            "output": str(tmp_path / "run")}
     train_via_cli(raw, folder=tmp_path)
     run = tmp_path / "run"
     assert "accuracy" in json.loads((run / "test_metrics.json").read_text())
+    cache = json.loads((run / "manifest.json").read_text())["activation_cache"]
+    assert cache is None if augment else (cache["computed_examples"], cache["served_batches"] > 0) == (100, True), cache
     saved = list(csv.DictReader((run / "predictions.csv").open(encoding="utf-8")))
     from tunelab.artifacts.model_io import load_run
     from tunelab.data.images import load_digits_records
@@ -102,3 +107,47 @@ def test_image_options_refused_for_text_tasks(extra: dict, message: str) -> None
 
     with pytest.raises(ConfigError, match=message):
         parse_config(extra)
+
+
+@pytest.mark.parametrize("strategy", [{"name": "head"}, {"name": "partial", "freeze_blocks": 12}])
+def test_cached_image_training_equals_recomputing(strategy: dict, tiny_vision_dir: Path, tmp_path: Path) -> None:
+    """Issue 20: without augmentation the frozen blocks' output of an image never changes, so `head` and
+    `partial` read it from the activation cache (a (C, H, W) row an image) and train the model recomputing
+    would, drop-connect rates of the served blocks included (they are by depth in the whole stack)."""
+    import copy
+
+    import torch
+
+    from tunelab.catalog import parse_config
+    from tunelab.data.sources import load_data
+    from tunelab.strategies import compile_strategy
+    from tunelab.tasks import get_task
+    from tunelab.training import Trainer
+    from tunelab.training.cache import ActivationCache
+
+    config = parse_config({"model": str(tiny_vision_dir), "task": "image_classification", "head": {"type": "linear"},
+                           "data": {"builtin": "digits", "limit": 80}, "strategy": strategy, "optim": {"lr": 3e-3},
+                           "train": {"epochs": 2, "batch_size": 16}, "early_stopping": {"restore_best": False},
+                           "output": str(tmp_path / "run")})
+    task = get_task(config.task)
+    data = load_data(config.data, task, 0)
+    images = task.load_preprocessor(tiny_vision_dir, config)
+    enc = {k: task.encode(getattr(data.splits, k), images, 0, data.label_names, train=k == "train")
+           for k in ("train", "validation")}
+    torch.manual_seed(0)
+    model = task.build_model(config.model, config.head, data.label_names, tiny_vision_dir)
+    twin, initial = copy.deepcopy(model), copy.deepcopy(model)
+    cache = ActivationCache(tmp_path / "cache")
+    for net, activation_cache in ((model, None), (twin, cache)):
+        torch.manual_seed(1)  # the same drop-connect and dropout draws in the trained part of both runs
+        plan = compile_strategy(config.strategy, net, config.optim, config.train.epochs)
+        trainer = Trainer(config, task, data.label_names, task.loss_fn(config.loss, enc["train"], data.label_names),
+                          torch.device("cpu"), 0, activation_cache=activation_cache)
+        trainer.fit(net, plan, enc["train"], enc["validation"])
+    assert cache.stats.computed_examples == len(enc["train"]) + len(enc["validation"]) and cache.stats.served_batches > 0
+    moved = [n for (n, a), (_, b) in zip(model.named_parameters(), initial.named_parameters()) if not torch.equal(a, b)]
+    assert moved  # the comparison below is not vacuous
+    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4), name
+    for (name, a), (_, b) in zip(model.named_buffers(), twin.named_buffers()):  # batch norm statistics
+        assert torch.allclose(a.float(), b.float(), atol=1e-5, rtol=1e-4), name
