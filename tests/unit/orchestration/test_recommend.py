@@ -73,5 +73,6 @@ def test_recommend_scores_an_image_backbone_by_its_feature_maps(tiny_vision_dir,
     (backbone,) = record["backbones"]
     assert backbone["blocks"] == 16 and len(backbone["depths"]) == 17 and backbone["logme_cls"] is None
     assert backbone["hidden_size"] == 320  # the last block's channels, averaged over the positions of its maps
-    assert record["plan"]["strategy"] not in ("prefix_tuning", "lora") and record["warm"] is None
+    assert record["plan"]["strategy"] not in ("prefix_tuning", "lora")
+    assert record["warm"]["built_entries"] == 3  # no augmentation: the plan's frozen blocks cached for its train
     assert "spatial mean" in record["plan"]["reasons"]["head"]
