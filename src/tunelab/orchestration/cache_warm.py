@@ -17,7 +17,8 @@ from tunelab.config.schema import RunConfig
 from tunelab.models.task_model import TaskModel
 from tunelab.orchestration.prepare import SPLITS, Prepared
 from tunelab.strategies.registry import compile_strategy
-from tunelab.training.cache import ActivationCache, activation_cache_for, prefix_hashes
+from tunelab.training.cache import ActivationCache, activation_cache_for
+from tunelab.training.cache_keys import prefix_hashes
 from tunelab.training.device import seed_everything
 from tunelab.training.frozen_prefix import prefix_schedule
 from tunelab.training.prefix_feed import PrefixFeed

@@ -33,7 +33,7 @@ from tunelab.inference.predict import encode_split
 from tunelab.models.layerstack import EMBEDDING_GROUP
 from tunelab.models.task_model import TaskModel
 from tunelab.strategies.peft.base import adaptation_of
-from tunelab.training.cache import hash_token_ids, prefix_hashes
+from tunelab.training.cache_keys import hash_token_ids, prefix_hashes
 
 __all__ = ["Meter", "start_meter", "measure_forgetting", "effective_weights", "weight_drift", "forgetting_summary"]
 

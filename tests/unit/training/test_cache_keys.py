@@ -11,7 +11,8 @@ import torch
 
 from tunelab.catalog import parse_config
 from tunelab.data.encoding import EncodedSplit
-from tunelab.training.cache import ActivationCache, CacheKey
+from tunelab.training.cache import ActivationCache
+from tunelab.training.cache_keys import CacheKey
 from tunelab.orchestration.train import train as run_training
 
 from tests.conftest import _build_training as setup
