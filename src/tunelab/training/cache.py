@@ -5,8 +5,9 @@ changes, so it is computed once (eval mode, no grad) and every epoch, every eval
 run that needs the same thing reads it back instead. Gradual unfreezing lowers k epoch by epoch: one
 capture pass stores the input of every block k the schedule will need.
 
-Keys. An entry is identified by a hash of: the split's token ids (the data, the tokenizer and
-`max_length` all end up there; for an image split, its pixel tensor), the tokenizer settings, the prefix weights and architecture config
+Keys (training/cache_keys.py). An entry is identified by a hash of: the split's token ids (the data, the
+tokenizer and `max_length` all end up there; for an image split, its pixel tensor), the tokenizer settings,
+the prefix weights and architecture config
 (embeddings + blocks `[0, k)`; not the head, so strategies with different heads share entries), k,
 the storage dtype and the compute precision. Change any part and a new entry is built; nothing is ever
 served from a stale entry.
@@ -248,8 +249,9 @@ class ActivationCache:
         meta = json.loads((path / "meta.json").read_text())
         if meta["examples"] != len(lengths) or meta["rows"] != int(lengths.sum()):
             raise ModelError(f"activation cache entry {path} does not match its key; delete the folder")
-        shape = meta.get("shape")
-        return CachedPrefixStore(path, lengths, meta["hidden_size"], meta["dtype"], None if shape is None else tuple(shape))
+        shape = meta.get("shape")  # image entries only
+        return CachedPrefixStore(path, lengths, meta["hidden_size"], meta["dtype"],
+                                 None if shape is None else tuple(shape))
 
     def _writers(self, entries: contextlib.ExitStack, missing: dict[int, CacheKey], lengths: np.ndarray,
                  shard: Optional[Shard]) -> dict[int, _Writer]:

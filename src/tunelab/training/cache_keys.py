@@ -90,8 +90,8 @@ def _backbone_root(blocks_path: str, embedding_prefixes: tuple[str, ...]) -> str
 class CacheKey:
     """Everything the cached hidden states depend on; `digest` names the entry on disk."""
 
-    tokens: str        # sha256 of the split's token ids
-    tokenizer: str     # tokenizer class, vocabulary size, max_length, padding id
+    tokens: str        # sha256 of the split's token ids (an image split: of its pixel tensor)
+    tokenizer: str     # tokenizer class, vocabulary size, max_length, padding id (images: preprocessor, size)
     model: str         # sha256 of the prefix weights and architecture config
     start_block: int   # k
     dtype: str         # storage dtype
