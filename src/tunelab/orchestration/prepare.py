@@ -32,6 +32,7 @@ from tunelab.models.truncate import check_num_blocks
 from tunelab.orchestration.distilling import check_distillation
 from tunelab.tasks.base import Task
 from tunelab.tasks.registry import get_task
+from tunelab.strategies.peft.lora import check_quantize_device
 from tunelab.training.device import resolve_run_precision, seed_everything, select_device
 from tunelab.training.distributed import SINGLE, Distributed, from_environment
 from tunelab.training.snapshot import load_rng_state, rng_state
@@ -170,6 +171,7 @@ def prepare(config: RunConfig, *, trust_pickle: bool = False, console: Optional[
     task = get_task(config.task)
     seed_everything(config.train.seed)
     device = select_device(config.train)
+    check_quantize_device(config.strategy, device.type)  # before any data is read (run_one checks each row again)
     dist = from_environment(config.train.distributed, device, config.train.batch_size)
     config, note = resolve_run_precision(config, device)
     if note:

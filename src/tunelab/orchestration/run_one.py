@@ -40,6 +40,7 @@ from tunelab.orchestration.prepare import Prepared
 from tunelab.orchestration.report_inputs import parameters_by_block
 from tunelab.orchestration.thresholds import check_thresholds, tuned_predictions
 from tunelab.strategies.plan import Plan, apply_trainable
+from tunelab.strategies.peft.lora import check_quantize_device
 from tunelab.strategies.registry import compile_strategy
 from tunelab.tasks.base import Predictions
 from tunelab.training.accel import compile_blocks
@@ -150,6 +151,7 @@ def _open_session(prepared: Prepared, config: RunConfig, run_dir: RunDirectory, 
 def _build(session: _Session) -> tuple[TaskModel, Plan]:
     """The task model with the strategy applied, and what it trains; one summary line for the user."""
     prepared, config = session.prepared, session.config
+    check_quantize_device(config.strategy, prepared.device.type)
     model = prepared.build_model(config)
     for note in model.notes:  # what building it did (a head created where the checkpoint had none)
         session.console.print(escape(note))

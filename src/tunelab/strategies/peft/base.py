@@ -212,6 +212,10 @@ class PeftMethod:
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
         raise NotImplementedError
 
+    def for_loading(self, config: StrategyConfig) -> StrategyConfig:
+        """The strategy a saved adapter is loaded with (LoRA drops its 4-bit base here); most methods: as trained."""
+        return config
+
     def peft_config(self, model: TaskModel, config: StrategyConfig, adaptation: Adaptation) -> dict[str, Any]:
         """Fields of peft's adapter_config.json specific to this method (peft-format methods only)."""
         raise NotImplementedError

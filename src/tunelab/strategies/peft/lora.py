@@ -10,12 +10,13 @@ inserts is in `lora_layers.py`, imported when a model is adapted.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Optional
 
 from pydantic import Field, model_validator
 
 from tunelab.config.schema import StrategyConfig
 from tunelab.errors import ConfigError
+from tunelab.optional import require
 from tunelab.strategies.peft.base import (PeftSection, Adaptation, PeftMethod, blocks_allowed, head_names, match_name,
                                           replace_module)
 
@@ -23,7 +24,7 @@ if TYPE_CHECKING:
     from tunelab.models.task_model import TaskModel
     from tunelab.strategies.peft.layer import PeftLayer
 
-__all__ = ["LoraSection", "LoraMethod"]
+__all__ = ["LoraSection", "LoraMethod", "check_quantize_device"]
 
 # the module types LoraLayer adapts (lora_layers.LORA_TYPES, which names them in its refusal)
 ModuleType = Literal["Linear", "Conv1d", "Conv2d", "Embedding", "Conv1D"]
@@ -41,6 +42,10 @@ class LoraSection(PeftSection):
     target_types: list[ModuleType] = Field(default_factory=list, description="Also adapt every module of these types.")
     rslora: bool = Field(False, description="rank-stabilised scaling alpha / sqrt(r) (Kalajdzievski 2023).")
     dora: bool = Field(False, description="DoRA: learn a magnitude per output row (Liu et al. 2024); Linear layers only.")
+    quantize: Optional[Literal["nf4", "fp4"]] = Field(
+        None, description="QLoRA: store the base model's Linear layers in 4 bits (bitsandbytes, CUDA only); null: as loaded.")
+    double_quant: bool = Field(True, description="QLoRA: quantize the 4-bit blocks' scales too (about 0.4 bits a weight less).")
+    compute_dtype: Literal["bf16", "fp16", "fp32"] = Field("bf16", description="QLoRA: the dtype 4-bit weights compute in.")
     foreign_names: ClassVar[dict[str, str]] = {  # peft's LoraConfig and Axolotl's flat lora_* keys
         "r": "rank", "lora_r": "rank", "lora_alpha": "alpha", "lora_dropout": "dropout", "use_rslora": "rslora",
         "use_dora": "dora", "lora_target_modules": "target_modules", "lora_target_linear": "target_types"}
@@ -49,7 +54,31 @@ class LoraSection(PeftSection):
     def _targets(self) -> "LoraSection":
         if not self.target_modules and not self.target_types:
             raise ValueError("give lora.target_modules (names such as [query, value]) or lora.target_types (such as [Linear])")
+        if self.quantize and self.dora:
+            raise ValueError("dora: not with quantize (DoRA's magnitude needs the full-precision weight at every step); "
+                             "set dora: false or quantize: null")
         return self
+
+
+_QUANTIZE_ON_CPU = ("4-bit base weights are for CUDA GPUs, where they let a model too large for the GPU's memory "
+                    "train; bitsandbytes' CPU path dequantizes every weight at every call (benchmarks/"
+                    "qlora_cpu_cost.py: a MiniLM LoRA step 1.07-1.6x slower than on the bf16 base), for weights a "
+                    "CPU's memory holds anyway, so tunelab refuses it rather than run it slowly. On a CPU: LoRA on the "
+                    "full-precision base (remove strategy.lora.quantize), in bf16 with train.precision: bf16 where "
+                    "the CPU has bf16 units. A run trained with quantize on a GPU loads on a CPU (predict, serve, "
+                    "export) onto the full-precision base.")
+
+
+def check_quantize_device(config: StrategyConfig, device_type: str) -> None:
+    """Refuse a 4-bit base on anything but CUDA, before the model is built: the run's device is known only once
+    `train.device: auto` is resolved."""
+    method = LoraMethod()
+    if config.name != method.name or not method.settings(config).quantize:
+        return
+    if device_type != "cuda":
+        raise ConfigError(f"strategy.lora.quantize: {method.settings(config).quantize} (QLoRA), and this run's device "
+                          f"is {device_type}. {_QUANTIZE_ON_CPU}")
+    require("strategy.lora.quantize (4-bit base weights, QLoRA)", "bitsandbytes", error=ConfigError)
 
 
 class LoraMethod(PeftMethod):
@@ -78,10 +107,28 @@ class LoraMethod(PeftMethod):
                 found.append(path)
         return found
 
+    def for_loading(self, config: StrategyConfig) -> StrategyConfig:
+        """A saved run's adapter goes onto the full-precision base: predict, serve, export and merge run on any
+        device, and a merge wants plain weights. (Its test metrics were scored on the 4-bit base it trained on.)"""
+        settings = self.settings(config)
+        if not settings.quantize:
+            return config
+        return config.model_copy(update={self.section: settings.model_copy(update={"quantize": None})})
+
+    def _quantize_base(self, model: TaskModel, config: StrategyConfig) -> list[str]:
+        """QLoRA: every Linear of the base outside the head in 4 bits, before LoRA wraps the targets."""
+        from tunelab.strategies.peft.quantize_layers import quantize_linears
+
+        s = self.settings(config)
+        skip = {n.rsplit(".", 1)[0] for n in head_names(model)}
+        return quantize_linears(model, skip, quant_type=s.quantize, double_quant=s.double_quant,
+                                compute_dtype=s.compute_dtype)
+
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
         from tunelab.strategies.peft.lora_layers import LoraLayer, layer_kind
 
         s = self.settings(config)
+        quantized = self._quantize_base(model, config) if s.quantize else []
         paths = self.targets(model, config)
         if not paths:
             kinds = sorted({k for _, m in model.network.named_modules() if (k := layer_kind(m))})
@@ -97,7 +144,8 @@ class LoraMethod(PeftMethod):
             replace_module(model, path, layer)
             layers[path] = layer
         params = frozenset(f"{p}.{n}" for p, layer in layers.items() for n in layer.declared_names())
-        return Adaptation(method=self.name, layers=layers, params=params, info={"targets": paths})
+        return Adaptation(method=self.name, layers=layers, params=params,
+                          info={"targets": paths, "quantized": quantized})
 
     def peft_config(self, model: TaskModel, config: StrategyConfig, adaptation: Adaptation) -> dict[str, Any]:
         s = self.settings(config)

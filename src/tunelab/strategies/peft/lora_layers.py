@@ -14,6 +14,7 @@ from torch import nn
 
 from tunelab.errors import ConfigError
 from tunelab.strategies.peft.layer import PeftLayer
+from tunelab.strategies.peft.quantize_layers import dequantized_linear, is_4bit
 
 __all__ = ["LoraLayer", "LORA_TYPES", "layer_kind"]
 
@@ -31,6 +32,8 @@ def layer_kind(module: nn.Module) -> str | None:
     conv1d = _hf_conv1d()
     if conv1d is not None and isinstance(module, conv1d):
         return "Conv1D"
+    if is_4bit(module):  # QLoRA's base: a Linear whose weight bitsandbytes stores in 4 bits
+        return "Linear"
     for kind in ("Linear", "Conv1d", "Conv2d", "Embedding"):
         if type(module) is getattr(nn, kind):
             return kind
@@ -121,9 +124,12 @@ class LoraLayer(PeftLayer):
     # -- merge --------------------------------------------------------------------------------------
     @torch.no_grad()
     def merge(self) -> None:
-        """Fold the update into the base weight in place; a second call does nothing."""
+        """Fold the update into the base weight in place; a second call does nothing. A 4-bit base is first
+        dequantized into a plain Linear (as it computes), so the merged layer is full precision, as peft's is."""
         if self.merged:
             return
+        if is_4bit(self.base_layer):
+            self.base_layer = dequantized_linear(self.base_layer)
         weight = self.base_layer.weight
         delta = self.delta_weight()
         if hasattr(self, "lora_magnitude_vector"):
