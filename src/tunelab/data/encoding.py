@@ -76,9 +76,16 @@ class EncodedSplit:
         return -(-len(self) // batch_size)
 
     @functools.cached_property
+    def token_lengths(self) -> np.ndarray:
+        """Tokens per example, (N,) int64; zeros for a split without tokens (images). Computed once: batching,
+        the cache's keys and rows, and the report's length profile all read it."""
+        lengths = np.fromiter((len(ids) for ids in self.input_ids), dtype=np.int64, count=len(self.input_ids))
+        return lengths if len(lengths) == len(self) else np.zeros(len(self), dtype=np.int64)
+
+    @functools.cached_property
     def longest(self) -> int:
         """Tokens in the split's longest example: the widest a batch is ever padded to."""
-        return max((len(ids) for ids in self.input_ids), default=0)
+        return int(self.token_lengths.max()) if len(self) else 0
 
 
 @dataclass
@@ -165,9 +172,7 @@ def iterate_batches(split: EncodedSplit, batch_size: int, *, pad_id: int, shuffl
 
 def batch_order(split: EncodedSplit, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
                 forward_cost_tokens: Optional[int] = None, draw: int = 0) -> list[np.ndarray]:
-    lengths = np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split.input_ids))
-    if len(lengths) != len(split):  # no token ids (image tasks): every example has the same size
-        lengths = np.zeros(len(split), dtype=np.int64)
+    lengths = split.token_lengths  # zeros without token ids (image tasks): every example has the same size
     if not shuffle:
         order = np.argsort(-lengths, kind="stable")
         if forward_cost_tokens is not None and split.has_tokens and len(order):

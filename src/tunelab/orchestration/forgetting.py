@@ -141,7 +141,7 @@ def _base_features(meter: Meter, prepared: Any, config: RunConfig) -> list[np.nd
     if not meter.reference.has_tokens:  # images: no cheap key of the reference; computed every time
         return _block_features(meter.base, meter.reference, prepared, config)
     blocks = meter.base.layer_stack.num_blocks
-    key = "|".join([hash_token_ids(meter.reference.input_ids), prefix_hashes(meter.base, [blocks])[blocks],
+    key = "|".join([hash_token_ids(meter.reference), prefix_hashes(meter.base, [blocks])[blocks],
                     config.train.precision, str(config.train.evaluation_batch_size), prepared.device.type])
     shared = prepared.base_features
     if key not in shared:

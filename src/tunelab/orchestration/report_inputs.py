@@ -79,7 +79,7 @@ def _lengths(split: EncodedSplit, max_length: int) -> dict[str, Any]:
     `max_length` was cut there (or fits it exactly: the tokenizer does not say which)."""
     if not split.has_tokens:
         return {}
-    lengths = np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split.input_ids))
+    lengths = split.token_lengths
     reached = int((lengths >= max_length).sum())
     return {"length_counts": np.bincount(lengths).tolist(), "truncated": reached,
             "truncated_share": reached / len(lengths) if len(lengths) else 0.0}

@@ -24,9 +24,9 @@ _HEAD_ONLY_CONFIG = {"id2label", "label2id", "num_labels", "problem_type", "arch
                      "classifier_dropout", "transformers_version", "add_pooling_layer", "return_dict"}
 
 
-def hash_token_ids(input_ids: list[list[int]]) -> str:
-    lengths = np.fromiter((len(ids) for ids in input_ids), dtype=np.int64, count=len(input_ids))
-    flat = np.fromiter((t for ids in input_ids for t in ids), dtype=np.int64, count=int(lengths.sum()))
+def hash_token_ids(split: EncodedSplit) -> str:
+    lengths = split.token_lengths
+    flat = np.fromiter((t for ids in split.input_ids for t in ids), dtype=np.int64, count=int(lengths.sum()))
     return hashlib.sha256(lengths.tobytes() + flat.tobytes()).hexdigest()
 
 
@@ -34,7 +34,7 @@ def hash_split_inputs(split: EncodedSplit) -> str:
     """What a split's entries are keyed by: its token ids, or for a split without tokens (images) its
     fixed-shape feature tensors, bytes and shapes."""
     if split.has_tokens:
-        return hash_token_ids(split.input_ids)
+        return hash_token_ids(split)
     digest = hashlib.sha256(f"examples={len(split)}".encode())
     for name in sorted(split.features):
         _update_with_tensor(digest, name, split.features[name])
@@ -43,9 +43,7 @@ def hash_split_inputs(split: EncodedSplit) -> str:
 
 def example_rows(split: EncodedSplit) -> np.ndarray:
     """Rows an example takes in an entry: its tokens, or one for a fixed-shape example (an image)."""
-    if not split.has_tokens:
-        return np.ones(len(split), dtype=np.int64)
-    return np.fromiter((len(ids) for ids in split.input_ids), dtype=np.int64, count=len(split))
+    return split.token_lengths if split.has_tokens else np.ones(len(split), dtype=np.int64)
 
 
 def _update_with_tensor(digest: "hashlib._Hash", name: str, tensor: torch.Tensor) -> None:
