@@ -120,9 +120,21 @@ def _training(config: RunConfig, manifest: dict[str, Any], sizes: dict[str, int]
              f"- optimisation: lr {config.optim.lr:g}, {config.train.epochs} epoch(s), batch size {config.train.batch_size}, "
              f"seed {config.train.seed}, precision {manifest.get('precision', config.train.precision)}",
              f"- epochs run: {manifest.get('epochs_run', '?')}; best epoch: {manifest.get('best_epoch', '?')}",
+             *_quantized(config),
              "", "The full resolved config is `config.yaml` in the run directory; versions and hashes are in "
              "`manifest.json`."]
     return "\n".join(lines)
+
+
+def _quantized(config: RunConfig) -> list[str]:
+    """QLoRA: the test metrics are the 4-bit base's, the files load onto the full-precision one."""
+    lora = config.strategy.lora if config.strategy.name == "lora" else None
+    quantize = getattr(lora, "quantize", None)
+    if not quantize:
+        return []
+    return [f"- QLoRA: trained on the base with its Linear layers in 4 bits ({quantize}, bitsandbytes), where the "
+            "test metrics below were scored; the adapter loads onto the full-precision base, whose predictions can "
+            "differ slightly"]
 
 
 def _evaluation(metrics: dict[str, Any], labels: list[str]) -> str:

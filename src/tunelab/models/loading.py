@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import io
+import math
 from pathlib import Path
 from typing import Any, Literal, Optional
 
-
+import torch
 from safetensors import SafetensorError
 from torch import nn
 
@@ -191,9 +192,16 @@ def hash_model_dir(model_dir: Path) -> str:
 
 def count_parameters(model: nn.Module) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(parameter_count(p) for p in model.parameters())
+    trainable = sum(parameter_count(p) for p in model.parameters() if p.requires_grad)
     return trainable, total
+
+
+def parameter_count(param: torch.Tensor) -> int:
+    """Weights a parameter holds: a 4-bit one (bitsandbytes packs two in a byte, QLoRA's base) by the shape
+    its quantization state records, not by its bytes."""
+    state = getattr(param, "quant_state", None)
+    return math.prod(state.shape) if state is not None and getattr(state, "shape", None) else param.numel()
 
 
 def _short(err: BaseException, limit: int = 300) -> str:

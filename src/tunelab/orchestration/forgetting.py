@@ -33,6 +33,7 @@ from tunelab.inference.predict import encode_split
 from tunelab.models.layerstack import EMBEDDING_GROUP
 from tunelab.models.task_model import TaskModel
 from tunelab.strategies.peft.base import adaptation_of
+from tunelab.strategies.peft.quantize_layers import dequantized_linear, is_4bit
 from tunelab.training.cache_keys import hash_token_ids, prefix_hashes
 
 __all__ = ["Meter", "start_meter", "measure_forgetting", "effective_weights", "weight_drift", "forgetting_summary"]
@@ -95,6 +96,9 @@ def effective_weights(model: TaskModel) -> dict[str, torch.Tensor]:
     inserted = {f"{path}.{n}" for path, layer in layers.items() for n in layer.declared_names()}
     out = {name.replace(".base_layer.", "."): p.detach() for name, p in model.named_parameters() if name not in inserted}
     out.update(merged)
+    for path, module in model.named_modules():  # a QLoRA base's 4-bit layers, as they compute: rounding is drift
+        if is_4bit(module) and f"{path.replace('.base_layer', '')}.weight" not in merged:
+            out[f"{path.replace('.base_layer', '')}.weight"] = dequantized_linear(module).weight.detach()
     return out
 
 

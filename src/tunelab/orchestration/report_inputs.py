@@ -20,6 +20,7 @@ import numpy as np
 from tunelab.atomic import atomic_write_json, atomic_write_with
 from tunelab.data.encoding import EncodedSplit
 from tunelab.models.layerstack import EMBEDDING_GROUP
+from tunelab.models.loading import parameter_count
 from tunelab.models.task_model import TaskModel
 from tunelab.tasks.base import Predictions
 
@@ -40,9 +41,9 @@ def parameters_by_block(model: TaskModel) -> dict[str, Any]:
     total: collections.Counter[int] = collections.Counter()
     for name, param in model.named_parameters():
         group = stack.group_of(name)
-        total[group] += param.numel()
+        total[group] += parameter_count(param)
         if param.requires_grad:
-            trainable[group] += param.numel()
+            trainable[group] += parameter_count(param)
     groups = [EMBEDDING_GROUP, *range(stack.num_blocks), stack.head_group]
     names = {EMBEDDING_GROUP: "embeddings", stack.head_group: "head"}
     return {"num_blocks": stack.num_blocks, "blocks_path": stack.blocks_path,

@@ -25,7 +25,7 @@ from tunelab.errors import RunInterrupted
 from tunelab.inference.generation import generate_test
 from tunelab.inference.predict import predict_split
 from tunelab.models.cpu_dropout import use_fast_cpu_dropout
-from tunelab.models.loading import count_parameters
+from tunelab.models.loading import count_parameters, parameter_count
 from tunelab.models.task_model import TaskModel
 from tunelab.orchestration.distilling import check_distillation, distillation_report, prepare_distillation
 from tunelab.orchestration.forgetting import measure_forgetting, start_meter
@@ -163,7 +163,7 @@ def _build(session: _Session) -> tuple[TaskModel, Plan]:
     if session.checkpoint is not None:
         check_weights(session.checkpoint, model, plan)
     trainable, total = session.counts = count_parameters(model)
-    ever = sum(p.numel() for n, p in model.named_parameters() if n in plan.ever_trainable)
+    ever = sum(parameter_count(p) for n, p in model.named_parameters() if n in plan.ever_trainable)
     later = [f"{ever:,} once all blocks unfreeze"] if ever != trainable else []
     splits, dist = prepared.splits, prepared.dist
     world = [f"{dist.world_size} processes ({'FSDP' if dist.sharded else 'DDP'})"] if dist.active else []

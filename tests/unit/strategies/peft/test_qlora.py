@@ -141,3 +141,21 @@ def test_a_run_on_a_cpu_refuses_before_writing_anything(tiny_config: dict, tmp_p
     assert "strategy.lora.quantize: nf4 (QLoRA), and this run's device is cpu" in said
     assert "remove strategy.lora.quantize" in said and "Traceback" not in said
     assert not (tmp_path / "run").exists()
+
+
+def test_counts_and_weight_drift_read_4bit_weights_at_their_logical_size(build_tiny) -> None:
+    """Two bitsandbytes facts a run must not report: a packed weight's numel is half its weights, and its shape
+    is not the base's (found by a QLoRA run's forgetting meter, which compares weights with the base's)."""
+    from tunelab.models import count_parameters
+    from tunelab.orchestration.forgetting import effective_weights, weight_drift
+
+    base = build_tiny()
+    _, total = count_parameters(base)
+    model = build_tiny()
+    compile_strategy(StrategyConfig(name="lora", lora=QLORA), model, OptimConfig(), 1)
+    declared = sum(p.numel() for n, p in model.named_parameters() if "lora_" in n)
+    assert count_parameters(model)[1] == total + declared
+    weights = effective_weights(model)
+    assert all(weights[n].shape == p.shape for n, p in base.named_parameters())
+    drift, embedding = weight_drift(base, model)
+    assert embedding == 0 and all(0 < d < 0.2 for d in drift), drift   # the 4-bit rounding, before any training
