@@ -57,6 +57,10 @@ def quantize_linears(model: TaskModel, skip: set[str], *, quant_type: str, doubl
                                              compress_statistics=double_quant, module=quantized)
         if base.bias is not None:
             quantized.bias = nn.Parameter(base.bias.data.clone(), requires_grad=False)
+        # on a CPU with AVX512-BF16, bitsandbytes repacks the weights in place at the first evaluation pass (a bf16
+        # inference layout), and the next training step then fails in its matmul: keep the one layout (no effect on
+        # CUDA, where the attribute is never read)
+        quantized.support_avx512bf16_for_cpu = False
         replace_module(model, path, quantized.to(device))   # Params4bit quantizes on its first move
     return paths
 
