@@ -58,14 +58,20 @@ def _reloaded_accuracy(run_dir: Path) -> float:
     return json.loads(scored.read_text())["accuracy"]
 
 
-def run_leg(leg: str, seed: int, args: argparse.Namespace) -> dict:
-    out = args.work / f"{leg}-s{seed}"
-    path = args.work / f"{leg}-s{seed}.yaml"
-    path.write_text(yaml.safe_dump(_config(leg, seed, args, out)))
+def _train(leg: str, seed: int, path: Path) -> None:
     done = subprocess.run([sys.executable, __file__, "--worker", "train", str(path), "--overwrite"],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode:
         sys.exit(f"{leg} seed {seed} failed:\n{done.stderr[-3000:]}")
+
+
+def run_leg(leg: str, seed: int, args: argparse.Namespace) -> dict:
+    out = args.work / f"{leg}-s{seed}"
+    path = args.work / f"{leg}-s{seed}.yaml"
+    config = yaml.safe_dump(_config(leg, seed, args, out))
+    if not ((out / "test_metrics.json").is_file() and path.is_file() and path.read_text() == config):
+        path.write_text(config)  # a leg finished with these settings is read back, not run again
+        _train(leg, seed, path)
     metrics = json.loads((out / "test_metrics.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
     return {"leg": leg, "seed": seed, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
@@ -93,6 +99,8 @@ def main() -> None:
             print(f"{leg:>10} seed {seed}: test accuracy {r['accuracy']:.4f} (loaded onto the full-precision base "
                   f"{r['reloaded_accuracy']:.4f}), macro-F1 {r['macro_f1']:.4f}, train {r['train_time_s']} s, "
                   f"peak RSS {r['peak_rss_mb']} MiB", flush=True)
+            if args.json:  # after every leg: a long run that is stopped keeps what it measured
+                write_results(args.json, args, runs=rows)
     for leg in LEGS:
         mine = [r for r in rows if r["leg"] == leg]
         print(f"{leg:>10} mean test accuracy {sum(r['accuracy'] for r in mine) / len(mine):.4f}, "
