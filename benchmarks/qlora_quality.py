@@ -5,9 +5,11 @@ A user's CPU run with `quantize` is refused (see qlora_cpu_cost.py for why), but
 bitsandbytes `Linear4bit` on a CPU as on a GPU, and the score it reaches does not depend on the device: this script
 runs each QLoRA leg as `tunelab train` in a worker process with the device refusal lifted, so the accuracy effect,
 the peak memory and the adapter loaded back onto the full-precision base (what predict and serve do) are measured
-here. Speed on a CPU is not the question (qlora_cpu_cost.py); the GPU's is not measured (no GPU lent).
+here. Speed on a CPU is not the question (qlora_cpu_cost.py). On a GPU machine, `--device cuda` runs the same legs
+where QLoRA is meant to run and adds each process's peak GPU memory (`torch.cuda.max_memory_allocated`).
 
     python benchmarks/qlora_quality.py --seeds 0,1,2 --json results/qlora_quality.json
+    python benchmarks/qlora_quality.py --device cuda --seeds 0 --json results/qlora_quality-cuda.json
 """
 
 from __future__ import annotations
@@ -31,18 +33,27 @@ def _config(leg: str, seed: int, args: argparse.Namespace, out: Path) -> dict:
     lora = {"target_types": ["Linear"], "target_modules": [], **LEGS[leg]}  # every Linear, as the QLoRA paper does
     data = {"builtin": "bbc-news", "max_length": args.max_length, **({"limit": args.limit} if args.limit else {})}
     return {"model": "minilm", "task": "classification", "data": data, "strategy": {"name": "lora", "lora": lora},
-            "train": {"epochs": args.epochs, "batch_size": 16, "seed": seed}, "output": str(out), "report": False}
+            "train": {"epochs": args.epochs, "batch_size": 16, "seed": seed,
+                      "device": "cuda" if args.device == "cuda" else "auto"},  # cpu at validation is refused
+            "output": str(out), "report": False}
 
 
 def _worker(argv: list[str]) -> None:
-    """`tunelab train` with the CPU refusal of a 4-bit base lifted (this benchmark's measurement only)."""
+    """`tunelab train` with the CPU refusal of a 4-bit base lifted (this benchmark's measurement only); on CUDA it
+    also writes the process's peak GPU memory beside the run (`<out>.gpu.json`)."""
+    import torch
+
     import tunelab.orchestration.prepare as prepare
     import tunelab.orchestration.run_one as run_one
     from tunelab.cli.main import main
 
     prepare.check_quantize_device = run_one.check_quantize_device = lambda *a, **k: None
-    sys.argv = ["tunelab", *argv]
-    main()
+    sys.argv = ["tunelab", *argv[:-1]]
+    try:
+        main()
+    finally:
+        if torch.cuda.is_available():
+            Path(argv[-1]).write_text(json.dumps({"gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20}))
 
 
 def _reloaded_accuracy(run_dir: Path) -> float:
@@ -59,7 +70,8 @@ def _reloaded_accuracy(run_dir: Path) -> float:
 
 
 def _train(leg: str, seed: int, path: Path) -> None:
-    done = subprocess.run([sys.executable, __file__, "--worker", "train", str(path), "--overwrite"],
+    done = subprocess.run([sys.executable, __file__, "--worker", "train", str(path), "--overwrite",
+                           str(path.with_suffix(".gpu.json"))],
                           capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
     if done.returncode:
         sys.exit(f"{leg} seed {seed} failed:\n{done.stderr[-3000:]}")
@@ -74,9 +86,11 @@ def run_leg(leg: str, seed: int, args: argparse.Namespace) -> dict:
         _train(leg, seed, path)
     metrics = json.loads((out / "test_metrics.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
+    gpu = path.with_suffix(".gpu.json")
     return {"leg": leg, "seed": seed, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro_f1"],
             "reloaded_accuracy": _reloaded_accuracy(out), "train_time_s": manifest.get("train_time_s"),
-            "peak_rss_mb": manifest.get("peak_rss_mb"), "trainable_params": manifest.get("trainable_params")}
+            "peak_rss_mb": manifest.get("peak_rss_mb"), "trainable_params": manifest.get("trainable_params"),
+            "device": manifest.get("device"), **(json.loads(gpu.read_text()) if gpu.is_file() else {})}
 
 
 def main() -> None:
@@ -87,6 +101,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--limit", type=int, default=None, help="at most N articles (stratified)")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                        help="cuda on a GPU machine: the same legs, without any refusal to lift, and peak GPU memory")
     parser.add_argument("--work", type=Path, default=Path("qlora-quality"))
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
