@@ -68,7 +68,7 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
 
 def _quantize_problems(config: RunConfig) -> list[str]:
     """QLoRA's 4-bit base: what `validate` can tell before a device is resolved. run_one refuses `auto` that
-    resolves to a CPU and a missing bitsandbytes; a finished run loads without either (onto the full-precision base)."""
+    resolves to a CPU and a missing bitsandbytes; a finished run loads on a CPU (its base rounded, plain weights)."""
     lora = config.strategy.lora if config.strategy.name == "lora" else None
     if lora is None or not getattr(lora, "quantize", None):
         return []

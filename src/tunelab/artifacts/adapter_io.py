@@ -142,7 +142,7 @@ def load_adapter(model: TaskModel, model_dir: Path, config: RunConfig, method: P
     if meta.get("method") != method.name:
         raise ModelError(f"{model_dir}: the adapter was trained with {meta.get('method')!r} but the config says "
                          f"{method.name!r}; the run directory is inconsistent")
-    adaptation = method.apply(model, method.for_loading(config.strategy))
+    adaptation = method.apply(model, method.for_loading(model, config.strategy))
     keys, head_file = adapter_state(model, method, adaptation)
     state = _read(model_dir / meta["weights"])
     if head_file:

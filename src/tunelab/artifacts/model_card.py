@@ -127,14 +127,14 @@ def _training(config: RunConfig, manifest: dict[str, Any], sizes: dict[str, int]
 
 
 def _quantized(config: RunConfig) -> list[str]:
-    """QLoRA: the test metrics are the 4-bit base's, the files load onto the full-precision one."""
+    """QLoRA: the test metrics are the 4-bit base's; what loading the files gives."""
     lora = config.strategy.lora if config.strategy.name == "lora" else None
     quantize = getattr(lora, "quantize", None)
     if not quantize:
         return []
     return [f"- QLoRA: trained on the base with its Linear layers in 4 bits ({quantize}, bitsandbytes), where the "
-            "test metrics below were scored; the adapter loads onto the full-precision base, whose predictions can "
-            "differ slightly"]
+            "test metrics below were scored; tunelab loads the adapter onto the base rounded the same way (plain "
+            "weights, any device); peft onto the unrounded base gives slightly different predictions"]
 
 
 def _evaluation(metrics: dict[str, Any], labels: list[str]) -> str:

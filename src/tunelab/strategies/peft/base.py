@@ -212,8 +212,9 @@ class PeftMethod:
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
         raise NotImplementedError
 
-    def for_loading(self, config: StrategyConfig) -> StrategyConfig:
-        """The strategy a saved adapter is loaded with (LoRA drops its 4-bit base here); most methods: as trained."""
+    def for_loading(self, model: TaskModel, config: StrategyConfig) -> StrategyConfig:
+        """Ready the fresh base `model` for a saved adapter and say what to apply to it: most methods, as trained
+        (LoRA rounds a 4-bit run's base here)."""
         return config
 
     def peft_config(self, model: TaskModel, config: StrategyConfig, adaptation: Adaptation) -> dict[str, Any]:

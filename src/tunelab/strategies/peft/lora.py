@@ -66,7 +66,7 @@ _QUANTIZE_ON_CPU = ("4-bit base weights are for CUDA GPUs, where they let a mode
                     "CPU's memory holds anyway, so tunelab refuses it rather than run it slowly. On a CPU: LoRA on the "
                     "full-precision base (remove strategy.lora.quantize), in bf16 with train.precision: bf16 where "
                     "the CPU has bf16 units. A run trained with quantize on a GPU loads on a CPU (predict, serve, "
-                    "export) onto the full-precision base.")
+                    "export) with its base's weights rounded as in training, as plain weights.")
 
 
 def check_quantize_device(config: StrategyConfig, device_type: str) -> None:
@@ -107,12 +107,18 @@ class LoraMethod(PeftMethod):
                 found.append(path)
         return found
 
-    def for_loading(self, config: StrategyConfig) -> StrategyConfig:
-        """A saved run's adapter goes onto the full-precision base: predict, serve, export and merge run on any
-        device, and a merge wants plain weights. (Its test metrics were scored on the 4-bit base it trained on.)"""
+    def for_loading(self, model: TaskModel, config: StrategyConfig) -> StrategyConfig:
+        """A QLoRA run's adapter goes onto the base its training saw, as plain weights: each Linear of the base is
+        rounded through the same 4-bit format once (bitsandbytes' quantize and dequantize, on any device) and stays
+        an ordinary Linear, so predict, serve, export and merge run at full-precision speed on a CPU and compute the
+        function that was trained and scored."""
         settings = self.settings(config)
         if not settings.quantize:
             return config
+        from tunelab.strategies.peft.quantize_layers import round_linears
+
+        skip = {n.rsplit(".", 1)[0] for n in head_names(model)}
+        round_linears(model, skip, quant_type=settings.quantize, double_quant=settings.double_quant)
         return config.model_copy(update={self.section: settings.model_copy(update={"quantize": None})})
 
     def _quantize_base(self, model: TaskModel, config: StrategyConfig) -> list[str]:

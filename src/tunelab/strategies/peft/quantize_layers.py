@@ -21,7 +21,7 @@ from tunelab.optional import require
 if TYPE_CHECKING:
     from tunelab.models.task_model import TaskModel
 
-__all__ = ["COMPUTE_DTYPES", "is_4bit", "quantize_linears", "dequantized_linear"]
+__all__ = ["COMPUTE_DTYPES", "is_4bit", "quantize_linears", "dequantized_linear", "round_linears"]
 
 COMPUTE_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
@@ -77,3 +77,14 @@ def dequantized_linear(module: nn.Module) -> nn.Linear:
             plain.bias.copy_(module.bias.to(weight.dtype))
     plain.requires_grad_(False)
     return plain
+
+
+def round_linears(model: TaskModel, skip: set[str], *, quant_type: str, double_quant: bool) -> None:
+    """Every Linear that `quantize_linears` would store in 4 bits, given the weights it would compute with, as a
+    plain Linear of the original dtype (a QLoRA adapter's base when the run is loaded)."""
+    from tunelab.strategies.peft.base import replace_module
+
+    dtypes = {path: model.get_submodule(path).weight.dtype for path, module in model.network.named_modules(prefix="network")
+              if type(module) is nn.Linear and path not in skip}
+    for path in quantize_linears(model, skip, quant_type=quant_type, double_quant=double_quant, compute_dtype="fp32"):
+        replace_module(model, path, dequantized_linear(model.get_submodule(path)).to(dtypes[path]))
