@@ -19,6 +19,7 @@ from tunelab.config.loading import describe_errors, problems_error, read_config_
 from tunelab.config.schema import MixingConfig, PreferenceConfig, RunConfig, StrategyConfig, ThresholdConfig
 from tunelab.errors import ConfigError
 from tunelab.optional import INSTALL, missing
+from tunelab.strategies.peft.lora import quantized_base
 from tunelab.strategies.registry import check_strategy, peft_method, resolve_sections, strategy_names, unknown_strategy
 from tunelab.tasks.registry import TASKS, canonical_task, task_hint, task_names
 
@@ -69,8 +70,7 @@ def resolve_config(config: RunConfig) -> tuple[RunConfig, list[str]]:
 def _quantize_problems(config: RunConfig) -> list[str]:
     """QLoRA's 4-bit base: what `validate` can tell before a device is resolved. run_one refuses `auto` that
     resolves to a CPU and a missing bitsandbytes; a finished run loads on a CPU (its base rounded, plain weights)."""
-    lora = config.strategy.lora if config.strategy.name == "lora" else None
-    if lora is None or not getattr(lora, "quantize", None):
+    if not quantized_base(config.strategy):
         return []
     problems = []
     if config.train.device == "cpu":

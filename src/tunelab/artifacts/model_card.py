@@ -20,6 +20,7 @@ from tunelab.artifacts._card_snippets import snippets
 from tunelab.atomic import atomic_write_text
 from tunelab.catalog import parse_config
 from tunelab.config.schema import RunConfig
+from tunelab.strategies.peft.lora import quantized_base
 from tunelab.strategies.registry import peft_method
 from tunelab.tasks.registry import get_task
 
@@ -128,8 +129,7 @@ def _training(config: RunConfig, manifest: dict[str, Any], sizes: dict[str, int]
 
 def _quantized(config: RunConfig) -> list[str]:
     """QLoRA: the test metrics are the 4-bit base's; what loading the files gives."""
-    lora = config.strategy.lora if config.strategy.name == "lora" else None
-    quantize = getattr(lora, "quantize", None)
+    quantize = quantized_base(config.strategy)
     if not quantize:
         return []
     return [f"- QLoRA: trained on the base with its Linear layers in 4 bits ({quantize}, bitsandbytes), where the "

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from tunelab.models.task_model import TaskModel
     from tunelab.strategies.peft.layer import PeftLayer
 
-__all__ = ["LoraSection", "LoraMethod", "check_quantize_device"]
+__all__ = ["LoraSection", "LoraMethod", "check_quantize_device", "quantized_base"]
 
 # the module types LoraLayer adapts (lora_layers.LORA_TYPES, which names them in its refusal)
 ModuleType = Literal["Linear", "Conv1d", "Conv2d", "Embedding", "Conv1D"]
@@ -69,15 +69,29 @@ _QUANTIZE_ON_CPU = ("4-bit base weights are for CUDA GPUs, where they let a mode
                     "export) with its base's weights rounded as in training, as plain weights.")
 
 
+def quantized_base(config: StrategyConfig) -> Optional[str]:
+    """The 4-bit format of a QLoRA run's base (`strategy.lora.quantize`), or None for every other run. Read, not
+    validated: the catalog asks while a section that broke its own rules is still a raw mapping."""
+    if config.name != LoraMethod.name:
+        return None
+    section = (config.model_extra or {}).get(LoraMethod.section)
+    return section.get("quantize") if isinstance(section, dict) else getattr(section, "quantize", None)
+
+
+def _head_modules(model: TaskModel) -> set[str]:
+    """Paths of the modules holding the head's parameters: never adapted, never quantized."""
+    return {n.rsplit(".", 1)[0] for n in head_names(model)}
+
+
 def check_quantize_device(config: StrategyConfig, device_type: str) -> None:
     """Refuse a 4-bit base on anything but CUDA, before the model is built: the run's device is known only once
     `train.device: auto` is resolved."""
-    method = LoraMethod()
-    if config.name != method.name or not method.settings(config).quantize:
+    quantize = quantized_base(config)
+    if not quantize:
         return
     if device_type != "cuda":
-        raise ConfigError(f"strategy.lora.quantize: {method.settings(config).quantize} (QLoRA), and this run's device "
-                          f"is {device_type}. {_QUANTIZE_ON_CPU}")
+        raise ConfigError(f"strategy.lora.quantize: {quantize} (QLoRA), and this run's device is {device_type}. "
+                          f"{_QUANTIZE_ON_CPU}")
     require("strategy.lora.quantize (4-bit base weights, QLoRA)", "bitsandbytes", error=ConfigError)
 
 
@@ -95,7 +109,7 @@ class LoraMethod(PeftMethod):
         from tunelab.strategies.peft.lora_layers import layer_kind
 
         settings = self.settings(config)
-        heads = {n.rsplit(".", 1)[0] for n in head_names(model)}
+        heads = _head_modules(model)
         allowed = blocks_allowed(model, config)
         found = []
         for path, module in model.network.named_modules(prefix="network"):
@@ -117,8 +131,7 @@ class LoraMethod(PeftMethod):
             return config
         from tunelab.strategies.peft.quantize_layers import round_linears
 
-        skip = {n.rsplit(".", 1)[0] for n in head_names(model)}
-        round_linears(model, skip, quant_type=settings.quantize, double_quant=settings.double_quant)
+        round_linears(model, _head_modules(model), quant_type=settings.quantize, double_quant=settings.double_quant)
         return config.model_copy(update={self.section: settings.model_copy(update={"quantize": None})})
 
     def _quantize_base(self, model: TaskModel, config: StrategyConfig) -> list[str]:
@@ -126,8 +139,7 @@ class LoraMethod(PeftMethod):
         from tunelab.strategies.peft.quantize_layers import quantize_linears
 
         s = self.settings(config)
-        skip = {n.rsplit(".", 1)[0] for n in head_names(model)}
-        return quantize_linears(model, skip, quant_type=s.quantize, double_quant=s.double_quant,
+        return quantize_linears(model, _head_modules(model), quant_type=s.quantize, double_quant=s.double_quant,
                                 compute_dtype=s.compute_dtype)
 
     def _apply(self, model: TaskModel, config: StrategyConfig) -> Adaptation:
